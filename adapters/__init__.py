@@ -1,0 +1,1 @@
+"""Platform adapters: each turns one platform's traffic into bots.events and carries actions back."""

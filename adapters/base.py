@@ -1,0 +1,40 @@
+"""The seam between the fleet and a platform."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+
+from bots.events import Event, Notice, React, Reply, Sent
+from bots.persona import Persona
+
+
+class FleetView(Protocol):
+    """What an adapter may see of the fleet: the personas, and where to hand events."""
+
+    @property
+    def personas(self) -> Mapping[str, Persona]: ...
+
+    async def dispatch(self, event: Event) -> None: ...
+
+
+class Adapter(Protocol):
+    platform: str
+    # Characters per message on this platform; replies are split to fit.
+    text_limit: int
+
+    async def start(self, fleet: FleetView) -> None:
+        """Connect; returns once the adapter is receiving (or has reported why it cannot)."""
+        ...
+
+    async def stop(self) -> None: ...
+
+    async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
+        """Post a reply. `snapshots` yields the whole sanitised text so far each time more arrives; the
+        last one is final. It raises bots.brain.IncompleteReply if the model stopped without finishing:
+        whatever was already shown must then be marked as cut off or removed."""
+        ...
+
+    async def react(self, react: React, persona: Persona) -> None: ...
+
+    async def notify(self, notice: Notice) -> None: ...

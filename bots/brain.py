@@ -1,0 +1,144 @@
+"""Prompt assembly and reply writing: persona + examples + recent history -> LLM -> text chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from bots.config import LLMConfig
+from bots.events import Reply
+from bots.llm import Chunk, LLMClient, LLMError, LLMRequest
+from bots.persona import Persona
+from bots.store import Turn
+
+log = logging.getLogger("botfleet.brain")
+
+_NAME_OK = re.compile(r"[^a-zA-Z0-9_-]")
+
+GROUND_RULES = (
+    "You are {name}, an AI persona in a group chat with people and other AI personas. "
+    "Stay in character. Answer in plain text, briefly (2-4 sentences unless asked for more). "
+    "Do not prefix your reply with your name. Never claim to be human; if asked, say you are an AI persona. "
+    "Do not @mention anyone."
+)
+
+
+class IncompleteReply(Exception):
+    """The stream ended without a finish reason: what arrived must not look like a finished reply."""
+
+    def __init__(self, partial: str):
+        self.partial = partial
+        super().__init__("reply stream ended without a finish reason")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    persona_id: str
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+
+
+def _speaker_name(name: str) -> str:
+    # The API rejects message names outside ^[a-zA-Z0-9_-]{1,64}$, so names go in the text instead.
+    return _NAME_OK.sub("_", name)[:64] or "user"
+
+
+def build_messages(
+    persona: Persona,
+    history: Sequence[Turn],
+    *,
+    instruction: str = "",
+    budget_chars: int = 4000,
+) -> list[dict[str, str]]:
+    system = persona.prompt.strip() + "\n\n" + GROUND_RULES.format(name=persona.name)
+    if persona.sponsor:
+        system += f" You speak for {persona.sponsor}; say so when relevant."
+    if instruction:
+        system += "\n\n" + instruction.strip()
+    messages: list[dict[str, str]] = [{"role": "system", "content": system}]
+    for ex in persona.examples:
+        messages.append({"role": "user", "content": ex.user})
+        messages.append({"role": "assistant", "content": ex.reply})
+    # Newest turns first until the budget is spent, then back into chronological order.
+    kept: list[dict[str, str]] = []
+    used = 0
+    for turn in reversed(history):
+        if turn.persona_id == persona.id:
+            msg = {"role": "assistant", "content": turn.text}
+        else:
+            msg = {"role": "user", "content": f"{turn.speaker}: {turn.text}"}
+        if kept and used + len(msg["content"]) > budget_chars:
+            break
+        used += len(msg["content"])
+        kept.append(msg)
+    kept.reverse()
+    messages.extend(kept)
+    if messages[-1]["role"] != "user":
+        # Chat templates expect the model to answer a user turn.
+        messages.append({"role": "user", "content": "(Continue the conversation in your own voice.)"})
+    return messages
+
+
+class Brain:
+    """Writes replies; bounded concurrency so a burst of triggers cannot flood the endpoint."""
+
+    def __init__(
+        self,
+        client: LLMClient,
+        config: LLMConfig,
+        *,
+        on_usage: Callable[[Usage], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.on_usage = on_usage
+        self._sem = asyncio.Semaphore(config.max_concurrency)
+
+    def request(self, persona: Persona, history: Sequence[Turn], reply: Reply) -> LLMRequest:
+        messages = build_messages(
+            persona,
+            history,
+            instruction=reply.instruction,
+            budget_chars=self.config.history_chars,
+        )
+        return LLMRequest(
+            messages=tuple(messages),
+            model=persona.model.name or self.config.model,
+            temperature=persona.model.temperature if persona.model.temperature is not None else self.config.temperature,
+            max_tokens=persona.model.max_tokens or self.config.max_tokens,
+        )
+
+    async def write(self, persona: Persona, request: LLMRequest) -> AsyncIterator[str]:
+        """Yields text as it arrives; raises IncompleteReply or LLMError."""
+        async with self._sem:
+            parts: list[str] = []
+            finish: str | None = None
+            usage: Chunk | None = None
+            async for chunk in self.client.stream(request):
+                if chunk.prompt_tokens is not None:
+                    usage = chunk
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield chunk.text
+            text = "".join(parts)
+            if self.on_usage is not None:
+                if usage is not None:
+                    self.on_usage(Usage(persona.id, usage.prompt_tokens or 0, usage.completion_tokens or 0, False))
+                else:
+                    prompt = sum(len(m["content"]) for m in request.messages) // 4 + 1
+                    self.on_usage(Usage(persona.id, prompt, len(text) // 4 + 1, True))
+            if finish is None:
+                raise IncompleteReply(text)
+            if finish == "length":
+                log.info("reply by %s hit max_tokens", persona.id)
+            if not text.strip():
+                raise LLMError("empty", "the model returned no text")
+
+    async def close(self) -> None:
+        await self.client.close()

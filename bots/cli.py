@@ -1,0 +1,187 @@
+"""The `botfleet` command: run | check | simulate | personas."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from bots.config import FleetConfig, load_config
+from bots.persona import Persona, load_personas
+from bots.yamlfile import ConfigError, Problem
+
+log = logging.getLogger("botfleet")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs request URLs, and Telegram URLs carry the bot token.
+    for noisy in ("httpx", "httpx2", "httpcore", "telegram.ext", "discord", "openai", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def load_all(config: Path | None) -> tuple[FleetConfig, list[Persona]]:
+    """Config and personas, with every problem of both collected into one ConfigError."""
+    problems: list[Problem] = []
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        raise exc from None
+    try:
+        personas = load_personas(cfg.personas_dir)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        personas = []
+    problems.extend(platform_problems(cfg, personas))
+    if problems:
+        raise ConfigError(problems)
+    return cfg, personas
+
+
+def platform_problems(cfg: FleetConfig, personas: list[Persona]) -> list[Problem]:
+    """Checks that depend on which platforms are in use (Telegram's fixed reaction emoji set)."""
+    uses_telegram = bool(cfg.adapters.telegram.token) or any(
+        p.platforms.telegram and p.platforms.telegram.token for p in personas
+    )
+    if not uses_telegram:
+        return []
+    from adapters.telegram_emoji import check_reactions
+
+    return check_reactions(personas)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        cfg, personas = load_all(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p)
+        return 2
+    for p in personas:
+        print(p.describe())
+    print(f"ok: {len(personas)} personas, store {cfg.store.split('@')[-1]}", file=sys.stderr)
+    return 0
+
+
+def cmd_personas(args: argparse.Namespace) -> int:
+    try:
+        _, personas = load_all(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p)
+        return 2
+    for p in personas:
+        print(f"{p.id:<18} {p.name:<24} {p.display_bio}")
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from bots.app import SetupError, build_fleet, make_adapters, make_llm
+
+    try:
+        cfg, personas = load_all(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 2
+    try:
+        llm = make_llm(cfg)
+        adapters = make_adapters(cfg, personas, args.adapter)
+    except SetupError as exc:
+        print(f"botfleet: {exc}", file=sys.stderr)
+        return 2
+    fleet = build_fleet(cfg, personas, llm=llm)
+    for adapter in adapters:
+        fleet.attach(adapter)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
+            pass
+    await fleet.start()
+    log.info("fleet running: %d personas on %s", len(personas), ", ".join(a.platform for a in adapters))
+    waiters = [asyncio.ensure_future(stop.wait())]
+    console = fleet.adapters.get("console")
+    if console is not None and len(fleet.adapters) == 1:
+        waiters.append(asyncio.ensure_future(console.closed.wait()))  # type: ignore[attr-defined]
+    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    for w in waiters:
+        w.cancel()
+    if not stop.is_set():
+        # End of console input: every reply already asked for still gets written.
+        await fleet.drain()
+    await fleet.stop()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    return asyncio.run(_run(args))
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from bots.simulate import simulate
+
+    try:
+        cfg, personas = load_all(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 2
+    try:
+        lines = Path(args.transcript).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        print(f"botfleet: cannot read {args.transcript}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        for record in asyncio.run(simulate(cfg, personas, lines, seed=args.seed, show_all=args.all)):
+            print(json.dumps(record, ensure_ascii=False))
+    except ValueError as exc:
+        print(f"botfleet: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="botfleet", description="Run a fleet of AI personas.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, default=None, help="config file (default: ./config.yaml)")
+        return p
+
+    run = with_config(sub.add_parser("run", help="run the fleet"))
+    run.add_argument(
+        "--adapter",
+        action="append",
+        choices=["console", "discord", "telegram"],
+        help="only these adapters (repeatable); default: every adapter with a token, else the console",
+    )
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(func=cmd_run)
+    check = with_config(sub.add_parser("check", help="validate config.yaml and every persona file"))
+    check.set_defaults(func=cmd_check)
+    personas = with_config(sub.add_parser("personas", help="list the personas"))
+    personas.set_defaults(func=cmd_personas)
+    sim = with_config(sub.add_parser("simulate", help="replay a JSONL transcript without the LLM"))
+    sim.add_argument("transcript")
+    sim.add_argument("--all", action="store_true", help="also print skipped candidates and why")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.set_defaults(func=cmd_simulate)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args: Any = parser().parse_args(argv)
+    return int(args.func(args))

@@ -1,0 +1,245 @@
+"""Commands handled in the core, so every adapter gets them: /ask /panel /personas /about /optout
+/optin /forget /mute /unmute /help."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bots.events import Command, Notice, Reply
+from bots.persona import Persona
+from bots.store import Turn
+
+if TYPE_CHECKING:
+    from bots.fleet import Fleet, Plan
+
+COMMANDS = {
+    "ask": "Ask one persona: /ask [persona] <question>",
+    "panel": "Ask a panel of 3-5 personas with different outlooks: /panel <question>",
+    "personas": "List the personas",
+    "about": "What these AI personas are and what is stored",
+    "optout": "The personas will never answer, react to or store your messages",
+    "optin": "Undo /optout",
+    "forget": "Delete your stored messages",
+    "mute": "Silence a persona in this channel (admins): /mute <persona>",
+    "unmute": "Let a muted persona speak again (admins): /unmute <persona>",
+    "help": "List the commands",
+}
+
+
+def _notice(cmd: Command, text: str, *, private: bool = False) -> Notice:
+    return Notice(
+        platform=cmd.platform,
+        channel=cmd.channel,
+        text=text,
+        reply_to=cmd.reply_to_id or cmd.id,
+        private=private,
+        to_user=cmd.author.id,
+        command_id=cmd.id,
+    )
+
+
+def about_text(fleet: Fleet) -> str:
+    cfg = fleet.config
+    days = getattr(cfg, "retention_days", None)
+    kept = f"for {days} days" if days else f"as the last {cfg.fleet.history_size} messages per channel"
+    contact = f" Contact: {cfg.about.contact}." if cfg.about.contact else ""
+    return (
+        "These are AI personas: every reply is written by a language model playing a character, "
+        f"not by a person. They are run by {cfg.about.operator}.{contact} "
+        f"To hold a conversation they keep recent channel messages {kept}. "
+        "/optout: they never answer, react to or store your messages. /optin: undo it. "
+        "/forget: delete what is stored of your messages. /personas: who is here."
+    )
+
+
+async def run_command(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    handler = _HANDLERS.get(cmd.name)
+    if handler is None:
+        return
+    await handler(fleet, cmd, plan, now)
+
+
+async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    from bots.fleet import Decision
+
+    args = cmd.args.strip()
+    persona: Persona | None = fleet.find_persona(cmd.persona) if cmd.persona else None
+    if persona is None and args:
+        first, _, rest = args.partition(" ")
+        found = fleet.find_persona(first)
+        if found is not None and rest.strip():
+            persona, args = found, rest.strip()
+    if not args:
+        plan.actions.append(_notice(cmd, "Usage: /ask [persona] <question>", private=True))
+        return
+    pool = [i for i, p in enumerate(fleet.index.personas) if p.has("command") and _usable(fleet, p, cmd)]
+    if persona is not None:
+        if not persona.has("command") or not _usable(fleet, persona, cmd):
+            plan.decisions.append(Decision(persona.id, "skip", "not available here"))
+            plan.actions.append(_notice(cmd, f"{persona.name} can't be asked here.", private=True))
+            return
+        ranked = [fleet.index.by_id[persona.id]]
+    else:
+        ranked = fleet.index.rank(args, pool, fleet.rng)
+    if not ranked:
+        plan.actions.append(_notice(cmd, "No persona takes questions here.", private=True))
+        return
+    await _record_question(fleet, cmd, args, now)
+    # An explicit choice waits for its own limits; "the best match" falls through to the next one.
+    granted = await _summon(fleet, cmd, plan, now, ranked if persona is None else ranked[:1], 1, args, [])
+    if not granted:
+        who = persona.name if persona else "Everyone"
+        plan.actions.append(_notice(cmd, f"{who} is resting (rate limit); try again in a minute.", private=True))
+
+
+async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    question = cmd.args.strip()
+    if not question:
+        plan.actions.append(_notice(cmd, "Usage: /panel <question>", private=True))
+        return
+    pool = [i for i, p in enumerate(fleet.index.personas) if p.has("command") and _usable(fleet, p, cmd)]
+    if not pool:
+        plan.actions.append(_notice(cmd, "No persona takes questions here.", private=True))
+        return
+    lo, hi = fleet.config.fleet.panel_size
+    size = min(len(pool), fleet.rng.randint(lo, hi))
+    ranked = fleet.index.rank(question, pool, fleet.rng)
+    await _record_question(fleet, cmd, question, now)
+    granted = await _summon(fleet, cmd, plan, now, ranked, size, question, ranked)
+    if not granted:
+        plan.actions.append(_notice(cmd, "The panel is resting (rate limit); try again in a minute.", private=True))
+
+
+def _usable(fleet: Fleet, p: Persona, cmd: Command) -> bool:
+    from bots.fleet import channel_allowed
+
+    return channel_allowed(p, (cmd.channel, cmd.channel_name, cmd.parent_channel or ""))
+
+
+async def _record_question(fleet: Fleet, cmd: Command, question: str, now: float) -> None:
+    await fleet.store.append(
+        cmd.conversation,
+        Turn(speaker=cmd.author.name, text=question, at=now, user_id=cmd.author.id, message_id=cmd.id),
+    )
+
+
+async def _summon(
+    fleet: Fleet,
+    cmd: Command,
+    plan: Plan,
+    now: float,
+    ranked: list[int],
+    size: int,
+    question: str,
+    panel_pool: list[int],
+) -> int:
+    from bots.fleet import Decision
+
+    personas = fleet.index.personas
+    muted = await fleet.store.muted(cmd.conversation)
+    order = [i for i in ranked if personas[i].id not in muted]
+    for i in ranked:
+        if personas[i].id in muted:
+            plan.decisions.append(Decision(personas[i].id, "skip", "muted"))
+    verdicts = await fleet.limiter.acquire(
+        [fleet.rates(personas[i], cmd.platform, cmd.conversation, cmd.author.id) for i in order], size, now
+    )
+    chosen = [i for i, v in zip(order, verdicts, strict=True) if v.allowed]
+    for i, v in zip(order, verdicts, strict=True):
+        if not v.allowed:
+            plan.decisions.append(Decision(personas[i].id, "skip", v.blocked_by))
+    delay = 0.0
+    for n, i in enumerate(chosen):
+        p = personas[i]
+        if panel_pool:
+            others = [personas[j] for j in chosen if j != i]
+            angles = "; ".join(f"{o.name} ({o.bio.strip() or 'another outlook'})" for o in others)
+            instruction = (
+                f"{cmd.author.name} asked a panel of AI personas: {question!r}. "
+                f"The others on the panel: {angles}. Answer from your own outlook; do not repeat points "
+                "already made above, add the angle only you would take."
+            )
+            reason = f"command:panel#{n + 1}"
+        else:
+            instruction = f"{cmd.author.name} asked you directly: {question!r}. Answer them."
+            reason = "command:ask"
+        delay += fleet._delay()
+        plan.decisions.append(Decision(p.id, "reply", reason))
+        plan.actions.append(
+            Reply(
+                persona_id=p.id,
+                platform=cmd.platform,
+                channel=cmd.channel,
+                reply_to=cmd.reply_to_id or cmd.id,
+                reason=reason,
+                delay=delay,
+                to_user=cmd.author.id,
+                instruction=instruction,
+                footer=fleet.footer(p),
+            )
+        )
+    return len(chosen)
+
+
+async def _personas(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    lines = [f"• {p.name} ({p.id}): {p.display_bio}" for p in fleet.personas.values()]
+    plan.actions.append(_notice(cmd, "AI personas here:\n" + "\n".join(lines)))
+
+
+async def _about(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    plan.actions.append(_notice(cmd, about_text(fleet)))
+
+
+async def _optout(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    await fleet.store.set_opt_out(cmd.platform, cmd.author.id, True)
+    plan.actions.append(
+        _notice(cmd, "Done: the personas will not answer, react to or store your messages. /optin to undo.", private=True)
+    )
+
+
+async def _optin(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    await fleet.store.set_opt_out(cmd.platform, cmd.author.id, False)
+    plan.actions.append(_notice(cmd, "Welcome back: the personas may answer you again.", private=True))
+
+
+async def _forget(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    removed = await fleet.store.forget_user(cmd.platform, cmd.author.id)
+    plan.actions.append(_notice(cmd, f"Deleted {removed} stored message(s) of yours.", private=True))
+
+
+async def _mute(fleet: Fleet, cmd: Command, plan: Plan, now: float, muted: bool = True) -> None:
+    verb = "mute" if muted else "unmute"
+    if not cmd.author.is_admin:
+        plan.actions.append(_notice(cmd, f"Only admins can /{verb} personas here.", private=True))
+        return
+    target = (cmd.persona or cmd.args).strip()
+    persona = fleet.find_persona(target) if target else None
+    if persona is None:
+        plan.actions.append(_notice(cmd, f"Usage: /{verb} <persona> (see /personas)", private=True))
+        return
+    await fleet.store.set_muted(cmd.conversation, persona.id, muted)
+    state = "muted in this channel" if muted else "can speak here again"
+    plan.actions.append(_notice(cmd, f"{persona.name} {state}."))
+
+
+async def _unmute(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    await _mute(fleet, cmd, plan, now, muted=False)
+
+
+async def _help(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    lines = [f"/{name}: {text}" for name, text in COMMANDS.items()]
+    plan.actions.append(_notice(cmd, "\n".join(lines), private=True))
+
+
+_HANDLERS = {
+    "ask": _ask,
+    "panel": _panel,
+    "personas": _personas,
+    "about": _about,
+    "optout": _optout,
+    "optin": _optin,
+    "forget": _forget,
+    "mute": _mute,
+    "unmute": _unmute,
+    "help": _help,
+}

@@ -1,0 +1,396 @@
+"""The Fleet: dedupe -> route -> policy -> limits -> plan, then write and deliver replies.
+
+`handle()` decides (no LLM, no sleeping; the limiter is its one possible network call) and
+`dispatch()` also carries the decisions out. Adapters feed `dispatch`; tests and
+`botfleet simulate` can drive `handle` directly with a virtual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from adapters.base import Adapter
+from bots.brain import Brain, IncompleteReply
+from bots.config import FleetConfig
+from bots.events import Action, Author, Command, Event, Message, Notice, React, Reply, Sent
+from bots.llm import LLMError
+from bots.persona import Persona
+from bots.ratelimit import Rate, RateLimiter
+from bots.store import Store, Turn
+from bots.text import sanitize
+from bots.triggers import Hit, TriggerIndex
+
+log = logging.getLogger("botfleet.fleet")
+
+# What someone who opted out can still do: nothing that makes a persona read or answer them.
+OPTED_OUT_COMMANDS = frozenset({"optin", "optout", "forget", "about", "personas", "help"})
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    persona_id: str
+    action: str  # reply | react | skip
+    reason: str
+
+
+@dataclass(slots=True)
+class Plan:
+    event: Event
+    decisions: list[Decision] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    # Why nothing at all happened (duplicate, opted_out, foreign_bot), for audit and logs.
+    note: str = ""
+    at: float = 0.0
+
+
+def channel_allowed(persona: Persona, names: Sequence[str]) -> bool:
+    allow, deny = persona.channels.allow, persona.channels.deny
+    if deny and any(n in deny for n in names if n):
+        return False
+    return not allow or any(n in allow for n in names if n)
+
+
+class Fleet:
+    def __init__(
+        self,
+        config: FleetConfig,
+        personas: Sequence[Persona],
+        *,
+        store: Store,
+        limiter: RateLimiter,
+        brain: Brain,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.limiter = limiter
+        self.brain = brain
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.sleep = sleep
+        self.adapters: dict[str, Adapter] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = True
+        self.audit: OrderedDict[str, Plan] = OrderedDict()
+        self.audit_size = 2000
+        self.listeners: list[Callable[[Plan], None]] = []
+        # Platform message id -> persona that wrote it, so adapters can turn "a reply to that message"
+        # into a reply trigger for the right persona (webhook and host-bot messages included).
+        self._authored: OrderedDict[str, str] = OrderedDict()
+        self.load(personas)
+
+    # --- personas ---------------------------------------------------------------------------------
+
+    def load(self, personas: Sequence[Persona]) -> None:
+        """Swap in a persona set; the index is rebuilt once, off the per-message path."""
+        self._personas = {p.id: p for p in personas}
+        self.index = TriggerIndex(list(self._personas.values()))
+
+    @property
+    def personas(self) -> Mapping[str, Persona]:
+        return self._personas
+
+    def find_persona(self, name: str) -> Persona | None:
+        key = name.strip().lstrip("@").lower()
+        if key in self._personas:
+            return self._personas[key]
+        for p in self._personas.values():
+            full = p.name.lower()
+            if key in (full, full.removeprefix("the "), full.replace(" ", ""), full.replace(" ", "_")):
+                return p
+        return None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def attach(self, adapter: Adapter) -> None:
+        self.adapters[adapter.platform] = adapter
+
+    async def start(self) -> None:
+        for adapter in self.adapters.values():
+            await adapter.start(self)
+
+    async def drain(self) -> None:
+        """Wait until no reply is pending (replies can trigger more replies, so loop)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking events, give replies in flight `grace` seconds, cancel the rest, close all."""
+        self._accepting = False
+        grace = self.config.fleet.shutdown_seconds if grace is None else grace
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self.drain(), grace)
+            except TimeoutError:
+                pending = list(self._tasks)
+                log.warning("shutdown: cancelling %d replies still in flight", len(pending))
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        for adapter in list(self.adapters.values()):
+            try:
+                await adapter.stop()
+            except Exception:
+                log.exception("stopping %s adapter failed", adapter.platform)
+        await self.brain.close()
+        await self.limiter.close()
+        await self.store.close()
+
+    # --- the pipeline -----------------------------------------------------------------------------
+
+    async def dispatch(self, event: Event) -> None:
+        """The adapters' sink: decide, then carry the decisions out in the background."""
+        if not self._accepting:
+            return
+        try:
+            plan = await self.handle(event)
+        except Exception:
+            log.exception("handling %s failed", event.key)
+            return
+        self.execute(plan)
+
+    def execute(self, plan: Plan) -> None:
+        for action in plan.actions:
+            self._spawn(self._perform(action))
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def handle(self, event: Event, now: float | None = None) -> Plan:
+        now = self.clock() if now is None else now
+        plan = Plan(event=event, at=now)
+        if not await self.store.first_seen(event.key, self.config.fleet.dedupe_seconds, now):
+            plan.note = "duplicate"
+            return plan
+        author = event.author
+        if author.persona_id is None and not author.is_bot:
+            if await self.store.is_opted_out(event.platform, author.id) and not (
+                isinstance(event, Command) and event.name in OPTED_OUT_COMMANDS
+            ):
+                plan.note = "opted_out"
+                return self._record(plan)
+        if isinstance(event, Command):
+            from bots.commands import run_command
+
+            await run_command(self, event, plan, now)
+            return self._record(plan)
+        if author.is_bot and author.persona_id is None and self.config.fleet.ignore_foreign_bots:
+            plan.note = "foreign_bot"
+            return self._record(plan)
+        await self.store.append(
+            event.conversation,
+            Turn(
+                speaker=author.name,
+                text=event.text,
+                at=now,
+                user_id="" if author.persona_id else author.id,
+                persona_id=author.persona_id,
+                message_id=event.id,
+            ),
+        )
+        await self._route(event, plan, now)
+        return self._record(plan)
+
+    def _record(self, plan: Plan) -> Plan:
+        self.audit[plan.event.key] = plan
+        if len(self.audit) > self.audit_size:
+            self.audit.popitem(last=False)
+        for listener in self.listeners:
+            listener(plan)
+        return plan
+
+    async def _route(self, msg: Message, plan: Plan, now: float) -> None:
+        hits, reactions = self.index.match(msg, self.rng)
+        if not hits and not reactions:
+            return
+        personas = self.index.personas
+        muted = await self.store.muted(msg.conversation)
+        names = (msg.channel, msg.channel_name, msg.parent_channel or "")
+        rules = self.config.fleet
+        from_persona = msg.author.persona_id
+        chain = msg.chain + 1 if from_persona else 0
+
+        def blocked(p: Persona) -> str:
+            if p.id == from_persona:
+                return "self"
+            if from_persona and chain > rules.max_bot_chain:
+                return f"chain_depth:{chain}>{rules.max_bot_chain}"
+            if not channel_allowed(p, names):
+                return "channel_denied"
+            if p.id in muted:
+                return "muted"
+            return ""
+
+        candidates: list[Hit] = []
+        for hit in hits.values():
+            reason = blocked(personas[hit.persona])
+            if reason:
+                plan.decisions.append(Decision(personas[hit.persona].id, "skip", reason))
+            else:
+                candidates.append(hit)
+        # Mentions and replies first, then by score; ties broken at random.
+        candidates.sort(key=lambda h: (-h.score, self.rng.random()))
+        if candidates:
+            user = None if from_persona else msg.author.id
+            verdicts = await self.limiter.acquire(
+                [self.rates(personas[h.persona], msg.platform, msg.conversation, user) for h in candidates],
+                rules.max_responders,
+                now,
+            )
+            delay = 0.0
+            for hit, verdict in zip(candidates, verdicts, strict=True):
+                p = personas[hit.persona]
+                if not verdict.allowed:
+                    retry = f" (retry in {verdict.retry_after:.0f}s)" if verdict.retry_after else ""
+                    plan.decisions.append(Decision(p.id, "skip", f"{verdict.blocked_by}{retry}"))
+                    continue
+                delay += self._delay()
+                plan.decisions.append(Decision(p.id, "reply", hit.reason))
+                plan.actions.append(
+                    Reply(
+                        persona_id=p.id,
+                        platform=msg.platform,
+                        channel=msg.channel,
+                        reply_to=msg.id,
+                        reason=hit.reason,
+                        delay=delay,
+                        chain=chain,
+                        to_user=user,
+                        footer=self.footer(p),
+                    )
+                )
+        for r in reactions:
+            p = personas[r.persona]
+            reason = blocked(p)
+            if reason and not reason.startswith("chain_depth"):
+                plan.decisions.append(Decision(p.id, "skip", f"react:{reason}"))
+                continue
+            plan.decisions.append(Decision(p.id, "react", f"keywords:{r.detail}"))
+            plan.actions.append(
+                React(p.id, msg.platform, msg.channel, msg.id, r.emoji, reason=f"keywords:{r.detail}")
+            )
+
+    def rates(self, p: Persona, platform: str, conversation: str, user: str | None) -> list[Rate]:
+        """Every limit a reply by p in this conversation must fit."""
+        lim = p.limits
+        out = [Rate(f"chan:{conversation}", self.config.fleet.channel_per_minute, 60.0, "channel_per_minute")]
+        if lim.per_minute:
+            out.append(Rate(f"p:{p.id}", lim.per_minute, 60.0, "per_minute"))
+        if lim.per_channel_per_minute:
+            out.append(Rate(f"pc:{p.id}:{conversation}", lim.per_channel_per_minute, 60.0, "per_channel_per_minute"))
+        if lim.per_user_per_minute and user:
+            out.append(Rate(f"pu:{p.id}:{platform}:{user}", lim.per_user_per_minute, 60.0, "per_user_per_minute"))
+        if lim.cooldown_seconds:
+            out.append(Rate(f"cd:{p.id}:{conversation}", 1, lim.cooldown_seconds, "cooldown"))
+        return out
+
+    def _delay(self) -> float:
+        lo, hi = self.config.fleet.reply_delay_seconds
+        return self.rng.uniform(lo, hi) if hi > 0 else 0.0
+
+    def footer(self, p: Persona) -> str:
+        if p.sponsor:
+            return f"— AI persona for {p.sponsor}"
+        return ""
+
+    # --- carrying decisions out -------------------------------------------------------------------
+
+    async def _perform(self, action: Action) -> None:
+        adapter = self.adapters.get(action.platform)
+        if adapter is None:
+            log.warning("no %s adapter for %s", action.platform, type(action).__name__)
+            return
+        try:
+            if isinstance(action, Reply):
+                await self._reply(adapter, action)
+            elif isinstance(action, React):
+                persona = self._personas.get(action.persona_id)
+                if persona is not None:
+                    await adapter.react(action, persona)
+            else:
+                await adapter.notify(action)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s by %s failed", type(action).__name__, getattr(action, "persona_id", "fleet"))
+
+    async def _reply(self, adapter: Adapter, reply: Reply) -> None:
+        persona = self._personas.get(reply.persona_id)
+        if persona is None:
+            return
+        if reply.delay > 0:
+            await self.sleep(reply.delay)  # type: ignore[misc]
+        conversation = f"{reply.platform}:{reply.channel}"
+        if persona.id in await self.store.muted(conversation):
+            return
+        history = await self.store.history(conversation, self.config.llm.history_turns)
+        request = self.brain.request(persona, history, reply)
+        try:
+            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer))
+        except LLMError as exc:
+            log.warning("reply by %s dropped: %s", persona.id, exc.kind)
+            return
+        except IncompleteReply:
+            log.warning("reply by %s cut off: the model stopped without finishing", persona.id)
+            return
+        if sent.message_ids and sent.complete:
+            await self.feed_back(reply, persona, sent)
+
+    async def snapshots(self, persona: Persona, request: object, footer: str) -> AsyncIterator[str]:
+        """The sanitised text so far, each time more arrives; the footer joins the final one only."""
+        text = ""
+        shown = ""
+        try:
+            async for part in self.brain.write(persona, request):  # type: ignore[arg-type]
+                text += part
+                clean = sanitize(text, persona.name)
+                if clean and clean != shown:
+                    shown = clean
+                    yield clean
+        except IncompleteReply:
+            raise IncompleteReply(sanitize(text, persona.name)) from None
+        final = sanitize(text, persona.name)
+        if footer:
+            final = f"{final}\n\n{footer}" if final else footer
+        if final != shown:
+            yield final
+
+    async def feed_back(self, reply: Reply, persona: Persona, sent: Sent) -> None:
+        """A persona's message becomes a turn of the conversation, as if it had been received.
+
+        Telegram never shows a bot another bot's message, and on every platform the fleet knows its
+        own chain depth better than any echo could, so own turns come from here, not from the wire.
+        """
+        for message_id in sent.message_ids:
+            self._authored[f"{reply.platform}:{message_id}"] = persona.id
+        while len(self._authored) > 20_000:
+            self._authored.popitem(last=False)
+        replied = self.audit.get(f"{reply.platform}:{reply.reply_to}") if reply.reply_to else None
+        replied_persona = None
+        if replied is not None and isinstance(replied.event, Message):
+            replied_persona = replied.event.author.persona_id
+        echo = Message(
+            platform=reply.platform,
+            id=sent.message_ids[0],
+            channel=reply.channel,
+            author=Author(id=f"persona:{persona.id}", name=persona.name, is_bot=True, persona_id=persona.id),
+            text=sent.text,
+            reply_to_persona=replied_persona,
+            reply_to_id=reply.reply_to,
+            chain=reply.chain,
+        )
+        await self.dispatch(echo)
+
+    def persona_of(self, platform: str, message_id: str) -> str | None:
+        """The persona that wrote a platform message, if the fleet sent it."""
+        return self._authored.get(f"{platform}:{message_id}")

@@ -1,0 +1,232 @@
+"""Persona model and loading of `personas/*.yaml`, one persona per file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from bots.yamlfile import ConfigError, Problem, load_yaml, problems_from
+
+TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Example(_Strict):
+    user: str
+    reply: str
+
+
+class ModelOverrides(_Strict):
+    name: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0, le=4096)
+
+
+class Trigger(_Strict):
+    """One trigger: exactly one kind key, plus an optional chance. `chance` alone is free will."""
+
+    mention: bool | None = None
+    keywords: tuple[str, ...] | None = None
+    regex: str | None = None
+    reply: bool | None = None
+    command: bool | None = None
+    dm: bool | None = None
+    chance: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("keywords must not be empty")
+            if any(not k.strip() for k in v):
+                raise ValueError("keywords must not contain blank entries")
+            v = tuple(k.strip().lower() for k in v)
+        return v
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Trigger:
+        kinds = [k for k in TRIGGER_KINDS if getattr(self, k) is not None]
+        if len(kinds) > 1:
+            raise ValueError(f"a trigger has exactly one kind, found {', '.join(kinds)}")
+        if not kinds and self.chance is None:
+            raise ValueError(f"a trigger needs one of {', '.join(TRIGGER_KINDS)} or chance")
+        for k in ("mention", "reply", "command", "dm"):
+            if getattr(self, k) is False:
+                raise ValueError(f"{k}: false is not a trigger; leave it out")
+        return self
+
+    @property
+    def kind(self) -> str:
+        for k in TRIGGER_KINDS:
+            if getattr(self, k) is not None:
+                return k
+        return "chance"
+
+    @property
+    def probability(self) -> float:
+        return 1.0 if self.chance is None else self.chance
+
+
+class ReactionRule(_Strict):
+    keywords: tuple[str, ...] | None = None
+    regex: str | None = None
+    emoji: str
+    chance: float = Field(default=1.0, ge=0, le=1)
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if v is None else tuple(k.strip().lower() for k in v if k.strip())
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _has_match(self) -> ReactionRule:
+        if not self.keywords and not self.regex:
+            raise ValueError("a reaction needs keywords or regex")
+        return self
+
+
+class Limits(_Strict):
+    per_minute: int | None = Field(default=None, gt=0)
+    per_channel_per_minute: int | None = Field(default=None, gt=0)
+    per_user_per_minute: int | None = Field(default=None, gt=0)
+    cooldown_seconds: float | None = Field(default=None, gt=0)
+    daily_tokens: int | None = Field(default=None, gt=0)
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in self.model_dump(exclude_none=True).items()]
+        return ",".join(parts) or "none"
+
+
+class Channels(_Strict):
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+class PlatformAccount(_Strict):
+    token: str = ""
+
+
+class Platforms(_Strict):
+    discord: PlatformAccount | None = None
+    telegram: PlatformAccount | None = None
+
+
+ID_RE = re.compile(r"^[a-z0-9_-]+$")
+
+
+class Persona(_Strict):
+    id: str
+    name: str = Field(min_length=1, max_length=80)
+    avatar: str | None = None
+    bio: str = ""
+    prompt: str = Field(min_length=1)
+    examples: tuple[Example, ...] = ()
+    model: ModelOverrides = ModelOverrides()
+    triggers: tuple[Trigger, ...] = ()
+    reactions: tuple[ReactionRule, ...] = ()
+    limits: Limits = Limits()
+    channels: Channels = Channels()
+    platforms: Platforms = Platforms()
+    # A brand this persona speaks for: disclosed in its bio and in every reply.
+    sponsor: str | None = None
+    # Where it was loaded from (file, field path -> line), so later checks can point at a line too.
+    _source: tuple[str, dict[Any, int]] = PrivateAttr(default=("", {}))
+
+    def line_of(self, *loc: str | int) -> tuple[str, int]:
+        from bots.yamlfile import line_of
+
+        file, lines = self._source
+        return file, line_of(lines, loc)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if not ID_RE.match(v):
+            raise ValueError("id must match [a-z0-9_-]+")
+        return v
+
+    def has(self, kind: str) -> bool:
+        return any(t.kind == kind for t in self.triggers)
+
+    @property
+    def display_bio(self) -> str:
+        if self.sponsor and self.sponsor.lower() not in self.bio.lower():
+            return f"{self.bio} (AI persona sponsored by {self.sponsor})".strip()
+        return self.bio
+
+    def describe(self) -> str:
+        kinds = ",".join(t.kind if t.chance is None else f"{t.kind}@{t.chance:g}" for t in self.triggers)
+        return f"{self.id}  triggers={kinds or 'none'}  limits={self.limits.describe()}"
+
+
+def parse_persona(data: Any, file: str, lines: dict[Any, int]) -> Persona:
+    if not isinstance(data, dict):
+        raise ConfigError([Problem(file, 1, "(file)", "a persona file must be a mapping")])
+    try:
+        persona = Persona.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, file, lines)) from None
+    persona._source = (file, lines)
+    return persona
+
+
+def load_persona(path: Path, env: Any = None) -> Persona:
+    data, lines = load_yaml(path, env)
+    return parse_persona(data, str(path), lines)
+
+
+def load_personas(directory: Path, env: Any = None) -> list[Persona]:
+    """Load every `*.yaml`/`*.yml` in directory; collects every problem before raising."""
+    problems: list[Problem] = []
+    personas: list[Persona] = []
+    where: dict[str, tuple[str, int]] = {}
+    if not directory.is_dir():
+        raise ConfigError([Problem(str(directory), 0, "personas_dir", "not a directory")])
+    files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    for path in files:
+        try:
+            data, lines = load_yaml(path, env)
+            persona = parse_persona(data, str(path), lines)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        if persona.id in where:
+            other, _ = where[persona.id]
+            problems.append(Problem(str(path), lines.get(("id",), 1), "id", f"duplicate id (also in {other})"))
+            continue
+        where[persona.id] = (str(path), lines.get(("id",), 1))
+        personas.append(persona)
+    if not files:
+        problems.append(Problem(str(directory), 0, "personas_dir", "no persona files (*.yaml) found"))
+    if problems:
+        raise ConfigError(problems)
+    return personas
+
+

@@ -1,0 +1,99 @@
+"""Making model output safe to post: no mass or targeted pings, and splitting at platform limits."""
+
+from __future__ import annotations
+
+import re
+
+ZWSP = "\u200b"
+
+# Discord's raw mention syntax for users, nicknames, roles and channels-as-pings.
+_DISCORD_MENTION = re.compile(r"<@[!&]?\d+>")
+_EVERYONE = re.compile(r"@(everyone|here)\b", re.IGNORECASE)
+# Any other @handle would notify a Telegram user or a Discord user named in plain text by a client.
+_HANDLE = re.compile(r"@(?=[A-Za-z0-9_])")
+_SPEAKER_PREFIX = re.compile(r"^\s*\[?([^\]\n:]{1,40})\]?:\s+")
+
+
+def sanitize(text: str, persona_name: str = "") -> str:
+    """Defuse every way the model's words could ping someone; drop a leading "Name:" echo."""
+    text = text.strip()
+    if persona_name:
+        m = _SPEAKER_PREFIX.match(text)
+        if m and m.group(1).strip().lower() in {persona_name.lower(), persona_name.lower().removeprefix("the ")}:
+            text = text[m.end() :]
+    text = _DISCORD_MENTION.sub(lambda m: "@role" if "&" in m.group(0) else "@someone", text)
+    text = _EVERYONE.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)
+    text = _HANDLE.sub(f"@{ZWSP}", text)
+    return text
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split text into chunks of at most `limit` characters on paragraph, then sentence, then word bounds."""
+    text = text.strip()
+    if len(text) <= limit:
+        return [text] if text else []
+    chunks: list[str] = []
+    current = ""
+    for piece in _pieces(text, limit):
+        sep = "" if not current else ("\n\n" if piece.startswith("\n\n") else " ")
+        piece = piece.lstrip("\n")
+        if current and len(current) + len(sep) + len(piece) > limit:
+            chunks.append(current)
+            current = piece
+        else:
+            current = f"{current}{sep}{piece}" if current else piece
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def _pieces(text: str, limit: int) -> list[str]:
+    """Atoms no longer than limit: paragraphs, else sentences, else words, else hard cuts."""
+    out: list[str] = []
+    for n, para in enumerate(re.split(r"\n\s*\n", text)):
+        para = para.strip()
+        if not para:
+            continue
+        marker = "\n\n" if n and out else ""
+        if len(para) <= limit:
+            out.append(marker + para)
+            continue
+        first = True
+        for sentence in _SENTENCE_END.split(para):
+            for atom in _fit(sentence, limit):
+                out.append((marker if first else "") + atom)
+                first = False
+    return out
+
+
+def _fit(sentence: str, limit: int) -> list[str]:
+    if len(sentence) <= limit:
+        return [sentence]
+    out: list[str] = []
+    current = ""
+    for word in sentence.split(" "):
+        while len(word) > limit:
+            if current:
+                out.append(current)
+                current = ""
+            out.append(word[:limit])
+            word = word[limit:]
+        if current and len(current) + 1 + len(word) > limit:
+            out.append(current)
+            current = word
+        else:
+            current = f"{current} {word}" if current else word
+    if current:
+        out.append(current)
+    return out
+
+
+_AT = re.compile(r"@([A-Za-z0-9_-]+)")
+
+
+def at_names(text: str) -> list[str]:
+    """The @names typed in text, lowercased (console and simulate mentions)."""
+    return [m.lower() for m in _AT.findall(text)]

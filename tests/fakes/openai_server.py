@@ -1,0 +1,335 @@
+"""A fake OpenAI-compatible chat completions server for tests.
+
+Runs on aiohttp so tests can point the real ``openai`` SDK at it and exercise
+retries, timeouts and streaming without a network or an API key::
+
+    async with FakeOpenAI() as fake:
+        fake.script(Status.rate_limited(), Reply("hi"))
+        client = AsyncOpenAI(base_url=fake.base_url, api_key="test-key")
+
+Standalone: ``python -m tests.fakes.openai_server --port 8099``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from aiohttp import web
+
+DEFAULT_MODEL = "fake-gpt"
+STREAM_PIECES = 3
+
+
+def estimate_tokens(text: str) -> int:
+    """Deterministic stand-in for a tokenizer so tests can assert exact usage."""
+    return len(text) // 4 + 1
+
+
+def error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+@dataclass(frozen=True)
+class Status:
+    """Answer with an HTTP error status; ``body`` defaults to an OpenAI-style error."""
+
+    code: int
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
+
+    @classmethod
+    def rate_limited(cls, retry_after: float = 0.1) -> Status:
+        return cls(
+            429,
+            error_body("Rate limit reached (fake).", "requests", "rate_limit_exceeded"),
+            {"retry-after": str(retry_after)},
+        )
+
+    @classmethod
+    def insufficient_quota(cls) -> Status:
+        # The real API sends no retry-after here: the quota will not come back by waiting.
+        return cls(
+            429,
+            error_body(
+                "You exceeded your current quota, please check your plan and billing details.",
+                "insufficient_quota",
+                "insufficient_quota",
+            ),
+        )
+
+    @classmethod
+    def server_error(cls, code: int = 500) -> Status:
+        return cls(code, error_body("The server had an error while processing your request.", "server_error"))
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Sleep before answering normally, long enough to trip a client timeout."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """Cut the answer short.
+
+    Streaming: a few content chunks, then the body ends cleanly with no
+    ``finish_reason`` and no ``[DONE]`` (what a dying proxy or worker looks like).
+    With ``abort=True`` the TCP connection is reset instead, so the client sees a
+    transport error. Non-streaming requests always get half a JSON body and a reset.
+    """
+
+    abort: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A one-off reply text, for streaming and non-streaming alike."""
+
+    text: str
+
+
+Behaviour = Status | Delay | Truncated | Reply
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        # Multi-part messages: only text parts carry anything we can echo or count.
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def default_reply(body: dict[str, Any]) -> str:
+    user = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+    last = _text_of(user[-1].get("content")) if user else ""
+    return f"echo: {last[:200]}"
+
+
+def _split(text: str, parts: int = STREAM_PIECES) -> list[str]:
+    if not text:
+        return [""]
+    size = -(-len(text) // parts)
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@dataclass
+class _Call:
+    """Everything one completion needs, so streaming and JSON share the ids and usage."""
+
+    body: dict[str, Any]
+    text: str
+    id: str
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model") or DEFAULT_MODEL)
+
+    def usage(self) -> dict[str, int]:
+        prompt = sum(estimate_tokens(_text_of(m.get("content"))) for m in self.body.get("messages", []))
+        completion = estimate_tokens(self.text)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def completion(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": self.text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self.usage(),
+        }
+
+    def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **extra,
+        }
+
+    def content_chunks(self) -> list[dict[str, Any]]:
+        opts = self.body.get("stream_options") or {}
+        # The real API puts "usage": null on every chunk once usage is requested.
+        extra: dict[str, Any] = {"usage": None} if opts.get("include_usage") else {}
+        pieces = _split(self.text)
+        chunks = []
+        for i, piece in enumerate(pieces):
+            delta: dict[str, Any] = {"content": piece}
+            if i == 0:
+                delta = {"role": "assistant", **delta}
+            finish = "stop" if i == len(pieces) - 1 else None
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            chunks.append(self.chunk([choice], **extra))
+        return chunks
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return f"data: {payload}\n\n".encode()
+
+
+class FakeOpenAI:
+    def __init__(
+        self,
+        reply: Callable[[dict[str, Any]], str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        models: tuple[str, ...] = (DEFAULT_MODEL,),
+    ) -> None:
+        self.reply = reply or default_reply
+        self.host = host
+        self.port = port
+        self.models = models
+        self.requests: list[dict[str, Any]] = []
+        self._script: deque[Behaviour] = deque()
+        self._ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def script(self, *behaviours: Behaviour) -> None:
+        self._script.extend(behaviours)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        # handler_cancellation: a client that gives up on a Delay must not leave the
+        # handler sleeping, or stop() would wait for it.
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "created": 0, "owned_by": "botfleet-fake"} for m in self.models]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except ValueError:  # bad JSON or bad UTF-8
+            body = None
+        if not isinstance(body, dict):
+            bad = error_body("Body must be a JSON object.", "invalid_request_error")
+            return web.json_response(bad, status=400)
+        self.requests.append(body)
+
+        behaviour = self._script.popleft() if self._script else None
+        if isinstance(behaviour, Status):
+            payload = (
+                error_body(f"HTTP {behaviour.code}", "fake_error")
+                if behaviour.body is None
+                else behaviour.body
+            )
+            return web.json_response(payload, status=behaviour.code, headers=behaviour.headers)
+        if isinstance(behaviour, Delay):
+            await asyncio.sleep(behaviour.seconds)
+
+        text = behaviour.text if isinstance(behaviour, Reply) else self.reply(body)
+        call = _Call(body, text, f"chatcmpl-fake-{next(self._ids)}")
+        truncated = behaviour if isinstance(behaviour, Truncated) else None
+        if body.get("stream"):
+            return await self._stream(request, call, truncated)
+        if truncated is not None:
+            return await self._cut_json(request, call)
+        return web.json_response(call.completion())
+
+    async def _stream(self, request: web.Request, call: _Call, cut: Truncated | None) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        chunks = call.content_chunks()
+        if cut is not None:
+            # Keep at least one chunk so the client has partial text to (mis)handle.
+            for chunk in chunks[: max(1, len(chunks) - 1)]:
+                chunk["choices"][0]["finish_reason"] = None
+                await resp.write(_sse(chunk))
+            if cut.abort:
+                self._reset(request)
+                return resp
+            await resp.write_eof()
+            return resp
+        for chunk in chunks:
+            await resp.write(_sse(chunk))
+        if (call.body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(_sse(call.chunk([], usage=call.usage())))
+        await resp.write(_sse("[DONE]"))
+        await resp.write_eof()
+        return resp
+
+    async def _cut_json(self, request: web.Request, call: _Call) -> web.StreamResponse:
+        raw = json.dumps(call.completion()).encode()
+        # Promise the full length and deliver half, so the client cannot mistake it for success.
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp.content_length = len(raw)
+        await resp.prepare(request)
+        await resp.write(raw[: len(raw) // 2])
+        self._reset(request)
+        return resp
+
+    @staticmethod
+    def _reset(request: web.Request) -> None:
+        if request.transport is not None:
+            request.transport.abort()
+
+
+async def _serve(host: str, port: int) -> None:
+    fake = FakeOpenAI(host=host, port=port)
+    await fake.start()
+    print(f"fake OpenAI listening on {fake.base_url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve a fake OpenAI chat completions API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(_serve(args.host, args.port))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The fake must stay compatible with the real SDK, or every test built on it lies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import openai
+import pytest
+import pytest_asyncio
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+
+from tests.fakes.openai_server import Delay, FakeOpenAI, Reply, Status, Truncated, estimate_tokens
+
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "system", "content": "be brief"},
+    {"role": "user", "content": "hello there"},
+]
+
+
+# pytest_asyncio.fixture keeps these working even if asyncio_mode is ever strict.
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as server:
+        yield server
+
+
+@pytest_asyncio.fixture
+async def oai(fake: FakeOpenAI) -> AsyncIterator[openai.AsyncOpenAI]:
+    # Closing the client matters: leaked keep-alive sockets surface as ResourceWarnings later.
+    async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="test-key", max_retries=0) as client:
+        yield client
+
+
+async def stream_chunks(oai: openai.AsyncOpenAI, include_usage: bool = False) -> list[ChatCompletionChunk]:
+    stream = await oai.chat.completions.create(
+        model="fake-gpt", messages=MESSAGES, stream=True, stream_options={"include_usage": include_usage}
+    )
+    return [chunk async for chunk in stream]
+
+
+@pytest.mark.asyncio
+async def test_non_streaming_reply_and_usage(oai: openai.AsyncOpenAI) -> None:
+    resp = await oai.chat.completions.create(model="fake-gpt", messages=MESSAGES)
+
+    assert resp.choices[0].message.content == "echo: hello there"
+    assert resp.choices[0].finish_reason == "stop"
+    assert resp.usage is not None
+    prompt = estimate_tokens("be brief") + estimate_tokens("hello there")
+    assert resp.usage.prompt_tokens == prompt
+    assert resp.usage.completion_tokens == estimate_tokens("echo: hello there")
+    assert resp.usage.total_tokens == prompt + resp.usage.completion_tokens
+
+
+@pytest.mark.asyncio
+async def test_streaming_assembles_reply_with_stop_and_usage(oai: openai.AsyncOpenAI) -> None:
+    chunks = await stream_chunks(oai, include_usage=True)
+
+    content = [c for c in chunks if c.choices]
+    assert len(content) > 1
+    assert "".join(c.choices[0].delta.content or "" for c in content) == "echo: hello there"
+    assert [c.choices[0].finish_reason for c in content][-1] == "stop"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == estimate_tokens("echo: hello there")
+
+
+@pytest.mark.asyncio
+async def test_raw_stream_chunks_validate_strictly(fake: FakeOpenAI) -> None:
+    # The SDK builds models without validation, so check the wire shape ourselves.
+    body = {"model": "m", "messages": MESSAGES, "stream": True, "stream_options": {"include_usage": True}}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{fake.base_url}/chat/completions", json=body) as r,
+    ):
+        assert r.headers["Content-Type"].startswith("text/event-stream")
+        raw = await r.text()
+    events = [e.removeprefix("data: ") for e in raw.split("\n\n") if e]
+    assert events[-1] == "[DONE]"
+    for event in events[:-1]:
+        ChatCompletionChunk.model_validate(json.loads(event))
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_then_success_with_one_retry(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    fake.script(Status.rate_limited(retry_after=0.1))
+    resp = await oai.with_options(max_retries=1).chat.completions.create(model="m", messages=MESSAGES)
+
+    assert resp.choices[0].message.content == "echo: hello there"
+    assert len(fake.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_rate_limit_without_retries_raises(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    fake.script(Status.insufficient_quota())
+    with pytest.raises(openai.RateLimitError) as exc:
+        await oai.chat.completions.create(model="m", messages=MESSAGES)
+    assert exc.value.code == "insufficient_quota"
+    assert exc.value.type == "insufficient_quota"
+
+
+@pytest.mark.asyncio
+async def test_server_error_then_success(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    fake.script(Status.server_error(), Reply("recovered"))
+    with pytest.raises(openai.InternalServerError):
+        await oai.chat.completions.create(model="m", messages=MESSAGES)
+    resp = await oai.chat.completions.create(model="m", messages=MESSAGES)
+    assert resp.choices[0].message.content == "recovered"
+
+
+@pytest.mark.asyncio
+async def test_delay_trips_client_timeout(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    fake.script(Delay(5))
+    with pytest.raises(openai.APITimeoutError):
+        await oai.chat.completions.create(model="m", messages=MESSAGES, timeout=0.2)
+
+
+@pytest.mark.asyncio
+async def test_truncated_stream_ends_without_finish_reason(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    fake.script(Truncated())
+    chunks = await stream_chunks(oai)
+
+    assert chunks
+    assert "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert all(c.choices[0].finish_reason is None for c in chunks)
+
+
+@pytest.mark.asyncio
+async def test_aborted_stream_raises_connection_error(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    fake.script(Truncated(abort=True), Truncated())
+    with pytest.raises(openai.APIConnectionError):
+        await stream_chunks(oai)
+    # Non-streaming has no clean way to end early, so it always gets a cut body.
+    with pytest.raises(openai.APIConnectionError):
+        await oai.chat.completions.create(model="m", messages=MESSAGES)
+
+
+@pytest.mark.asyncio
+async def test_requests_recorded_and_script_runs_out(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    fake.script(Reply("one-off"))
+    first = await oai.chat.completions.create(model="a", messages=MESSAGES)
+    second = await oai.chat.completions.create(model="b", messages=MESSAGES, temperature=0.5)
+
+    assert first.choices[0].message.content == "one-off"
+    assert second.choices[0].message.content == "echo: hello there"
+    assert [r["model"] for r in fake.requests] == ["a", "b"]
+    assert fake.requests[1]["temperature"] == 0.5
+    assert fake.requests[0]["messages"] == MESSAGES
+
+
+@pytest.mark.asyncio
+async def test_custom_reply_and_models() -> None:
+    async with (
+        FakeOpenAI(reply=lambda body: f"{len(body['messages'])} messages") as fake,
+        openai.AsyncOpenAI(base_url=fake.base_url, api_key="test-key", max_retries=0) as oai,
+    ):
+        resp = await oai.chat.completions.create(model="m", messages=MESSAGES)
+        models = await oai.models.list()
+    assert resp.choices[0].message.content == "2 messages"
+    assert [m.id for m in models.data] == ["fake-gpt"]
