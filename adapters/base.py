@@ -24,8 +24,24 @@ class Adapter(Protocol):
     text_limit: int
 
     async def start(self, fleet: FleetView) -> None:
-        """Connect; returns once the adapter is receiving (or has reported why it cannot)."""
+        """Get ready to send (log in, build clients). Receiving starts per account with `connect`."""
         ...
+
+    def accounts(self) -> list[str]:
+        """The platform accounts whose connection receives events, e.g. "telegram:host", "discord:skeptic".
+
+        Only one process may hold an account's receiving connection at a time (Telegram allows one
+        getUpdates consumer per token; two Discord gateway sessions would answer twice), so with a shared
+        Redis store the fleet leases accounts and connects only those it holds. Any process may send
+        as any account.
+        """
+        ...
+
+    async def connect(self, account: str) -> bool:
+        """Start receiving on one account; False (logged) if the platform refused it, e.g. a bad token."""
+        ...
+
+    async def disconnect(self, account: str) -> None: ...
 
     async def stop(self) -> None: ...
 

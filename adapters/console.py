@@ -38,6 +38,16 @@ class ConsoleAdapter:
         self._fleet = fleet
         self._reader = asyncio.create_task(self._read())
 
+    def accounts(self) -> list[str]:
+        # Stdin belongs to this process alone: nothing to lease.
+        return []
+
+    async def connect(self, account: str) -> bool:
+        return False
+
+    async def disconnect(self, account: str) -> None:
+        return None
+
     async def stop(self) -> None:
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()

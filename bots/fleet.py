@@ -113,9 +113,14 @@ class Fleet:
     def attach(self, adapter: Adapter) -> None:
         self.adapters[adapter.platform] = adapter
 
-    async def start(self) -> None:
+    async def start(self, *, connect: bool = True) -> None:
+        """Start every adapter; with connect, also start receiving on every account (no leasing)."""
         for adapter in self.adapters.values():
             await adapter.start(self)
+        if connect:
+            for adapter in self.adapters.values():
+                for account in adapter.accounts():
+                    await adapter.connect(account)
 
     async def drain(self) -> None:
         """Wait until no reply is pending (replies can trigger more replies, so loop)."""
