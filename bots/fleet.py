@@ -92,7 +92,9 @@ class Fleet:
     def load(self, personas: Sequence[Persona]) -> None:
         """Swap in a persona set; the index is rebuilt once, off the per-message path."""
         self._personas = {p.id: p for p in personas}
-        self.index = TriggerIndex(list(self._personas.values()))
+        self.index = TriggerIndex(
+            list(self._personas.values()), free_will_cap=self.config.fleet.max_responders
+        )
 
     @property
     def personas(self) -> Mapping[str, Persona]:

@@ -16,6 +16,7 @@ import re._constants as sre_c  # type: ignore[import-not-found]
 import re._parser as sre_parse  # type: ignore[import-not-found]
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import ahocorasick
 
@@ -28,8 +29,9 @@ SCORES = {"mention": 100, "reply": 90, "dm": 80, "keywords": 50, "regex": 40, "c
 _MIN_ANCHOR = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
+class Hit(NamedTuple):
+    # A NamedTuple rather than a frozen dataclass: it is built on the per-message path, and tuple
+    # construction is several times cheaper than a frozen dataclass __init__.
     persona: int
     kind: str
     detail: str
@@ -105,8 +107,11 @@ def regex_anchors(pattern: str) -> frozenset[str] | None:
 class TriggerIndex:
     """Compiled once per persona set; `match` is pure apart from the injected random generator."""
 
-    def __init__(self, personas: Sequence[Persona]):
+    def __init__(self, personas: Sequence[Persona], free_will_cap: int = 3):
         self.personas = list(personas)
+        # Free-will hits rank last and at most max_responders answer, so more than that many are wasted
+        # work that grows with the fleet; the cap keeps a 10,000-persona fleet nearly as cheap as 100.
+        self.free_will_cap = free_will_cap
         self.by_id = {p.id: i for i, p in enumerate(self.personas)}
         auto = ahocorasick.Automaton()
         entries: dict[str, list[tuple]] = {}
@@ -162,7 +167,9 @@ class TriggerIndex:
         if not self._empty:
             auto.make_automaton()
         self._auto = auto
-        self._chance = [(p, idx, math.log1p(-p) if p < 1 else 0.0) for p, idx in chance_groups.items()]
+        self._chance = [
+            (p, idx, math.log1p(-p) if p < 1 else 0.0, f"{p:g}") for p, idx in chance_groups.items()
+        ]
 
     def __len__(self) -> int:
         return len(self.personas)
@@ -232,22 +239,24 @@ class TriggerIndex:
         for i, rx, emoji, chance in self._reaction_regexes:
             if rx.search(text) and (chance >= 1 or rng.random() < chance):
                 reactions.append(ReactionHit(i, emoji, rx.pattern))
-        for p, members, log_q in self._chance:
-            if p >= 1:
-                for i in members:
-                    if i not in best:
-                        offer(i, "chance", f"{p:g}")
-                continue
-            # Geometric skipping: the gap to the next success of a Bernoulli(p) run, one draw per success.
-            k = -1
+        fired = 0
+        cap = self.free_will_cap
+        rand = rng.random
+        log = math.log
+        for p, members, log_q, label in self._chance:
             count = len(members)
-            while True:
-                k += 1 + int(math.log(1.0 - rng.random()) / log_q)
+            # Start at a random place so the cap never favours the personas listed first.
+            offset = rng.randrange(count)
+            k = -1
+            while fired < cap:
+                # Geometric skipping: one draw per success instead of one per persona (p = 1: no skip).
+                k += 1 if p >= 1 else 1 + int(log(1.0 - rand()) / log_q)
                 if k >= count:
                     break
-                i = members[k]
-                if i not in best:
-                    offer(i, "chance", f"{p:g}")
+                i = members[(offset + k) % count]
+                if i not in best:  # chance ranks last: any other hit of this persona wins
+                    best[i] = Hit(i, "chance", label)
+                    fired += 1
         if len(reactions) > 1:
             # One reaction per persona per message: the first rule that fired wins.
             seen: set[int] = set()

@@ -119,6 +119,17 @@ BOT_ROLE_PERMISSIONS = EVERYONE_PERMISSIONS | sum(
     1 << _P[name] for name in ("manage_messages", "manage_webhooks", "manage_threads", "mention_everyone")
 )
 
+_APP_OWNER: JsonDict = {
+    "id": "1",
+    "username": "app-owner",
+    "global_name": None,
+    "discriminator": "0",
+    "avatar": None,
+    "bot": False,
+    "public_flags": 0,
+    "flags": 0,
+}
+
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
 _COMMAND_NAME = re.compile(r"^[-_\w]{1,32}$")
@@ -241,6 +252,8 @@ class _Session:
     history: list[JsonDict] = field(default_factory=list)
     seq: int = 0
     ws: web.WebSocketResponse | None = None
+    writer: asyncio.Task[None] | None = None
+    dropped: bool = False  # closed by drop_connections, so kept for RESUME whatever the close code
 
     def enqueue_dispatch(self, event: str, data: JsonDict) -> None:
         self.seq += 1
@@ -307,9 +320,7 @@ class FakeDiscord:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         for session in list(self._sessions.values()):
@@ -370,7 +381,7 @@ class FakeDiscord:
             "bot_public": True,
             "bot_require_code_grant": False,
             "verify_key": "0" * 64,
-            "owner": {**self.users.setdefault(0, self._owner_user()), "id": "0"},
+            "owner": _APP_OWNER,
             "team": None,
             "flags": 0,
             "bot": user,
@@ -382,31 +393,24 @@ class FakeDiscord:
         self._tokens[token] = uid
         return user
 
-    @staticmethod
-    def _owner_user() -> JsonDict:
-        return {
-            "id": "0",
-            "username": "app-owner",
-            "global_name": None,
-            "discriminator": "0",
-            "avatar": None,
-            "bot": False,
-            "public_flags": 0,
-            "flags": 0,
-        }
-
     def add_guild(self, name: str, owner: IdLike | None = None) -> JsonDict:
         """A guild; every bot (present and future) is a member. Announced to connected bots."""
         gid = self._snowflake()
         guild: JsonDict = {"id": str(gid), "name": name, "owner_id": str(_id(owner)) if owner else None}
         self.guilds[gid] = guild
-        for session in self._live_sessions():
+        for session in self._target_sessions():
             if session.intents & INTENT_GUILDS:
                 session.enqueue_dispatch("GUILD_CREATE", self._guild_create(gid, session.bot_id))
         return guild
 
     def add_channel(
-        self, guild: IdLike, name: str, type: int = TEXT, *, parent: IdLike | None = None, topic: str | None = None
+        self,
+        guild: IdLike,
+        name: str,
+        type: int = TEXT,
+        *,
+        parent: IdLike | None = None,
+        topic: str | None = None,
     ) -> JsonDict:
         """A guild channel (0 text, 15 forum, 4 category...). Announced to connected bots."""
         gid = _id(guild)
@@ -523,7 +527,12 @@ class FakeDiscord:
         """Bots with an identified, open gateway connection."""
         return {s.bot_id for s in self._live_sessions()}
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.01) -> T:
+    async def wait_for(
+        self,
+        predicate: Callable[[], T],
+        timeout: float = 5.0,  # noqa: ASYNC109 - a polling deadline, not a cancel scope
+        interval: float = 0.01,
+    ) -> T:
         """Poll ``predicate`` until it returns something truthy, and return that."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -558,14 +567,11 @@ class FakeDiscord:
         if reply_to is not None:
             reference = {"message_id": str(_id(reply_to)), "channel_id": channel["id"]}
         body: JsonDict = {"content": content, "embeds": embeds or []}
-        if mentions is not None:
-            body["allowed_mentions"] = {"parse": [], "users": [m["id"] for m in mentions]}
         if reference is not None:
             body["message_reference"] = reference
         message = self._create_message(channel, user, body)
         if mentions is not None:
-            wanted = {str(m["id"]) for m in mentions}
-            message["mentions"] = [self.users[int(u)] for u in wanted if int(u) in self.users]
+            message["mentions"] = [self.users[_id(m)] for m in mentions]
         self._dispatch_message("MESSAGE_CREATE", message)
         return message
 
@@ -579,7 +585,9 @@ class FakeDiscord:
         user = self.users[_id(author)]
         return self._create_thread_with_message(forum, user, title, {"content": content})
 
-    async def post_reaction(self, channel_id: IdLike, message_id: IdLike, user: IdLike, emoji: str) -> Reaction:
+    async def post_reaction(
+        self, channel_id: IdLike, message_id: IdLike, user: IdLike, emoji: str
+    ) -> Reaction:
         """A human reacts; connected bots get MESSAGE_REACTION_ADD."""
         message = self._message_in(_id(channel_id), _id(message_id))
         return self._add_reaction(message, _id(user), emoji)
@@ -601,7 +609,7 @@ class FakeDiscord:
         synced (guild ones first), as Discord routes it; an unknown name still goes out with a fresh id.
         """
         bot_id = self._tokens[bot] if isinstance(bot, str) and bot in self._tokens else _id(bot)
-        sessions = [s for s in self._live_sessions() if s.bot_id == bot_id]
+        sessions = [s for s in self._target_sessions() if s.bot_id == bot_id]
         if not sessions:
             raise RuntimeError(f"bot {bot_id} has no gateway connection")
         channel = self._channel(_id(channel_id))
@@ -658,6 +666,7 @@ class FakeDiscord:
         bot_id = self._tokens[bot] if isinstance(bot, str) and bot in self._tokens else _id(bot)
         for session in list(self._sessions.values()):
             if session.bot_id == bot_id and session.ws is not None and not session.ws.closed:
+                session.dropped = True
                 await session.ws.close(code=code, message=b"fake drop")
 
     # ----------------------------------------------------------------- payload builders
@@ -731,7 +740,7 @@ class FakeDiscord:
     def _guild_create(self, gid: int, bot_id: int) -> JsonDict:
         guild = self.guilds[gid]
         channels = [c for c in self.channels.values() if c.get("guild_id") == str(gid)]
-        members = [self._member(u, gid) for uid, u in self.users.items() if uid != 0]
+        members = [self._member(u, gid) for u in self.users.values()]
         return {
             **guild,
             "unavailable": False,
@@ -805,7 +814,9 @@ class FakeDiscord:
             raise ApiError(404, 10008, "Unknown Message")
         return message
 
-    def _validate_body(self, body: JsonDict, *, files: list[str] | None = None, creating: bool = True) -> None:
+    def _validate_body(
+        self, body: JsonDict, *, files: list[str] | None = None, creating: bool = True
+    ) -> None:
         content = body.get("content")
         if content is not None and not isinstance(content, str):
             content = str(content)
@@ -814,7 +825,11 @@ class FakeDiscord:
                 _field_error("content", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT} or fewer in length.")
             )
         if creating and not (
-            content or body.get("embeds") or files or body.get("sticker_ids") or body.get("components")
+            content
+            or body.get("embeds")
+            or files
+            or body.get("sticker_ids")
+            or body.get("components")
             or body.get("poll")
         ):
             raise ApiError(400, 50006, "Cannot send an empty message")
@@ -823,7 +838,9 @@ class FakeDiscord:
         self, content: str, allowed: JsonDict | None, referenced: JsonDict | None
     ) -> tuple[list[JsonDict], list[str], bool]:
         """Mentions that actually ping: Discord filters parsed mentions through allowed_mentions."""
-        parse: list[str] = ["users", "roles", "everyone"] if allowed is None else list(allowed.get("parse") or [])
+        parse: list[str] = (
+            ["users", "roles", "everyone"] if allowed is None else list(allowed.get("parse") or [])
+        )
         allowed_users = {str(u) for u in (allowed or {}).get("users") or []}
         allowed_roles = {str(r) for r in (allowed or {}).get("roles") or []}
         replied_user = True if allowed is None else bool(allowed.get("replied_user", False))
@@ -832,11 +849,10 @@ class FakeDiscord:
         for uid in _USER_MENTION.findall(content):
             if ("users" in parse or uid in allowed_users) and int(uid) in self.users and uid not in user_ids:
                 user_ids.append(uid)
-        if referenced is not None and replied_user:
-            ref_author = referenced["author"]
-            if not ref_author.get("bot") or "webhook_id" not in referenced:
-                if ref_author["id"] not in user_ids:
-                    user_ids.append(ref_author["id"])
+        if referenced is not None and replied_user and "webhook_id" not in referenced:
+            # A webhook's author is not a user, so replying to it pings nobody.
+            if referenced["author"]["id"] not in user_ids:
+                user_ids.append(referenced["author"]["id"])
         roles = [r for r in _ROLE_MENTION.findall(content) if "roles" in parse or r in allowed_roles]
         everyone = "everyone" in parse and ("@everyone" in content or "@here" in content)
         return [self.users[int(u)] for u in user_ids], roles, everyone
@@ -851,9 +867,11 @@ class FakeDiscord:
         webhook_id: str | None = None,
         message_id: int | None = None,
         extra: JsonDict | None = None,
+        validate: bool = True,
     ) -> JsonDict:
         """Validate, store and return a message; the caller dispatches it."""
-        self._validate_body(body, files=files)
+        if validate:
+            self._validate_body(body, files=files)
         cid = int(channel["id"])
         if channel["type"] in (FORUM, CATEGORY, 2, 13):
             raise ApiError(400, 50008, "Cannot send messages in a non-text channel")
@@ -957,7 +975,9 @@ class FakeDiscord:
             payload["guild_id"] = channel["guild_id"]
             if "webhook_id" not in message:
                 payload["member"] = self._member(message["author"], gid, with_user=False)
-            payload["mentions"] = [{**u, "member": self._member(u, gid, with_user=False)} for u in message["mentions"]]
+            payload["mentions"] = [
+                {**u, "member": self._member(u, gid, with_user=False)} for u in message["mentions"]
+            ]
         own = message["author"]["id"] == str(session.bot_id)
         mentioned = any(u["id"] == str(session.bot_id) for u in message["mentions"])
         if not (session.intents & INTENT_MESSAGE_CONTENT) and not own and not mentioned:
@@ -967,7 +987,7 @@ class FakeDiscord:
     def _dispatch_message(self, event: str, message: JsonDict) -> None:
         if message["flags"] & FLAG_EPHEMERAL:
             return
-        for session in self._live_sessions():
+        for session in self._target_sessions():
             if session.intents & INTENT_GUILD_MESSAGES:
                 session.enqueue_dispatch(event, self._message_for_session(message, session))
 
@@ -996,7 +1016,9 @@ class FakeDiscord:
 
     # ----------------------------------------------------------------- threads
 
-    def _new_thread(self, parent: JsonDict, owner_id: int, name: str, thread_id: int | None, type: int) -> JsonDict:
+    def _new_thread(
+        self, parent: JsonDict, owner_id: int, name: str, thread_id: int | None, type: int
+    ) -> JsonDict:
         tid = thread_id if thread_id is not None else self._snowflake()
         now = _now_iso()
         thread: JsonDict = {
@@ -1029,7 +1051,13 @@ class FakeDiscord:
         self._broadcast("THREAD_CREATE", {**thread, "newly_created": True}, INTENT_GUILDS)
 
     def _create_thread_with_message(
-        self, forum: JsonDict, author: JsonDict, title: str, body: JsonDict, *, files: list[str] | None = None,
+        self,
+        forum: JsonDict,
+        author: JsonDict,
+        title: str,
+        body: JsonDict,
+        *,
+        files: list[str] | None = None,
         webhook_id: str | None = None,
     ) -> tuple[JsonDict, JsonDict]:
         self._validate_body(body, files=files)
@@ -1049,8 +1077,12 @@ class FakeDiscord:
     def _live_sessions(self) -> list[_Session]:
         return [s for s in self._sessions.values() if s.ws is not None and not s.ws.closed]
 
+    def _target_sessions(self) -> list[_Session]:
+        # Sessions whose socket dropped still collect events, so a RESUME can replay them.
+        return list(self._sessions.values())
+
     def _broadcast(self, event: str, data: JsonDict, intent: int) -> None:
-        for session in self._live_sessions():
+        for session in self._target_sessions():
             if session.intents & intent:
                 session.enqueue_dispatch(event, data)
 
@@ -1061,20 +1093,20 @@ class FakeDiscord:
                 payload = await session.queue.get()
                 await ws.send_str(json.dumps(payload))
 
-    def _start_writer(self, session: _Session, ws: web.WebSocketResponse) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._writer(session, ws))
-        self._writers.add(task)
-        task.add_done_callback(self._writers.discard)
-        return task
+    def _attach(self, session: _Session, ws: web.WebSocketResponse) -> None:
+        if session.writer is not None:
+            # A writer left from the dropped socket would steal frames from the resumed one.
+            session.writer.cancel()
+        session.ws = ws
+        session.writer = asyncio.create_task(self._writer(session, ws))
+        self._writers.add(session.writer)
+        session.writer.add_done_callback(self._writers.discard)
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}}))
         session: _Session | None = None
-        writer: asyncio.Task[None] | None = None
-        # Before IDENTIFY there is no session queue yet, so heartbeat ACKs go straight out.
-        pending_acks: list[JsonDict] = []
         try:
             async for msg in ws:
                 if msg.type != WSMsgType.TEXT:
@@ -1082,33 +1114,30 @@ class FakeDiscord:
                 frame = json.loads(msg.data)
                 op, data = frame.get("op"), frame.get("d")
                 if op == 1:
-                    ack = {"op": 11}
                     if session is None:
-                        pending_acks.append(ack)
-                        await ws.send_str(json.dumps(ack))
+                        # Before IDENTIFY there is no session queue, and nothing else to order against.
+                        await ws.send_str(json.dumps({"op": 11}))
                     else:
-                        session.queue.put_nowait(ack)
+                        session.queue.put_nowait({"op": 11})
                 elif op == 2:
                     session = self._identify(ws, data)
                     if session is None:
                         await ws.close(code=4004, message=b"Authentication failed.")
                         break
-                    writer = self._start_writer(session, ws)
                 elif op == 6:
                     session = self._resume(ws, data)
                     if session is None:
                         await ws.send_str(json.dumps({"op": 9, "d": False}))
-                        continue
-                    writer = self._start_writer(session, ws)
                 elif op == 8 and session is not None:
                     self._answer_member_request(session, data)
         finally:
-            if writer is not None:
-                writer.cancel()
             if session is not None and session.ws is ws:
+                if session.writer is not None:
+                    session.writer.cancel()
+                    session.writer = None
                 session.ws = None
-                # A client that closes cleanly ends its session; anything else may RESUME it.
-                if ws.close_code in (1000, 1001) or ws.close_code is None:
+                # A client that closes cleanly ends its session; any other close may RESUME it.
+                if not session.dropped and ws.close_code in (1000, 1001, None):
                     self._sessions.pop(session.session_id, None)
         return ws
 
@@ -1116,9 +1145,11 @@ class FakeDiscord:
         bot_id = self._tokens.get(str(data.get("token", "")))
         if bot_id is None:
             return None
-        session = _Session(session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0)))
-        session.ws = ws
+        session = _Session(
+            session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0))
+        )
         self._sessions[session.session_id] = session
+        self._attach(session, ws)
         # READY and every GUILD_CREATE are queued in one synchronous step, so no test event can
         # reach the client before it knows the guilds.
         session.enqueue_dispatch("READY", self._ready(session))
@@ -1133,7 +1164,8 @@ class FakeDiscord:
             return None
         if session.ws is not None and not session.ws.closed:
             return None
-        session.ws = ws
+        self._attach(session, ws)
+        session.dropped = False
         # The history holds everything the queue holds, so replay from it and drop the queue.
         while not session.queue.empty():
             session.queue.get_nowait()
@@ -1149,7 +1181,7 @@ class FakeDiscord:
         for gid in guild_ids if isinstance(guild_ids, list) else [guild_ids]:
             if gid is None or int(gid) not in self.guilds:
                 continue
-            members = [self._member(u, int(gid)) for uid, u in self.users.items() if uid != 0]
+            members = [self._member(u, int(gid)) for u in self.users.values()]
             session.enqueue_dispatch(
                 "GUILD_MEMBERS_CHUNK",
                 {
@@ -1180,7 +1212,12 @@ class FakeDiscord:
             ("PATCH", "/channels/{channel_id}/messages/{message_id}", self._patch_message, True),
             ("DELETE", "/channels/{channel_id}/messages/{message_id}", self._delete_message, True),
             ("POST", "/channels/{channel_id}/typing", self._typing, True),
-            ("PUT", "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me", self._put_reaction, True),
+            (
+                "PUT",
+                "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
+                self._put_reaction,
+                True,
+            ),
             (
                 "DELETE",
                 "/channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me",
@@ -1197,8 +1234,18 @@ class FakeDiscord:
             ("GET", "/webhooks/{webhook_id}/{webhook_token}", self._get_webhook_with_token, False),
             ("DELETE", "/webhooks/{webhook_id}/{webhook_token}", self._delete_webhook_with_token, False),
             ("POST", "/webhooks/{webhook_id}/{webhook_token}", self._execute_webhook, False),
-            ("GET", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}", self._get_wh_message, False),
-            ("PATCH", "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}", self._patch_wh_message, False),
+            (
+                "GET",
+                "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
+                self._get_wh_message,
+                False,
+            ),
+            (
+                "PATCH",
+                "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
+                self._patch_wh_message,
+                False,
+            ),
             (
                 "DELETE",
                 "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
@@ -1312,7 +1359,9 @@ class FakeDiscord:
 
     async def _get_me(self, request: web.Request, call: Call) -> web.Response:
         user = self._bot_user(call)
-        return _json_response({**user, "verified": True, "mfa_enabled": False, "email": None, "locale": "en-US"})
+        return _json_response(
+            {**user, "verified": True, "mfa_enabled": False, "email": None, "locale": "en-US"}
+        )
 
     async def _get_user(self, request: web.Request, call: Call) -> web.Response:
         user = self.users.get(int(request.match_info["user_id"]))
@@ -1331,7 +1380,9 @@ class FakeDiscord:
         gid = request.match_info["guild_id"]
         if int(gid) not in self.guilds:
             raise ApiError(404, 10004, "Unknown Guild")
-        channels = [c for c in self.channels.values() if c.get("guild_id") == gid and c["type"] not in THREAD_TYPES]
+        channels = [
+            c for c in self.channels.values() if c.get("guild_id") == gid and c["type"] not in THREAD_TYPES
+        ]
         return _json_response(channels)
 
     async def _get_member(self, request: web.Request, call: Call) -> web.Response:
@@ -1358,7 +1409,9 @@ class FakeDiscord:
         return _json_response(list(reversed(messages[-limit:])))
 
     async def _get_message(self, request: web.Request, call: Call) -> web.Response:
-        message = self._message_in(int(request.match_info["channel_id"]), int(request.match_info["message_id"]))
+        message = self._message_in(
+            int(request.match_info["channel_id"]), int(request.match_info["message_id"])
+        )
         return _json_response(message)
 
     async def _post_message(self, request: web.Request, call: Call) -> web.Response:
@@ -1427,7 +1480,9 @@ class FakeDiscord:
         body = self._body(call)
         assert call.bot_id is not None
         # A thread started from a message takes the message's id, as on Discord.
-        thread = self._new_thread(channel, call.bot_id, str(body.get("name", "thread")), int(message["id"]), 11)
+        thread = self._new_thread(
+            channel, call.bot_id, str(body.get("name", "thread")), int(message["id"]), 11
+        )
         if body.get("auto_archive_duration"):
             thread["thread_metadata"]["auto_archive_duration"] = body["auto_archive_duration"]
         message["flags"] |= FLAG_HAS_THREAD
@@ -1449,7 +1504,9 @@ class FakeDiscord:
                 channel, author, name, message_body, files=call.files
             )
             return _json_response({**thread, "message": message})
-        thread = self._new_thread(channel, int(author["id"]), name, None, int(body.get("type") or PRIVATE_THREAD))
+        thread = self._new_thread(
+            channel, int(author["id"]), name, None, int(body.get("type") or PRIVATE_THREAD)
+        )
         self._announce_thread(thread)
         return _json_response(thread)
 
@@ -1495,11 +1552,15 @@ class FakeDiscord:
     def _check_webhook_name(name: str, field_name: str) -> None:
         lowered = name.lower()
         if not 1 <= len(name) <= 80:
-            raise _invalid_form(_field_error(field_name, "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 80 in length."))
+            raise _invalid_form(
+                _field_error(field_name, "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 80 in length.")
+            )
         for banned in ("clyde", "discord"):
             if banned in lowered:
                 raise _invalid_form(
-                    _field_error(field_name, "USERNAME_INVALID_CONTAINS", f'Username cannot contain "{banned}"')
+                    _field_error(
+                        field_name, "USERNAME_INVALID_CONTAINS", f'Username cannot contain "{banned}"'
+                    )
                 )
 
     def _webhook(self, request: web.Request, *, token: bool) -> JsonDict:
@@ -1553,7 +1614,9 @@ class FakeDiscord:
             channel = target
         elif channel["type"] == FORUM:
             if not body.get("thread_name"):
-                raise ApiError(400, 220001, "Webhooks posted to forum channels must have a thread_name or thread_id")
+                raise ApiError(
+                    400, 220001, "Webhooks posted to forum channels must have a thread_name or thread_id"
+                )
             _, message = self._create_thread_with_message(
                 channel, author, str(body["thread_name"]), body, files=call.files, webhook_id=webhook["id"]
             )
@@ -1573,7 +1636,9 @@ class FakeDiscord:
         raw_id = request.match_info["message_id"]
         if interaction is not None:
             mid = interaction.original_message_id if raw_id == "@original" else int(raw_id)
-            if mid is None or (mid != interaction.original_message_id and mid not in interaction.followup_ids):
+            if mid is None or (
+                mid != interaction.original_message_id and mid not in interaction.followup_ids
+            ):
                 raise ApiError(404, 10008, "Unknown Message")
         else:
             webhook = self._webhook(request, token=True)
@@ -1619,11 +1684,15 @@ class FakeDiscord:
             raise ApiError(404, 10004, "Unknown Guild")
         return app_id, int(raw_gid) if raw_gid is not None else None
 
-    def _make_command(self, app_id: int, gid: int | None, body: JsonDict, existing: list[JsonDict]) -> JsonDict:
+    def _make_command(
+        self, app_id: int, gid: int | None, body: JsonDict, existing: list[JsonDict]
+    ) -> JsonDict:
         name = str(body.get("name", ""))
         ctype = int(body.get("type") or 1)
         if ctype == 1 and (not _COMMAND_NAME.match(name) or name != name.lower()):
-            raise _invalid_form(_field_error("name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"))
+            raise _invalid_form(
+                _field_error("name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+            )
         description = str(body.get("description", ""))
         if ctype == 1 and not 1 <= len(description) <= 100:
             raise _invalid_form(
@@ -1656,7 +1725,9 @@ class FakeDiscord:
         commands = [self._make_command(scope[0], scope[1], c, existing) for c in body]
         keys = [(c["name"], c["type"]) for c in commands]
         if len(keys) != len(set(keys)):
-            raise _invalid_form(_field_error("_errors", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Duplicate name"))
+            raise _invalid_form(
+                _field_error("_errors", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Duplicate name")
+            )
         self.commands[scope] = commands
         self.command_syncs[scope] = self.command_syncs.get(scope, 0) + 1
         return _json_response(commands)
@@ -1718,7 +1789,7 @@ class FakeDiscord:
         }
         if ctype in (4, 5, 6, 7, 9):
             answer["resource"] = {"type": ctype}
-            if message is not None and ctype != 5:
+            if message is not None:
                 answer["resource"]["message"] = message
         return _json_response(answer)
 
@@ -1739,16 +1810,15 @@ class FakeDiscord:
             },
             "type": 20,
         }
-        body = {**data, "content": data.get("content") if not allow_empty else ""}
-        if allow_empty:
-            # The "thinking" placeholder has no content, which a normal send would refuse.
-            body["embeds"] = [{}]
-        message = self._create_message(
-            channel, bot_user, body, webhook_id=str(interaction.application_id), extra=extra
+        # The deferred "thinking" placeholder has no content, which a normal send would refuse.
+        return self._create_message(
+            channel,
+            bot_user,
+            data,
+            webhook_id=str(interaction.application_id),
+            extra=extra,
+            validate=not allow_empty,
         )
-        if allow_empty:
-            message["embeds"] = []
-        return message
 
     async def _followup(self, interaction: FakeInteraction, call: Call) -> web.Response:
         if not interaction.acknowledged:

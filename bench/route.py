@@ -1,0 +1,148 @@
+"""Routing benchmark: one-pass TriggerIndex against a naive loop over personas and their regexes.
+
+For N synthetic personas with 5 triggers each (mention, keywords, regex, reply, free-will chance)
+it prints one JSON line per size:
+{"personas": N, "msgs_per_s": x, "us_per_msg": y, "naive_msgs_per_s": z, "speedup": x/z}
+Run: python bench/route.py [--sizes 10,100,1000,10000] [--seconds 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bots.events import Author, Message  # noqa: E402
+from bots.persona import Persona  # noqa: E402
+from bots.triggers import TriggerIndex  # noqa: E402
+
+VOCAB_SIZE = 20_000
+FILLER = [
+    "the", "a", "i", "you", "we", "should", "think", "about", "my", "job", "friend", "money", "today",
+    "really", "maybe", "not", "sure", "if", "what", "would", "do", "this", "week", "plan", "idea", "help",
+]
+
+
+def word(n: int) -> str:
+    # Pronounceable distinct tokens, so keywords never collide with filler words.
+    letters = "bcdfghjklmnpqrstvwxz"
+    vowels = "aeiou"
+    out = ""
+    n += 1
+    while n:
+        n, r = divmod(n, 100)
+        out += letters[r % 20] + vowels[r // 20]
+    return out + "x"
+
+
+def personas(n: int, rng: random.Random) -> list[Persona]:
+    out = []
+    for i in range(n):
+        kws = [word(rng.randrange(VOCAB_SIZE)) for _ in range(3)]
+        rx = rf"(?i)\b{word(rng.randrange(VOCAB_SIZE))}\s+\d+\b"
+        out.append(
+            Persona.model_validate(
+                {
+                    "id": f"p{i}",
+                    "name": f"Persona {word(VOCAB_SIZE + i)}",
+                    "prompt": "x",
+                    "triggers": [
+                        {"mention": True},
+                        {"keywords": kws, "chance": 0.5},
+                        {"regex": rx, "chance": 0.5},
+                        {"reply": True},
+                        {"chance": 0.001},
+                    ],
+                }
+            )
+        )
+    return out
+
+
+def messages(count: int, rng: random.Random) -> list[Message]:
+    author = Author(id="u1", name="user")
+    out = []
+    for i in range(count):
+        words = [rng.choice(FILLER) for _ in range(rng.randint(8, 20))]
+        # About one message in four carries a vocabulary word that some persona may be listening for.
+        if rng.random() < 0.25:
+            words.insert(rng.randrange(len(words)), word(rng.randrange(VOCAB_SIZE)))
+        if rng.random() < 0.05:
+            words.insert(rng.randrange(len(words)), f"{word(rng.randrange(VOCAB_SIZE))} {rng.randint(1, 99)}")
+        out.append(Message(platform="bench", id=str(i), channel="c", author=author, text=" ".join(words)))
+    return out
+
+
+class Naive:
+    """What a simple bot does: every persona, every trigger, per message."""
+
+    def __init__(self, ps: list[Persona]):
+        self.items = []
+        for p in ps:
+            names = re.compile(rf"(?i)\b({re.escape(p.id)}|{re.escape(p.name)})\b")
+            kws = [re.compile(rf"(?i)\b{re.escape(k)}\b") for t in p.triggers if t.keywords for k in t.keywords]
+            rxs = [re.compile(t.regex) for t in p.triggers if t.regex]
+            chance = [t.probability for t in p.triggers if t.kind == "chance"]
+            self.items.append((p.id, names, kws, rxs, chance))
+
+    def match(self, msg: Message, rng: random.Random) -> list[str]:
+        out = []
+        text = msg.text
+        for pid, names, kws, rxs, chance in self.items:
+            if names.search(text) or any(k.search(text) for k in kws) or any(r.search(text) for r in rxs):
+                out.append(pid)
+            elif any(rng.random() < c for c in chance):
+                out.append(pid)
+        return out
+
+
+def rate(fn, msgs: list[Message], seconds: float) -> float:
+    n = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for m in msgs:
+            fn(m)
+        n += len(msgs)
+        now = time.perf_counter()
+        if now >= deadline:
+            return n / (now - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10,100,1000,10000")
+    ap.add_argument("--seconds", type=float, default=1.0)
+    args = ap.parse_args()
+    for n in (int(s) for s in args.sizes.split(",")):
+        rng = random.Random(n)
+        ps = personas(n, rng)
+        msgs = messages(2000, rng)
+        index = TriggerIndex(ps)
+        naive = Naive(ps)
+        r1, r2 = random.Random(1), random.Random(1)
+        fast = rate(lambda m: index.match(m, r1), msgs, args.seconds)
+        # The naive loop is slow at large sizes; a smaller sample measures it just as well.
+        slow = rate(lambda m: naive.match(m, r2), msgs[: max(20, 2000 * 10 // max(n, 10))], args.seconds)
+        print(
+            json.dumps(
+                {
+                    "personas": n,
+                    "msgs_per_s": round(fast),
+                    "us_per_msg": round(1e6 / fast, 2),
+                    "naive_msgs_per_s": round(slow),
+                    "speedup": round(fast / slow, 1),
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

