@@ -54,7 +54,13 @@ def make_llm(cfg: FleetConfig, env: Any = None, *, canned: bool = False) -> LLMC
     if not api_key and not base_url:
         raise SetupError(NO_LLM_HELP)
     log.info("llm: OpenAI-compatible endpoint %s, model %s", base_url or "api.openai.com", llm.model)
-    return OpenAIClient(api_key=api_key, base_url=base_url, timeout=llm.timeout_seconds, max_retries=llm.max_retries)
+    return OpenAIClient(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=llm.timeout_seconds,
+        max_retries=llm.max_retries,
+        streaming=llm.stream,
+    )
 
 
 def make_state(cfg: FleetConfig) -> tuple[Store, RateLimiter]:

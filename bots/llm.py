@@ -80,6 +80,7 @@ class OpenAIClient:
         max_retries: int = 2,
         backoff: float = 0.5,
         rng: random.Random | None = None,
+        streaming: bool = True,
     ) -> None:
         import openai
 
@@ -91,6 +92,7 @@ class OpenAIClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.backoff = backoff
+        self.streaming = streaming
         self._rng = rng or random.Random()
 
     def _retryable(self, exc: Exception) -> float | None:
@@ -124,6 +126,25 @@ class OpenAIClient:
             started = False
             try:
                 async with asyncio.timeout(self.timeout):
+                    if not self.streaming:
+                        done = await self._client.chat.completions.create(
+                            model=request.model,
+                            messages=list(request.messages),  # type: ignore[arg-type]
+                            temperature=request.temperature,
+                            max_tokens=request.max_tokens,
+                        )
+                        choice = done.choices[0] if done.choices else None
+                        started = True
+                        yield Chunk(
+                            text=(choice.message.content or "") if choice else "",
+                            finish_reason=choice.finish_reason if choice else None,
+                        )
+                        if done.usage is not None:
+                            yield Chunk(
+                                prompt_tokens=done.usage.prompt_tokens,
+                                completion_tokens=done.usage.completion_tokens,
+                            )
+                        return
                     stream = await self._client.chat.completions.create(
                         model=request.model,
                         messages=list(request.messages),  # type: ignore[arg-type]

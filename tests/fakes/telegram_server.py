@@ -36,6 +36,12 @@ Assumptions where Telegram's documentation is silent or contradicts practice:
   ``html_strict=True`` (the default) a bare ``&`` is a 400, so escaping bugs surface in tests.
   Other errors copy TDLib's messages.
 * Markdown parse modes are accepted and not validated.
+
+Public surface: ``start/stop`` (or ``async with``), ``base_url``, ``base_file_url``; world:
+``add_bot``, ``add_user``, ``add_group``, ``add_channel``, ``add_member``; humans: ``user_says``,
+``user_dms``, ``channel_post``, ``user_presses_button``; faults: ``fail_next``, ``block_chat``;
+inspection: ``calls``, ``calls_to``, ``sent``, ``history``, ``delivered``, ``reactions_on``,
+``commands_of``, ``wait_for``.
 """
 
 from __future__ import annotations
@@ -755,8 +761,8 @@ class FakeTelegram:
             text=text,
             entities=self._user_entities(text, entities),
         )
-        copy_ = self._publish_channel_post(state, post, author=None)
-        return copy.deepcopy(post), copy.deepcopy(copy_)
+        forwarded = self._publish_channel_post(state, post, author=None)
+        return copy.deepcopy(post), copy.deepcopy(forwarded)
 
     async def user_presses_button(
         self, chat: ChatRef, user: UserRef, message_id: int, data: str, *, bot_username: str | None = None
@@ -1292,11 +1298,11 @@ class FakeTelegram:
         ]
         text = message.get("text", "")
         entities = message.get("entities", [])
+        command = next((e for e in entities if e["type"] == "bot_command" and e["offset"] == 0), None)
+        is_command = command is not None
         command_target: str | None = None
-        is_command = False
-        if entities and entities[0]["type"] == "bot_command" and entities[0]["offset"] == 0:
-            is_command = True
-            _, _, addressed = entity_text(text, entities[0]).partition("@")
+        if command is not None:
+            _, _, addressed = entity_text(text, command).partition("@")
             command_target = addressed.lower() or None
         mentioned = {entity_text(text, e)[1:].lower() for e in entities if e["type"] == "mention"}
         mentioned_ids = {e["user"]["id"] for e in entities if e["type"] == "text_mention" and "user" in e}
