@@ -1,0 +1,741 @@
+"""Redis implementations of the RateLimiter and Store protocols, and the fallback that keeps the
+fleet answering while Redis is away.
+
+Rate limits are GCRA (generic cell rate algorithm, the same as bots.ratelimit): one timestamp, the
+"theoretical arrival time" (tat), per key; a rate of N per P seconds has emission interval T = P/N; a
+request of weight c is allowed when max(tat, now) + c*T - now <= P, and the answer when it is not is
+retry_after = max(tat, now) + c*T - P - now. One Lua script takes a whole routing decision (every key
+of every candidate persona), reads the clock with TIME so that processes with skewed clocks agree,
+consumes only for the candidates it admits, and gives every key an expiry equal to how long its tat
+still matters. Concurrent decisions are coalesced into one EVALSHA (`_Batcher`), so a decision costs
+one round trip at most and usually a fraction of one.
+
+The store keeps per conversation a capped list of JSON turns, dedupe keys set with SET NX PX, and sets
+for opt-outs and mutes. Appends and /forget are Lua scripts, so an opted-out user's turn can never
+slip in between the opt-out check and the write, and /forget sees a consistent history.
+
+`open_redis_state(cfg)` wraps both in `FallbackStore`/`FallbackRateLimiter`: each Redis call is bounded
+(`CALL_TIMEOUT`); on a timeout or connection error the fleet switches to the in-memory
+implementations (logged once), probes Redis with backoff, and switches back when it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from bots.config import FleetConfig
+from bots.ratelimit import ALLOWED, CAPPED, MemoryRateLimiter, Rate, Verdict
+from bots.store import MemoryStore, Turn
+
+log = logging.getLogger("botfleet.redis")
+
+T = TypeVar("T")
+
+PREFIX = "botfleet:"
+# The longest a message handler waits for Redis before deciding locally.
+CALL_TIMEOUT = 0.3
+# Conversation history older than this is dropped (and its keys expire) even if never pushed out.
+RETENTION_SECONDS = 30 * 86400.0
+# What counts as "Redis is away": the server, the network or our own timeout, not a bad command.
+FAULTS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
+
+
+def make_client(
+    url: str,
+    *,
+    max_connections: int = 32,
+    socket_timeout: float = 1.0,
+    connect_timeout: float = CALL_TIMEOUT,
+    pool_timeout: float = CALL_TIMEOUT,
+) -> Redis:
+    """A client for the per-message path: bounded pool, short timeouts, and no silent retries.
+
+    redis-py would retry a timed-out EVALSHA or RPUSH on its own, applying it twice; callers here
+    decide what a failure means instead. The pool blocks (briefly) rather than raising when full, so a
+    burst waits its turn instead of failing, but never longer than `pool_timeout`.
+    """
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=pool_timeout,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=connect_timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+    return Redis.from_pool(pool)
+
+
+# --- rate limits --------------------------------------------------------------------------------
+
+# KEYS: every distinct limit key of the batch. ARGV[1]: JSON [[max_grants, cand, cand, ...], ...]
+# where cand is a flat [key_index, increment_us, period_us, ...] list, increment = (P/N)*cost.
+# ARGV[2]: microseconds added to the server clock (tests move time forward without sleeping).
+# Returns JSON: per candidate two numbers, (0, 0) admitted, (-1, 0) capped by max_grants, or
+# (k, retry_us) blocked by the k-th rate of that candidate.
+LIMIT_LUA = """
+-- GCRA over whole routing decisions: one tat per key, weighted cost, retry-after when blocked.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3])
+local keys = cjson.decode(ARGV[1])
+local batch = cjson.decode(ARGV[2])
+local limits = batch[1]
+local tat = {}
+local n = #keys
+local i = 1
+while i <= n do
+  local j = math.min(i + 999, n)
+  local vals = redis.call('MGET', unpack(keys, i, j))
+  for k = i, j do
+    local v = vals[k - i + 1]
+    if v then tat[k] = tonumber(v) end
+  end
+  i = j + 1
+end
+local dirty = {}
+local out = {}
+for d = 2, #batch do
+  local decision = batch[d]
+  local max_grants = decision[1]
+  local granted = 0
+  for c = 2, #decision do
+    if granted >= max_grants then
+      out[#out + 1] = -1
+      out[#out + 1] = 0
+    else
+      local cand = decision[c]
+      local upd = {}
+      local blocked, retry = 0, 0
+      for r = 1, #cand do
+        local l = cand[r] * 3
+        local k = limits[l + 1] + 1
+        local cur = upd[k] or tat[k]
+        local base = now
+        if cur and cur > now then base = cur end
+        local new = base + limits[l + 2]
+        local allow_at = new - limits[l + 3]
+        -- 1us of slack: doubles near 1.7e15 resolve to 0.25us, and N*(P/N) may round above P.
+        if allow_at > now + 1 then
+          blocked = r
+          retry = math.ceil(allow_at - now)
+          break
+        end
+        upd[k] = new
+      end
+      if blocked == 0 then
+        for k, v in pairs(upd) do
+          tat[k] = v
+          dirty[k] = true
+        end
+        granted = granted + 1
+        out[#out + 1] = 0
+        out[#out + 1] = 0
+      else
+        out[#out + 1] = blocked
+        out[#out + 1] = retry
+      end
+    end
+  end
+end
+for k in pairs(dirty) do
+  local v = tat[k]
+  -- Past its tat a key says nothing more than an absent one: that is exactly its lifetime.
+  local ttl = math.max(1, math.ceil((v - now) / 1000))
+  redis.call('SET', keys[k], string.format('%.17g', v), 'PX', ttl)
+end
+return cjson.encode(out)
+"""
+
+
+class LimiterOverloaded(RuntimeError):
+    """More decisions are waiting for Redis than the batcher may queue."""
+
+
+@dataclass(slots=True)
+class _Job:
+    candidates: Sequence[Sequence[Rate]]
+    max_grants: int
+    future: asyncio.Future[list[Verdict]]
+
+
+class _Batcher:
+    """Coalesces concurrent decisions into one script call each.
+
+    The first decision after a quiet spell goes out on the next loop iteration (no added latency); the
+    ones that arrive while `max_in_flight` calls are out ride together on the next call. Waiting jobs
+    are capped, and a job whose caller gave up (timed out) is dropped before it is sent, so nobody is
+    charged for a decision that was made elsewhere.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[list[_Job]], Awaitable[None]],
+        *,
+        max_batch: int = 256,
+        max_in_flight: int = 2,
+        max_pending: int = 10_000,
+    ) -> None:
+        self._send = send
+        self.max_batch = max_batch
+        self.max_in_flight = max_in_flight
+        self.max_pending = max_pending
+        self._pending: deque[_Job] = deque()
+        self._in_flight = 0
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, job: _Job) -> None:
+        if len(self._pending) >= self.max_pending:
+            raise LimiterOverloaded(f"{len(self._pending)} decisions already waiting for Redis")
+        self._pending.append(job)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled and self._in_flight < self.max_in_flight:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._pending and self._in_flight < self.max_in_flight:
+            batch: list[_Job] = []
+            while self._pending and len(batch) < self.max_batch:
+                job = self._pending.popleft()
+                if not job.future.done():
+                    batch.append(job)
+            if not batch:
+                continue
+            self._in_flight += 1
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[_Job]) -> None:
+        try:
+            await self._send(batch)
+        except BaseException as exc:
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc if isinstance(exc, Exception) else RedisConnectionError("cancelled"))
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            self._in_flight -= 1
+            if self._pending:
+                self._schedule()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._pending:
+            job = self._pending.popleft()
+            if not job.future.done():
+                job.future.cancel()
+
+
+class RedisRateLimiter:
+    """GCRA in Redis: one script call per batch of routing decisions, time from the server.
+
+    `acquire`'s `now` is ignored: the server's TIME is the one clock all processes share.
+    `time_offset` (seconds, added to the server clock) lets tests move time forward without sleeping.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = PREFIX,
+        max_batch: int = 256,
+        max_in_flight: int = 2,
+        max_pending: int = 10_000,
+    ) -> None:
+        self._client = client
+        self._prefix = prefix + "rl:"
+        self._script = client.register_script(LIMIT_LUA)
+        self._batcher = _Batcher(self._send, max_batch=max_batch, max_in_flight=max_in_flight, max_pending=max_pending)
+        self.time_offset = 0.0
+        # Script calls and decisions carried, for the benchmark's round trips per decision.
+        self.calls = 0
+        self.decisions = 0
+
+    async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
+        if not candidates:
+            return []
+        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        self._batcher.submit(_Job(candidates, max_grants, future))
+        return await future
+
+    async def _send(self, jobs: list[_Job]) -> None:
+        prefix = self._prefix
+        keys: list[str] = []
+        index: dict[str, int] = {}
+        payload: list[list[Any]] = []
+        for job in jobs:
+            decision: list[Any] = [job.max_grants]
+            for rates in job.candidates:
+                flat: list[float] = []
+                for r in rates:
+                    i = index.get(r.key)
+                    if i is None:
+                        i = index[r.key] = len(keys)
+                        keys.append(prefix + r.key)
+                    period_us = r.period * 1e6
+                    flat += (i, period_us / r.limit * r.cost, period_us)
+                decision.append(flat)
+            payload.append(decision)
+        self.calls += 1
+        self.decisions += len(jobs)
+        raw = await self._script(keys=keys, args=[json.dumps(payload, separators=(",", ":")), int(self.time_offset * 1e6)])
+        out = json.loads(raw)
+        pos = 0
+        for job in jobs:
+            verdicts: list[Verdict] = []
+            for rates in job.candidates:
+                code, retry = out[pos], out[pos + 1]
+                pos += 2
+                if code == 0:
+                    verdicts.append(ALLOWED)
+                elif code < 0:
+                    verdicts.append(CAPPED)
+                else:
+                    verdicts.append(Verdict(False, rates[code - 1].label, retry / 1e6))
+            if not job.future.done():
+                job.future.set_result(verdicts)
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+
+# --- store --------------------------------------------------------------------------------------
+
+# KEYS: history list, opt-out set of the platform, the user's conversation index.
+# ARGV: turn JSON, user id ("" for personas), conversation, history size, retention ms, cutoff (turn.at
+# minus retention, seconds). The opt-out check and the write are one step, so a turn can never land
+# after the user opted out, even when another process handled their message.
+APPEND_LUA = """
+local user = ARGV[2]
+if user ~= '' and redis.call('SISMEMBER', KEYS[2], user) == 1 then return 0 end
+local retention = tonumber(ARGV[5])
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
+-- Age out from the head: it keeps the index below a superset of where the user's turns can be.
+local cutoff = tonumber(ARGV[6])
+while true do
+  local head = redis.call('LINDEX', KEYS[1], 0)
+  if not head then break end
+  local ok, turn = pcall(cjson.decode, head)
+  if ok and type(turn) == 'table' and tonumber(turn.at) and tonumber(turn.at) < cutoff then
+    redis.call('LPOP', KEYS[1])
+  else
+    break
+  end
+end
+redis.call('PEXPIRE', KEYS[1], retention)
+if user ~= '' then
+  redis.call('SADD', KEYS[3], ARGV[3])
+  -- Twice the retention: a turn lives at most one retention past the conversation's last write,
+  -- which is at most one retention past the user's own turn.
+  redis.call('PEXPIRE', KEYS[3], 2 * retention)
+end
+return 1
+"""
+
+# KEYS: the user's conversation index. ARGV: user id, history key prefix.
+# History keys are derived inside the script (fine on a single Redis; a cluster would need hash tags).
+FORGET_LUA = """
+local convs = redis.call('SMEMBERS', KEYS[1])
+local removed = 0
+for _, conv in ipairs(convs) do
+  local key = ARGV[2] .. conv
+  local items = redis.call('LRANGE', key, 0, -1)
+  local kept = {}
+  for _, raw in ipairs(items) do
+    local ok, turn = pcall(cjson.decode, raw)
+    if ok and type(turn) == 'table' and turn.user_id == ARGV[1] then
+      removed = removed + 1
+    else
+      kept[#kept + 1] = raw
+    end
+  end
+  if #kept ~= #items then
+    local ttl = redis.call('PTTL', key)
+    redis.call('DEL', key)
+    for i = 1, #kept, 1000 do
+      redis.call('RPUSH', key, unpack(kept, i, math.min(i + 999, #kept)))
+    end
+    if #kept > 0 and ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  end
+end
+redis.call('DEL', KEYS[1])
+return removed
+"""
+
+
+def _platform_of(conversation: str) -> str:
+    return conversation.partition(":")[0]
+
+
+class RedisStore:
+    """History, dedupe, opt-outs and mutes in Redis; `now` arguments are ignored where Redis keeps time."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = PREFIX,
+        history_size: int = 50,
+        retention_seconds: float = RETENTION_SECONDS,
+    ) -> None:
+        self._client = client
+        self._p = prefix
+        self.history_size = history_size
+        self.retention_seconds = retention_seconds
+        self._append = client.register_script(APPEND_LUA)
+        self._forget = client.register_script(FORGET_LUA)
+
+    def _history_key(self, conversation: str) -> str:
+        return f"{self._p}h:{conversation}"
+
+    def _index_key(self, platform: str, user_id: str) -> str:
+        return f"{self._p}uc:{platform}:{user_id}"
+
+    async def first_seen(self, key: str, ttl: float, now: float) -> bool:
+        ok = await self._client.set(f"{self._p}seen:{key}", b"1", nx=True, px=max(1, int(ttl * 1000)))
+        return bool(ok)
+
+    async def append(self, conversation: str, turn: Turn) -> None:
+        platform = _platform_of(conversation)
+        await self._append(
+            keys=[
+                self._history_key(conversation),
+                f"{self._p}optout:{platform}",
+                self._index_key(platform, turn.user_id),
+            ],
+            args=[
+                json.dumps(turn.to_dict(), separators=(",", ":")),
+                turn.user_id,
+                conversation,
+                self.history_size,
+                int(self.retention_seconds * 1000),
+                repr(turn.at - self.retention_seconds),
+            ],
+        )
+
+    async def history(self, conversation: str, limit: int) -> list[Turn]:
+        if limit <= 0:
+            return []
+        raw = await self._client.lrange(self._history_key(conversation), -limit, -1)
+        return [Turn.from_dict(json.loads(item)) for item in raw]
+
+    async def forget_user(self, platform: str, user_id: str) -> int:
+        if not user_id:
+            return 0
+        removed = await self._forget(keys=[self._index_key(platform, user_id)], args=[user_id, f"{self._p}h:"])
+        return int(removed)
+
+    async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None:
+        key = f"{self._p}optout:{platform}"
+        if opted_out:
+            await self._client.sadd(key, user_id)
+        else:
+            await self._client.srem(key, user_id)
+
+    async def is_opted_out(self, platform: str, user_id: str) -> bool:
+        return bool(await self._client.sismember(f"{self._p}optout:{platform}", user_id))
+
+    async def set_muted(self, conversation: str, persona_id: str, muted: bool) -> None:
+        key = f"{self._p}mute:{conversation}"
+        if muted:
+            await self._client.sadd(key, persona_id)
+        else:
+            await self._client.srem(key, persona_id)
+
+    async def muted(self, conversation: str) -> frozenset[str]:
+        members = await self._client.smembers(f"{self._p}mute:{conversation}")
+        return frozenset(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+    async def close(self) -> None:
+        return None
+
+
+# --- falling back while Redis is away -----------------------------------------------------------
+
+
+class RedisHealth:
+    """Whether the per-message path uses Redis, shared by the store and the limiter.
+
+    The first fault flips both to local state and starts one probe task; the probe pings with
+    exponential backoff, runs the recovery hooks (replaying what must not be lost), then flips back.
+    Each transition is logged once, whatever the message rate.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        timeout: float = CALL_TIMEOUT,
+        backoff: tuple[float, float] = (0.25, 10.0),
+        owns_client: bool = True,
+    ) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.backoff = backoff
+        self.up = True
+        self.outages = 0
+        self._owns_client = owns_client
+        self._down_since = 0.0
+        self._probe: asyncio.Task[None] | None = None
+        self._recover_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._users = 0
+        self._last_error_log = 0.0
+
+    def on_recover(self, hook: Callable[[], Awaitable[None]]) -> None:
+        self._recover_hooks.append(hook)
+
+    async def call(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation within the time budget; raises on a fault after flipping to local."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await op()
+        except FAULTS as exc:
+            self.down(exc)
+            raise
+        except ResponseError as exc:
+            # A bad command is a bug, not an outage: say so (rarely), and decide locally this once.
+            now = time.monotonic()
+            if now - self._last_error_log > 60:
+                self._last_error_log = now
+                log.error("redis rejected a command, deciding locally: %s", exc)
+            raise
+
+    def down(self, exc: BaseException) -> None:
+        if not self.up:
+            return
+        self.up = False
+        self.outages += 1
+        self._down_since = time.monotonic()
+        log.warning(
+            "redis unreachable (%s): using local limits and history until it answers again",
+            type(exc).__name__ if not str(exc) else f"{type(exc).__name__}: {exc}",
+        )
+        self._probe = asyncio.get_running_loop().create_task(self._probe_until_up())
+
+    async def _probe_until_up(self) -> None:
+        delay, cap = self.backoff
+        while True:
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, cap)
+            try:
+                async with asyncio.timeout(max(self.timeout, 1.0)):
+                    await self.client.ping()
+                for hook in self._recover_hooks:
+                    async with asyncio.timeout(max(self.timeout * 10, 3.0)):
+                        await hook()
+            except (*FAULTS, ResponseError) as exc:
+                log.debug("redis still away: %s", exc)
+                continue
+            self.up = True
+            log.warning("redis is back after %.1fs: shared limits and history resumed", time.monotonic() - self._down_since)
+            return
+
+    def acquire_user(self) -> None:
+        self._users += 1
+
+    async def release_user(self) -> None:
+        """The last of the store and the limiter to close closes the shared client."""
+        self._users -= 1
+        if self._users > 0:
+            return
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+        if self._owns_client:
+            await self.client.aclose()
+
+
+class FallbackRateLimiter:
+    """Redis limits while Redis answers within budget; the in-memory GCRA otherwise.
+
+    Local limits are per process, so during an outage N processes together allow up to N times a
+    limit: the price of answering at all, for the length of the outage only.
+    """
+
+    def __init__(self, primary: RedisRateLimiter, health: RedisHealth, local: MemoryRateLimiter | None = None) -> None:
+        self.primary = primary
+        self.local = local or MemoryRateLimiter()
+        self.health = health
+        self._overload_log = 0.0
+        health.acquire_user()
+
+    async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
+        if not candidates:
+            return []
+        if self.health.up:
+            try:
+                return await self.health.call(lambda: self.primary.acquire(candidates, max_grants, now))
+            except LimiterOverloaded as exc:
+                # Too much queued is local overload, not an outage: decide this one locally.
+                t = time.monotonic()
+                if t - self._overload_log > 60:
+                    self._overload_log = t
+                    log.warning("rate limiter overloaded, deciding locally: %s", exc)
+            except (*FAULTS, RedisError):
+                pass
+        return self.local.acquire_now(candidates, max_grants, now)
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.local.close()
+        await self.health.release_user()
+
+
+@dataclass(slots=True)
+class _Journal:
+    """Privacy and moderation writes made while Redis was away, replayed when it is back.
+
+    Latest state wins per key, so the journal is bounded by the number of distinct users and
+    conversations touched during the outage, never by the number of writes.
+    """
+
+    opt_out: dict[tuple[str, str], bool] = field(default_factory=dict)
+    forget: set[tuple[str, str]] = field(default_factory=set)
+    muted: dict[tuple[str, str], bool] = field(default_factory=dict)
+    limit: int = 100_000
+
+    def __len__(self) -> int:
+        return len(self.opt_out) + len(self.forget) + len(self.muted)
+
+
+class FallbackStore:
+    """The Redis store, with a local mirror that answers while Redis is away.
+
+    The mirror sees every write and caches what Redis answered about opt-outs and mutes, so during
+    an outage an opted-out user stays opted out and a muted persona stays muted as far as this
+    process has seen. Opt-outs, forgets and mutes made during an outage are journaled and replayed
+    into Redis before it is used again; history written during an outage stays local.
+    """
+
+    def __init__(self, primary: RedisStore, health: RedisHealth, local: MemoryStore | None = None) -> None:
+        self.primary = primary
+        self.local = local or MemoryStore(history_size=primary.history_size)
+        self.health = health
+        self.journal = _Journal()
+        health.acquire_user()
+        health.on_recover(self._replay)
+
+    async def _try(self, op: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        if not self.health.up:
+            return False, None
+        try:
+            return True, await self.health.call(op)
+        except (*FAULTS, RedisError):
+            return False, None
+
+    async def first_seen(self, key: str, ttl: float, now: float) -> bool:
+        ok, first = await self._try(lambda: self.primary.first_seen(key, ttl, now))
+        local_first = await self.local.first_seen(key, ttl, now)
+        return bool(first) if ok else local_first
+
+    async def append(self, conversation: str, turn: Turn) -> None:
+        await self.local.append(conversation, turn)
+        await self._try(lambda: self.primary.append(conversation, turn))
+
+    async def history(self, conversation: str, limit: int) -> list[Turn]:
+        ok, turns = await self._try(lambda: self.primary.history(conversation, limit))
+        if ok and turns is not None:
+            return turns
+        return await self.local.history(conversation, limit)
+
+    async def forget_user(self, platform: str, user_id: str) -> int:
+        local = await self.local.forget_user(platform, user_id)
+        ok, removed = await self._try(lambda: self.primary.forget_user(platform, user_id))
+        if ok and removed is not None:
+            return removed
+        self._journal(lambda j: j.forget.add((platform, user_id)))
+        return local
+
+    async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None:
+        await self.local.set_opt_out(platform, user_id, opted_out)
+        ok, _ = await self._try(lambda: self.primary.set_opt_out(platform, user_id, opted_out))
+        if not ok:
+            self._journal(lambda j: j.opt_out.__setitem__((platform, user_id), opted_out))
+
+    async def is_opted_out(self, platform: str, user_id: str) -> bool:
+        ok, out = await self._try(lambda: self.primary.is_opted_out(platform, user_id))
+        if ok:
+            if out != await self.local.is_opted_out(platform, user_id):
+                await self.local.set_opt_out(platform, user_id, bool(out))
+            return bool(out)
+        return await self.local.is_opted_out(platform, user_id)
+
+    async def set_muted(self, conversation: str, persona_id: str, muted: bool) -> None:
+        await self.local.set_muted(conversation, persona_id, muted)
+        ok, _ = await self._try(lambda: self.primary.set_muted(conversation, persona_id, muted))
+        if not ok:
+            self._journal(lambda j: j.muted.__setitem__((conversation, persona_id), muted))
+
+    async def muted(self, conversation: str) -> frozenset[str]:
+        ok, out = await self._try(lambda: self.primary.muted(conversation))
+        if ok and out is not None:
+            mirror = await self.local.muted(conversation)
+            if mirror != out:
+                for pid in mirror - out:
+                    await self.local.set_muted(conversation, pid, False)
+                for pid in out - mirror:
+                    await self.local.set_muted(conversation, pid, True)
+            return out
+        return await self.local.muted(conversation)
+
+    def _journal(self, write: Callable[[_Journal], object]) -> None:
+        if len(self.journal) >= self.journal.limit:
+            log.error("redis outage journal full (%d entries): dropping an opt-out/forget/mute write", len(self.journal))
+            return
+        write(self.journal)
+
+    async def _replay(self) -> None:
+        """Runs before Redis is trusted again; an entry leaves the journal only once Redis has it."""
+        j = self.journal
+        for (platform, user), opted in list(j.opt_out.items()):
+            await self.primary.set_opt_out(platform, user, opted)
+            del j.opt_out[(platform, user)]
+        for platform, user in list(j.forget):
+            await self.primary.forget_user(platform, user)
+            j.forget.discard((platform, user))
+        for (conversation, pid), muted in list(j.muted.items()):
+            await self.primary.set_muted(conversation, pid, muted)
+            del j.muted[(conversation, pid)]
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.local.close()
+        await self.health.release_user()
+
+
+def open_redis_state(cfg: FleetConfig, *, prefix: str = PREFIX) -> tuple[FallbackStore, FallbackRateLimiter]:
+    """The fleet's store and limiter on the Redis at cfg.store, each falling back to local state."""
+    client = make_client(cfg.store)
+    health = RedisHealth(client)
+    retention_days = getattr(cfg, "retention_days", None)
+    retention = float(retention_days) * 86400 if retention_days else RETENTION_SECONDS
+    store = FallbackStore(
+        RedisStore(client, prefix=prefix, history_size=cfg.fleet.history_size, retention_seconds=retention),
+        health,
+    )
+    limiter = FallbackRateLimiter(RedisRateLimiter(client, prefix=prefix), health)
+    return store, limiter

@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from bots.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(tmp: Path, rows: list[dict], capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
+    transcript = tmp / "t.jsonl"
+    transcript.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main(["simulate", str(transcript), "--config", str(tmp / "config.yaml"), *args]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+@pytest.fixture
+def fleet_dir(tmp_path: Path) -> Path:
+    (tmp_path / "personas").mkdir()
+    (tmp_path / "personas" / "a.yaml").write_text(
+        "id: a\nname: Ann\nprompt: x\ntriggers:\n  - mention: true\n  - reply: true\n  - keywords: [money]\n"
+        "reactions:\n  - keywords: [party]\n    emoji: \"🎉\"\nlimits: {cooldown_seconds: 30}\n"
+    )
+    (tmp_path / "personas" / "b.yaml").write_text(
+        "id: b\nname: Bo\nprompt: x\ntriggers:\n  - keywords: [money]\n  - chance: 0.3\n"
+    )
+    (tmp_path / "config.yaml").write_text(
+        "personas_dir: personas\nfleet: {max_responders: 1, max_bot_chain: 1}\n"
+    )
+    return tmp_path
+
+
+def test_simulate_replays_on_virtual_time_with_limits(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [
+        {"at": 0, "channel": "c", "author": "u", "text": "hey @a"},
+        {"at": 10, "channel": "c", "author": "u", "text": "hey @a again"},
+        {"at": 40, "channel": "c", "author": "u", "text": "thanks", "reply_to": "a"},
+        {"at": 41, "channel": "c", "author": "u", "text": "party time"},
+        {"at": 42, "channel": "c", "author": "robot", "text": "@a money money", "bot": True},
+    ]
+    out = run(fleet_dir, rows, capsys, "--all")
+    assert {"i": 0, "persona": "a", "action": "reply", "reason": "mention:platform"} in out
+    assert any(r["i"] == 1 and r["persona"] == "a" and r["action"] == "skip" and r["reason"].startswith("cooldown")
+               for r in out)
+    assert {"i": 2, "persona": "a", "action": "reply", "reason": "reply"} in out
+    assert {"i": 3, "persona": "a", "action": "react", "emoji": "🎉", "reason": "keywords:party"} in out
+    assert not [r for r in out if r["i"] == 4]  # bots outside the fleet are ignored
+    without_all = run(fleet_dir, rows, capsys)
+    assert all(r["action"] != "skip" for r in without_all)
+    assert without_all == [r for r in out if r["action"] != "skip"]
+
+
+def test_same_seed_same_output(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rows = [{"at": i * 100, "channel": "c", "author": "u", "text": f"message {i}"} for i in range(60)]
+    first = run(fleet_dir, rows, capsys, "--seed", "7", "--all")
+    assert first == run(fleet_dir, rows, capsys, "--seed", "7", "--all")
+    assert any(r["persona"] == "b" and r["reason"] == "chance:0.3" for r in first)
+    assert first != run(fleet_dir, rows, capsys, "--seed", "8", "--all")
+
+
+def test_max_responders_and_persona_chains_show_as_skips(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = run(fleet_dir, [{"at": 0, "channel": "c", "author": "u", "text": "money @a"}], capsys, "--all")
+    first = [r for r in out if r["i"] == 0]
+    assert first[0] == {"i": 0, "persona": "a", "action": "reply", "reason": "mention:platform"}
+    assert {"i": 0, "persona": "b", "action": "skip", "reason": "max_responders"} in first
+
+
+def test_the_shipped_fleet_simulates(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rows = [
+        {"at": 0, "channel": "general", "author": "sam", "text": "Should I invest my savings in my friend's startup?"},
+        {"at": 5, "channel": "general", "author": "sam", "text": "/panel should I quit my job?"},
+        {"at": 300, "channel": "general", "author": "kim", "text": "@skeptic what do you think?"},
+    ]
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("\n".join(json.dumps(r) for r in rows))
+    assert main(["simulate", str(transcript), "--config", str(ROOT / "config.yaml"), "--seed", "1"]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert 3 <= len([r for r in out if r["i"] == 1 and r["action"] == "reply"]) <= 5
+    assert {"i": 2, "persona": "skeptic", "action": "reply", "reason": "mention:platform"} in out
+
+
+def test_bad_transcript_line_is_a_clear_error(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    transcript = fleet_dir / "bad.jsonl"
+    transcript.write_text('{"at": 0, "channel": "c"}\n')
+    assert main(["simulate", str(transcript), "--config", str(fleet_dir / "config.yaml")]) == 2
+    assert "line 1: missing 'author'" in capsys.readouterr().err
