@@ -76,7 +76,11 @@ class ConsoleAdapter:
         assert self._fleet is not None
         self._count += 1
         mid = str(self._count)
-        if line.startswith("/"):
+        is_post = line.startswith("/post ")
+        if is_post:
+            # A post to the console feed: the followers' cascade instead of trigger routing.
+            line = line.removeprefix("/post ").strip()
+        elif line.startswith("/"):
             name, _, args = line[1:].partition(" ")
             return Command(
                 platform=self.platform,
@@ -97,6 +101,7 @@ class ConsoleAdapter:
             text=line,
             mentions=mentions,
             channel_name=self.channel,
+            is_post=is_post,
         )
 
     async def say(self, line: str) -> None:

@@ -22,6 +22,8 @@ COMMANDS = {
     "forget": "Delete your stored messages",
     "mute": "Silence a persona in this channel (admins): /mute <persona>",
     "unmute": "Let a muted persona speak again (admins): /unmute <persona>",
+    "followers": "See which personas comment on your feed posts, or choose them: /followers a b c",
+    "more": "In a feed post's thread: two more followers comment",
     "help": "List the commands",
 }
 
@@ -231,6 +233,18 @@ async def _help(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     plan.actions.append(_notice(cmd, "\n".join(lines), private=True))
 
 
+async def _followers(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    from bots.feed import followers
+
+    await followers(fleet, cmd, plan, now)
+
+
+async def _more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    from bots.feed import more
+
+    await more(fleet, cmd, plan, now)
+
+
 _HANDLERS = {
     "ask": _ask,
     "panel": _panel,
@@ -241,5 +255,7 @@ _HANDLERS = {
     "forget": _forget,
     "mute": _mute,
     "unmute": _unmute,
+    "followers": _followers,
+    "more": _more,
     "help": _help,
 }

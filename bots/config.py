@@ -15,6 +15,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Price(_Strict):
+    """Money per 1,000 tokens, in whatever currency the operator bills in."""
+
+    prompt: float = Field(ge=0)
+    completion: float = Field(ge=0)
+
+
 class LLMConfig(_Strict):
     provider: Literal["auto", "openai", "local"] = "auto"
     model: str = "gpt-4o-mini"
@@ -33,6 +40,22 @@ class LLMConfig(_Strict):
     # Local model settings (provider local).
     local_threads: int | None = None
     local_context: int = Field(default=2048, ge=256)
+    # Cost control. One number prices prompt and completion tokens alike; a mapping prices each.
+    price_per_1k: Price | None = None
+    # Tokens the whole fleet may spend per UTC day; over it every persona stays quiet until midnight.
+    daily_token_budget: int | None = Field(default=None, gt=0)
+    # Circuit breaker: after this many failed calls in a row, no call for breaker_seconds, then one trial.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_seconds: float = Field(default=30.0, gt=0)
+    # Retries may add at most this share of calls (plus a small reserve), so an outage is not multiplied.
+    retry_ratio: float = Field(default=0.1, ge=0, le=1)
+
+    @field_validator("price_per_1k", mode="before")
+    @classmethod
+    def _price(cls, v: Any) -> Any:
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return {"prompt": v, "completion": v}
+        return v
 
 
 class FleetRules(_Strict):
@@ -45,6 +68,8 @@ class FleetRules(_Strict):
     history_size: int = Field(default=50, gt=0)
     dedupe_seconds: float = Field(default=600.0, gt=0)
     shutdown_seconds: float = Field(default=10.0, ge=0)
+    # Tokens spent on replies to one human per UTC day, across all personas.
+    user_daily_tokens: int | None = Field(default=None, gt=0)
 
     @field_validator("reply_delay_seconds")
     @classmethod
@@ -89,15 +114,71 @@ class AdaptersConfig(_Strict):
 class AboutConfig(_Strict):
     operator: str = "the people who run this server"
     contact: str = ""
+    # Appended to a persona's first reply to each person (per platform and persona); "" turns it off.
+    disclosure: str = "— AI persona · /about"
+
+
+class MetricsConfig(_Strict):
+    # Prometheus /metrics and the /why audit are served here; None: no HTTP endpoint at all.
+    port: int | None = Field(default=None, ge=0, le=65535)
+    # Loopback by default: /why shows what the fleet decided, which is nobody else's business.
+    host: str = "127.0.0.1"
+
+
+class LoggingConfig(_Strict):
+    # `json` would shadow BaseModel.json, hence the alias.
+    json_lines: bool = Field(default=False, alias="json")
+
+
+class FeedConfig(_Strict):
+    """A channel where every new post by a person gets comments from several AI followers."""
+
+    # Channel id or name (Discord forum or text channel, Telegram channel or discussion group, "console").
+    channel: str
+    comments: int = Field(default=3, ge=1, le=10)
+    window_seconds: float = Field(default=60.0, ge=0)
+    reactions: bool = True
+    personas: Literal["all"] | tuple[str, ...] = "all"
+
+
+class FeedsConfig(_Strict):
+    console: tuple[FeedConfig, ...] = ()
+    discord: tuple[FeedConfig, ...] = ()
+    telegram: tuple[FeedConfig, ...] = ()
+
+    def find(self, platform: str, names: tuple[str, ...]) -> FeedConfig | None:
+        """The feed configured for a channel; on a platform with no section (simulate), any platform's."""
+        if platform in type(self).model_fields:
+            groups: tuple[tuple[FeedConfig, ...], ...] = (getattr(self, platform),)
+        else:
+            groups = (self.console, self.discord, self.telegram)
+        for feeds in groups:
+            for feed in feeds:
+                if feed.channel in names:
+                    return feed
+        return None
 
 
 class FleetConfig(_Strict):
     personas_dir: Path = Path("personas")
     llm: LLMConfig = LLMConfig()
+    # A URL; `store: {url: ..., retention_days: N}` is accepted too and lands in these two fields.
     store: str = "memory://"
+    # Conversation history older than this is deleted (both stores), whatever history_size allows.
+    retention_days: int = Field(default=30, gt=0, le=3650)
     fleet: FleetRules = FleetRules()
     adapters: AdaptersConfig = AdaptersConfig()
     about: AboutConfig = AboutConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    # Where `botfleet run` writes its pid, so `botfleet reload` can find it; relative to the config file.
+    pid_file: Path | None = Path("botfleet.pid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _store_mapping(cls, data: Any) -> Any:
+        return lift_store(data)
+    feeds: FeedsConfig = FeedsConfig()
 
     @field_validator("store")
     @classmethod
@@ -111,18 +192,50 @@ class FleetConfig(_Strict):
         return self
 
 
+STORE_KEYS = ("url", "retention_days")
+
+
+def lift_store(data: Any) -> Any:
+    """`store: {url, retention_days}` -> `store: url` + `retention_days`, so `cfg.store` stays a URL."""
+    if not isinstance(data, dict) or not isinstance(data.get("store"), dict):
+        return data
+    spec = data["store"]
+    unknown = sorted(str(k) for k in spec if k not in STORE_KEYS)
+    if unknown:
+        raise ValueError(f"store: unknown key(s) {', '.join(unknown)} (expected {', '.join(STORE_KEYS)})")
+    if "retention_days" in spec and "retention_days" in data:
+        raise ValueError("retention_days is set twice: at the top level and under store")
+    out = {**data, "store": spec.get("url", "memory://")}
+    if "retention_days" in spec:
+        out["retention_days"] = spec["retention_days"]
+    return out
+
+
 def parse_config(data: Any, file: str, lines: dict[Any, int], base: Path) -> FleetConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, 1, "(file)", "the config must be a mapping")])
+    if isinstance(data.get("store"), dict):
+        # Errors about the lifted fields should still point at the lines they were written on.
+        lines = dict(lines)
+        for key, loc in (("url", ("store",)), ("retention_days", ("retention_days",))):
+            if ("store", key) in lines:
+                lines[loc] = lines[("store", key)]
+        try:
+            data = lift_store(data)
+        except ValueError as exc:
+            raise ConfigError([Problem(file, lines.get(("store",), 1), "store", str(exc))]) from None
     try:
         cfg = FleetConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, file, lines)) from None
+    update: dict[str, Any] = {}
     if not cfg.personas_dir.is_absolute():
-        cfg = cfg.model_copy(update={"personas_dir": (base / cfg.personas_dir)})
-    return cfg
+        update["personas_dir"] = base / cfg.personas_dir
+    if cfg.pid_file is not None and not cfg.pid_file.is_absolute():
+        update["pid_file"] = base / cfg.pid_file
+    return cfg.model_copy(update=update) if update else cfg
 
 
 def load_config(path: Path | None, env: Any = None) -> FleetConfig:

@@ -217,6 +217,13 @@ class Fleet:
         return plan
 
     async def _route(self, msg: Message, plan: Plan, now: float) -> None:
+        if msg.is_post and msg.author.persona_id is None:
+            feed = self.config.feeds.find(msg.platform, (msg.channel, msg.channel_name, msg.parent_channel or ""))
+            if feed is not None:
+                from bots.feed import plan_post
+
+                await plan_post(self, msg, plan, now, feed)
+                return
         hits, reactions = self.index.match(msg, self.rng)
         if not hits and not reactions:
             return

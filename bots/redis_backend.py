@@ -83,26 +83,42 @@ def make_client(
 
 # --- rate limits --------------------------------------------------------------------------------
 
-# ARGV[1]: key prefix. ARGV[2]: JSON list of the batch's distinct keys (without the prefix).
-# ARGV[3]: JSON [limits, decision, decision, ...]: limits is flat [increment_us, period_us, ...] per
-# distinct limit (increment = (P/N)*cost, whole microseconds), a decision is [max_grants, candidate,
-# ...] and a candidate a flat [key_index, limit_index, ...] list (0-based).
-# ARGV[4]: microseconds added to the server clock (tests move time forward without sleeping).
+# ARGV[1]: key prefix. ARGV[2]: JSON list of decisions, each [max_grants, candidate, ...], a candidate
+# a flat [key, limit, period_s, cost, ...] list of its rates. ARGV[3]: microseconds added to the
+# server clock (tests move time forward without sleeping).
 # Returns JSON: per candidate two numbers, (0, 0) admitted, (-1, 0) capped by max_grants, or
 # (k, retry_us) blocked by the k-th rate of that candidate.
-# The keys travel inside ARGV rather than KEYS because redis-py packs each KEYS entry separately,
-# which costs more than the script itself at thousands of keys per batch; a single Redis (not a
-# cluster) does not care where a script's key names come from.
+# The keys travel inside ARGV rather than KEYS: redis-py packs each KEYS entry on its own, which at
+# thousands of keys per batch costs more than the script; a single Redis (not a cluster) does not
+# mind where a script's key names come from. Rates travel whole and unindexed because the client's
+# time per rate is the bottleneck of the batch, and the script dedupes keys faster.
 LIMIT_LUA = """
--- GCRA over whole routing decisions: one tat per key, weighted cost, retry-after when blocked.
+-- GCRA over whole routing decisions: one tat (theoretical arrival time) per key, in microseconds;
+-- a rate of `limit` per `period` has interval period/limit and lets a burst of `limit` through.
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[4])
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3])
 local prefix = ARGV[1]
-local keys = cjson.decode(ARGV[2])
-local batch = cjson.decode(ARGV[3])
-local limits = batch[1]
-local n = #keys
-for k = 1, n do keys[k] = prefix .. keys[k] end
+local batch = cjson.decode(ARGV[2])
+-- One slot per distinct key: a key shared by candidates (the channel) is read once, and each
+-- candidate sees what the candidates admitted before it consumed.
+local slot, keys, n = {}, {}, 0
+for d = 1, #batch do
+  local decision = batch[d]
+  for c = 2, #decision do
+    local cand = decision[c]
+    for p = 1, #cand, 4 do
+      local key = cand[p]
+      local s = slot[key]
+      if not s then
+        n = n + 1
+        s = n
+        keys[n] = prefix .. key
+        slot[key] = n
+      end
+      cand[p] = s
+    end
+  end
+end
 local tat = {}
 local i = 1
 while i <= n do
@@ -115,11 +131,10 @@ while i <= n do
   i = j + 1
 end
 local dirty = {}
-local out = {}
-local o = 0
--- Scratch for one candidate: its keys and their would-be tats, reused to spare the allocator.
+local out, o = {}, 0
+-- Scratch for one candidate (its keys and would-be tats), reused to spare the allocator.
 local ck, cv = {}, {}
-for d = 2, #batch do
+for d = 1, #batch do
   local decision = batch[d]
   local max_grants = decision[1]
   local granted = 0
@@ -131,9 +146,11 @@ for d = 2, #batch do
       local cand = decision[c]
       local blocked, retry = 0, 0
       local m = 0
-      for p = 1, #cand, 2 do
-        local k = cand[p] + 1
-        local l = cand[p + 1] * 2
+      for p = 1, #cand, 4 do
+        local k = cand[p]
+        -- Whole microseconds, the increment rounded down so that `limit` grants fit the period.
+        local period = math.floor(cand[p + 2] * 1000000 + 0.5)
+        local inc = math.floor(period * cand[p + 3] / cand[p + 1])
         local cur = tat[k]
         -- The same key twice in one candidate sees its own first consumption.
         for q = 1, m do
@@ -141,11 +158,10 @@ for d = 2, #batch do
         end
         local base = now
         if cur and cur > now then base = cur end
-        local new = base + limits[l + 1]
-        local allow_at = new - limits[l + 2]
-        if allow_at > now then
-          blocked = (p + 1) / 2
-          retry = allow_at - now
+        local new = base + inc
+        if new - period > now then
+          blocked = (p + 3) / 4
+          retry = new - period - now
           break
         end
         m = m + 1
@@ -193,19 +209,24 @@ class _Batcher:
 
     The first decision after a quiet spell goes out on the next loop iteration (no added latency); the
     ones that arrive while `max_in_flight` calls are out ride together on the next call. Waiting jobs
-    are capped, and a job whose caller gave up (timed out) is dropped before it is sent, so nobody is
-    charged for a decision that was made elsewhere.
+    are capped, and a job whose caller gave up is dropped before it is sent, so nobody is charged for
+    a decision that was made elsewhere.
+
+    Every job gets the same `timeout`, so deadlines arrive in submission order and one timer, set for
+    the oldest, serves them all: cheaper than a timer (or asyncio.timeout) per decision.
     """
 
     def __init__(
         self,
         send: Callable[[list[_Job]], Awaitable[None]],
         *,
+        timeout: float | None = CALL_TIMEOUT,
         max_batch: int = 256,
         max_in_flight: int = 2,
         max_pending: int = 10_000,
     ) -> None:
         self._send = send
+        self.timeout = timeout
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
         self.max_pending = max_pending
@@ -213,20 +234,42 @@ class _Batcher:
         self._in_flight = 0
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._deadlines: deque[tuple[float, asyncio.Future[list[Verdict]]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
     def submit(self, job: _Job) -> None:
         if len(self._pending) >= self.max_pending:
             raise LimiterOverloaded(f"{len(self._pending)} decisions already waiting for Redis")
         self._pending.append(job)
-        self._schedule()
-
-    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.timeout is not None:
+            deadline = loop.time() + self.timeout
+            self._deadlines.append((deadline, job.future))
+            if self._timer is None:
+                self._timer = loop.call_at(deadline, self._expire)
         if not self._scheduled and self._in_flight < self.max_in_flight:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
+
+    def _expire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        queue = self._deadlines
+        while queue:
+            deadline, future = queue[0]
+            if future.done():
+                queue.popleft()
+            elif deadline <= now:
+                queue.popleft()
+                future.set_exception(TimeoutError())
+            else:
+                self._timer = loop.call_at(deadline, self._expire)
+                return
 
     def _flush(self) -> None:
         self._scheduled = False
+        loop = asyncio.get_running_loop()
         while self._pending and self._in_flight < self.max_in_flight:
             batch: list[_Job] = []
             while self._pending and len(batch) < self.max_batch:
@@ -236,44 +279,44 @@ class _Batcher:
             if not batch:
                 continue
             self._in_flight += 1
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            task = loop.create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, batch: list[_Job]) -> None:
         try:
             await self._send(batch)
-        except BaseException as exc:
+        except Exception as exc:
             for job in batch:
                 if not job.future.done():
-                    job.future.set_exception(exc if isinstance(exc, Exception) else RedisConnectionError("cancelled"))
-            if not isinstance(exc, Exception):
-                raise
+                    job.future.set_exception(exc)
         finally:
             self._in_flight -= 1
-            if self._pending:
-                self._schedule()
+            if self._pending and not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        while self._pending:
-            job = self._pending.popleft()
+        for job in self._pending:
             if not job.future.done():
                 job.future.cancel()
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
+        self._pending.clear()
+        self._deadlines.clear()
 
 
 class RedisRateLimiter:
-    """GCRA in Redis: one script call per batch of routing decisions, time from the server.
+    """GCRA in Redis: one script call per batch of concurrent routing decisions, time from the server.
 
-    `acquire`'s `now` is ignored: the server's TIME is the one clock all processes share.
-    `time_offset` (seconds, added to the server clock) lets tests move time forward without sleeping.
+    `acquire`'s `now` is ignored: the server's TIME is the one clock all processes share. A decision
+    that gets no answer within `timeout` raises TimeoutError (and is not charged if it was still
+    waiting to be sent). `time_offset` (seconds added to the server clock) lets tests move time
+    forward without sleeping.
     """
 
     def __init__(
@@ -281,6 +324,7 @@ class RedisRateLimiter:
         client: Redis,
         *,
         prefix: str = PREFIX,
+        timeout: float | None = CALL_TIMEOUT,
         max_batch: int = 256,
         max_in_flight: int = 2,
         max_pending: int = 10_000,
@@ -288,59 +332,36 @@ class RedisRateLimiter:
         self._client = client
         self._prefix = prefix + "rl:"
         self._script = client.register_script(LIMIT_LUA)
-        self._batcher = _Batcher(self._send, max_batch=max_batch, max_in_flight=max_in_flight, max_pending=max_pending)
+        self._batcher = _Batcher(
+            self._send, timeout=timeout, max_batch=max_batch, max_in_flight=max_in_flight, max_pending=max_pending
+        )
         self.time_offset = 0.0
         # Script calls and decisions carried, for the benchmark's round trips per decision.
         self.calls = 0
         self.decisions = 0
 
-    async def acquire(
-        self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float, timeout: float | None = None
-    ) -> list[Verdict]:
-        """`timeout` bounds the wait (TimeoutError); cheaper than asyncio.timeout on this hot path."""
+    async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
         if not candidates:
             return []
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[Verdict]] = loop.create_future()
+        future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
         self._batcher.submit(_Job(candidates, max_grants, future))
-        if timeout is None:
-            return await future
-        timer = loop.call_later(timeout, _expire, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        return await future
 
     async def _send(self, jobs: list[_Job]) -> None:
-        keys: list[str] = []
-        key_index: dict[str, int] = {}
-        limits: list[int] = []
-        limit_index: dict[tuple[int, float, float], int] = {}
-        batch: list[Any] = [limits]
-        # The hot loop of the whole Redis path: a rate costs two dict lookups and two appends.
+        # The hot loop of the Redis path: one tuple and one extend per rate.
+        batch: list[list[Any]] = []
         for job in jobs:
             decision: list[Any] = [job.max_grants]
             for rates in job.candidates:
-                cand: list[int] = []
+                cand: list[Any] = []
                 for r in rates:
-                    ki = key_index.get(r.key)
-                    if ki is None:
-                        ki = key_index[r.key] = len(keys)
-                        keys.append(r.key)
-                    spec = (r.limit, r.period, r.cost)
-                    li = limit_index.get(spec)
-                    if li is None:
-                        li = limit_index[spec] = len(limit_index)
-                        # Whole microseconds, rounded down so that N grants of P/N fit in P exactly.
-                        limits += (int(r.period * 1e6 * r.cost / r.limit), int(r.period * 1e6))
-                    cand += (ki, li)
+                    cand += (r.key, r.limit, r.period, r.cost)
                 decision.append(cand)
             batch.append(decision)
         self.calls += 1
         self.decisions += len(jobs)
-        dumps = json.dumps
-        args = [self._prefix, dumps(keys), dumps(batch), int(self.time_offset * 1e6)]
-        raw = await self._script(args=args)
+        payload = json.dumps(batch, separators=(",", ":"))
+        raw = await self._script(args=[self._prefix, payload, int(self.time_offset * 1e6)])
         out = json.loads(raw)
         pos = 0
         for job in jobs:
@@ -630,7 +651,7 @@ class FallbackRateLimiter:
             return []
         if self.health.up:
             try:
-                return await self.primary.acquire(candidates, max_grants, now, self.health.timeout)
+                return await self.primary.acquire(candidates, max_grants, now)
             except LimiterOverloaded as exc:
                 # Too much queued is local overload, not an outage: decide this one locally.
                 t = time.monotonic()

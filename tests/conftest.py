@@ -105,10 +105,11 @@ def make_fleet(
     llm: LLMClient | None = None,
     seed: int = 1,
     clock: Clock | None = None,
+    config: dict[str, Any] | None = None,
     **fleet_rules: Any,
 ) -> tuple[Fleet, RecordingAdapter, Clock]:
     rules = {"reply_delay_seconds": [0, 0], **fleet_rules}
-    cfg = FleetConfig.model_validate({"fleet": rules})
+    cfg = FleetConfig.model_validate({**(config or {}), "fleet": rules})
     clock = clock or Clock()
     fleet = Fleet(
         cfg,

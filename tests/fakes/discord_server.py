@@ -373,7 +373,7 @@ class FakeDiscord:
         """A bot account with its application (same id); returns the bot's user dict."""
         user = self._new_user(name, bot_id, bot=True)
         uid = int(user["id"])
-        application = {
+        application: JsonDict = {
             "id": str(uid),
             "name": name,
             "icon": None,
@@ -496,9 +496,7 @@ class FakeDiscord:
                 headers["Via"] = "1.1 google"
         else:
             body = {"message": message or f"{status}: fake failure", "code": code}
-        self._faults.append(
-            _Fault(method.upper(), re.compile(path_regex), status, body, headers, times, after)
-        )
+        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, body, headers, times, after))
 
     # ----------------------------------------------------------------- queries for tests
 
@@ -592,9 +590,7 @@ class FakeDiscord:
         user = self.users[_id(author)]
         return self._create_thread_with_message(forum, user, title, {"content": content})
 
-    async def post_reaction(
-        self, channel_id: IdLike, message_id: IdLike, user: IdLike, emoji: str
-    ) -> Reaction:
+    async def post_reaction(self, channel_id: IdLike, message_id: IdLike, user: IdLike, emoji: str) -> Reaction:
         """A human reacts; connected bots get MESSAGE_REACTION_ADD."""
         message = self._message_in(_id(channel_id), _id(message_id))
         return self._add_reaction(message, _id(user), emoji)
@@ -829,9 +825,7 @@ class FakeDiscord:
             raise ApiError(404, 10008, "Unknown Message")
         return message
 
-    def _validate_body(
-        self, body: JsonDict, *, files: list[str] | None = None, creating: bool = True
-    ) -> None:
+    def _validate_body(self, body: JsonDict, *, files: list[str] | None = None, creating: bool = True) -> None:
         content = body.get("content")
         if content is not None and not isinstance(content, str):
             content = str(content)
@@ -853,9 +847,7 @@ class FakeDiscord:
         self, content: str, allowed: JsonDict | None, referenced: JsonDict | None
     ) -> tuple[list[JsonDict], list[str], bool]:
         """Mentions that actually ping: Discord filters parsed mentions through allowed_mentions."""
-        parse: list[str] = (
-            ["users", "roles", "everyone"] if allowed is None else list(allowed.get("parse") or [])
-        )
+        parse: list[str] = ["users", "roles", "everyone"] if allowed is None else list(allowed.get("parse") or [])
         allowed_users = {str(u) for u in (allowed or {}).get("users") or []}
         allowed_roles = {str(r) for r in (allowed or {}).get("roles") or []}
         replied_user = True if allowed is None else bool(allowed.get("replied_user", False))
@@ -906,9 +898,7 @@ class FakeDiscord:
             except ApiError:
                 if reference.get("fail_if_not_exists", True):
                     raise _invalid_form(
-                        _field_error(
-                            "message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message"
-                        )
+                        _field_error("message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")
                     ) from None
 
         content = "" if body.get("content") is None else str(body["content"])
@@ -968,9 +958,7 @@ class FakeDiscord:
         if "content" in body:
             message["content"] = "" if body["content"] is None else str(body["content"])
             # Edits re-parse the content's mentions; without allowed_mentions in the edit they all ping.
-            mentions, roles, everyone = self._resolve_mentions(
-                message["content"], body.get("allowed_mentions"), None
-            )
+            mentions, roles, everyone = self._resolve_mentions(message["content"], body.get("allowed_mentions"), None)
             # Whether the replied-to author was pinged is settled when the reply is sent.
             reply_author = (message.get("referenced_message") or {}).get("author", {}).get("id")
             if any(u["id"] == reply_author for u in message["mentions"]):
@@ -993,9 +981,7 @@ class FakeDiscord:
             payload["guild_id"] = channel["guild_id"]
             if "webhook_id" not in message:
                 payload["member"] = self._member(message["author"], gid, with_user=False)
-            payload["mentions"] = [
-                {**u, "member": self._member(u, gid, with_user=False)} for u in message["mentions"]
-            ]
+            payload["mentions"] = [{**u, "member": self._member(u, gid, with_user=False)} for u in message["mentions"]]
         own = message["author"]["id"] == str(session.bot_id)
         mentioned = any(u["id"] == str(session.bot_id) for u in message["mentions"])
         if not (session.intents & INTENT_MESSAGE_CONTENT) and not own and not mentioned:
@@ -1034,9 +1020,7 @@ class FakeDiscord:
 
     # ----------------------------------------------------------------- threads
 
-    def _new_thread(
-        self, parent: JsonDict, owner_id: int, name: str, thread_id: int | None, type: int
-    ) -> JsonDict:
+    def _new_thread(self, parent: JsonDict, owner_id: int, name: str, thread_id: int | None, type: int) -> JsonDict:
         tid = thread_id if thread_id is not None else self._snowflake()
         now = _now_iso()
         thread: JsonDict = {
@@ -1162,9 +1146,7 @@ class FakeDiscord:
         bot_id = self._tokens.get(str(data.get("token", "")))
         if bot_id is None:
             return None
-        session = _Session(
-            session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0))
-        )
+        session = _Session(session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0)))
         self._sessions[session.session_id] = session
         self._attach(session, ws)
         # READY and every GUILD_CREATE are queued in one synchronous step, so no test event can
@@ -1382,9 +1364,7 @@ class FakeDiscord:
 
     async def _get_me(self, request: web.Request, call: Call) -> web.Response:
         user = self._bot_user(call)
-        return _json_response(
-            {**user, "verified": True, "mfa_enabled": False, "email": None, "locale": "en-US"}
-        )
+        return _json_response({**user, "verified": True, "mfa_enabled": False, "email": None, "locale": "en-US"})
 
     async def _get_user(self, request: web.Request, call: Call) -> web.Response:
         user = self.users.get(int(request.match_info["user_id"]))
@@ -1403,9 +1383,7 @@ class FakeDiscord:
         gid = request.match_info["guild_id"]
         if int(gid) not in self.guilds:
             raise ApiError(404, 10004, "Unknown Guild")
-        channels = [
-            c for c in self.channels.values() if c.get("guild_id") == gid and c["type"] not in THREAD_TYPES
-        ]
+        channels = [c for c in self.channels.values() if c.get("guild_id") == gid and c["type"] not in THREAD_TYPES]
         return _json_response(channels)
 
     async def _get_member(self, request: web.Request, call: Call) -> web.Response:
@@ -1432,9 +1410,7 @@ class FakeDiscord:
         return _json_response(list(reversed(messages[-limit:])))
 
     async def _get_message(self, request: web.Request, call: Call) -> web.Response:
-        message = self._message_in(
-            int(request.match_info["channel_id"]), int(request.match_info["message_id"])
-        )
+        message = self._message_in(int(request.match_info["channel_id"]), int(request.match_info["message_id"]))
         return _json_response(message)
 
     async def _post_message(self, request: web.Request, call: Call) -> web.Response:
@@ -1503,9 +1479,7 @@ class FakeDiscord:
         body = self._body(call)
         assert call.bot_id is not None
         # A thread started from a message takes the message's id, as on Discord.
-        thread = self._new_thread(
-            channel, call.bot_id, str(body.get("name", "thread")), int(message["id"]), 11
-        )
+        thread = self._new_thread(channel, call.bot_id, str(body.get("name", "thread")), int(message["id"]), 11)
         if body.get("auto_archive_duration"):
             thread["thread_metadata"]["auto_archive_duration"] = body["auto_archive_duration"]
         message["flags"] |= FLAG_HAS_THREAD
@@ -1523,13 +1497,9 @@ class FakeDiscord:
             message_body = dict(body.get("message") or {})
             if body.get("applied_tags"):
                 message_body["applied_tags"] = body["applied_tags"]
-            thread, message = self._create_thread_with_message(
-                channel, author, name, message_body, files=call.files
-            )
+            thread, message = self._create_thread_with_message(channel, author, name, message_body, files=call.files)
             return _json_response({**thread, "message": message})
-        thread = self._new_thread(
-            channel, int(author["id"]), name, None, int(body.get("type") or PRIVATE_THREAD)
-        )
+        thread = self._new_thread(channel, int(author["id"]), name, None, int(body.get("type") or PRIVATE_THREAD))
         self._announce_thread(thread)
         return _json_response(thread)
 
@@ -1575,15 +1545,11 @@ class FakeDiscord:
     def _check_webhook_name(name: str, field_name: str) -> None:
         lowered = name.lower()
         if not 1 <= len(name) <= 80:
-            raise _invalid_form(
-                _field_error(field_name, "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 80 in length.")
-            )
+            raise _invalid_form(_field_error(field_name, "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 80 in length."))
         for banned in ("clyde", "discord"):
             if banned in lowered:
                 raise _invalid_form(
-                    _field_error(
-                        field_name, "USERNAME_INVALID_CONTAINS", f'Username cannot contain "{banned}"'
-                    )
+                    _field_error(field_name, "USERNAME_INVALID_CONTAINS", f'Username cannot contain "{banned}"')
                 )
 
     def _webhook(self, request: web.Request, *, token: bool) -> JsonDict:
@@ -1637,9 +1603,7 @@ class FakeDiscord:
             channel = target
         elif channel["type"] == FORUM:
             if not body.get("thread_name"):
-                raise ApiError(
-                    400, 220001, "Webhooks posted to forum channels must have a thread_name or thread_id"
-                )
+                raise ApiError(400, 220001, "Webhooks posted to forum channels must have a thread_name or thread_id")
             _, message = self._create_thread_with_message(
                 channel, author, str(body["thread_name"]), body, files=call.files, webhook_id=webhook["id"]
             )
@@ -1659,9 +1623,7 @@ class FakeDiscord:
         raw_id = request.match_info["message_id"]
         if interaction is not None:
             mid = interaction.original_message_id if raw_id == "@original" else int(raw_id)
-            if mid is None or (
-                mid != interaction.original_message_id and mid not in interaction.followup_ids
-            ):
+            if mid is None or (mid != interaction.original_message_id and mid not in interaction.followup_ids):
                 raise ApiError(404, 10008, "Unknown Message")
         else:
             webhook = self._webhook(request, token=True)
@@ -1707,15 +1669,11 @@ class FakeDiscord:
             raise ApiError(404, 10004, "Unknown Guild")
         return app_id, int(raw_gid) if raw_gid is not None else None
 
-    def _make_command(
-        self, app_id: int, gid: int | None, body: JsonDict, existing: list[JsonDict]
-    ) -> JsonDict:
+    def _make_command(self, app_id: int, gid: int | None, body: JsonDict, existing: list[JsonDict]) -> JsonDict:
         name = str(body.get("name", ""))
         ctype = int(body.get("type") or 1)
         if ctype == 1 and (not _COMMAND_NAME.match(name) or name != name.lower()):
-            raise _invalid_form(
-                _field_error("name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
-            )
+            raise _invalid_form(_field_error("name", "APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid"))
         description = str(body.get("description", ""))
         if ctype == 1 and not 1 <= len(description) <= 100:
             raise _invalid_form(
@@ -1748,9 +1706,7 @@ class FakeDiscord:
         commands = [self._make_command(scope[0], scope[1], c, existing) for c in body]
         keys = [(c["name"], c["type"]) for c in commands]
         if len(keys) != len(set(keys)):
-            raise _invalid_form(
-                _field_error("_errors", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Duplicate name")
-            )
+            raise _invalid_form(_field_error("_errors", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Duplicate name"))
         self.commands[scope] = commands
         self.command_syncs[scope] = self.command_syncs.get(scope, 0) + 1
         return _json_response(commands)
