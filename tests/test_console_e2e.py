@@ -144,3 +144,24 @@ async def test_no_llm_configured_exits_2_with_help(tmp_path: Path) -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert "OPENAI_API_KEY" in err.decode() and ".[local]" in err.decode()
+
+
+async def test_console_post_gets_a_cascade_each_comment_seeing_the_earlier_ones(tmp_path: Path) -> None:
+    cfg = write_fleet(tmp_path, True)
+    (tmp_path / "personas" / "stoic.yaml").write_text("id: stoic\nname: The Stoic\nprompt: You stay calm.\n")
+    cfg.write_text(
+        cfg.read_text().replace("reply_delay_seconds: [0, 0]", "reply_delay_seconds: [0, 0.3]")
+        + "feeds:\n  console:\n    - {channel: console, comments: 3, window_seconds: 2, reactions: false}\n"
+    )
+    counter = iter(range(100))
+    async with FakeOpenAI(reply=lambda body: f"comment number {next(counter)}") as fake:
+        console = await start_console(cfg, fake)
+        out, err = await asyncio.wait_for(console.proc.communicate(b"/post I adopted a cat today\n"), timeout=30)
+        assert console.proc.returncode == 0, err.decode()
+        comments = [line for line in out.decode().splitlines() if "comment number" in line]
+        assert len(comments) == 3
+        assert len({line.split("]")[0] for line in comments}) == 3  # three different personas
+        prompts = ["\n".join(m["content"] for m in r["messages"]) for r in fake.requests]
+        assert "you: I adopted a cat today" in prompts[0]
+        assert "comment number 0" in prompts[1]
+        assert "comment number 0" in prompts[2] and "comment number 1" in prompts[2]

@@ -1,0 +1,111 @@
+"""Protection for the LLM endpoint: a circuit breaker and a retry budget.
+
+When the endpoint fails again and again, queueing more calls only lengthens the outage for
+everyone (and the bill, where failures are billed). The breaker opens after `failures`
+consecutive failed calls: for `open_seconds` no call is made and personas stay quiet at plan
+time. Then exactly one trial call goes through (half-open); its success closes the breaker, its
+failure opens it again. The retry budget keeps retries a small share of calls (the Finagle /
+gRPC "retry budget"), so a struggling endpoint is not hit with a multiple of the normal load.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger("botfleet.llm")
+
+# Outcomes that say nothing about the endpoint's health: neither a success nor a failure.
+NEUTRAL = frozenset({"cancelled", "empty", "circuit_open"})
+
+
+class Breaker:
+    """Consecutive-failure circuit breaker; `clock` is injectable so tests need not sleep."""
+
+    def __init__(
+        self,
+        failures: int = 5,
+        open_seconds: float = 30.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failures = failures
+        self.open_seconds = open_seconds
+        self.clock = clock
+        self._streak = 0
+        self._opened_at: float | None = None
+        self._trial = False
+        self.opened = 0  # times it opened, for metrics and tests
+
+    @property
+    def state(self) -> str:
+        if self._opened_at is None:
+            return "closed"
+        if self.clock() - self._opened_at < self.open_seconds:
+            return "open"
+        return "half_open"
+
+    def resting(self) -> bool:
+        """True while no call may be made: the plan-time check, so no reply is queued for nothing."""
+        state = self.state
+        return state == "open" or (state == "half_open" and self._trial)
+
+    def allow(self) -> bool:
+        """Whether a call may go out now; in half-open, only the one trial call is allowed."""
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "open" or self._trial:
+            return False
+        self._trial = True
+        return True
+
+    def record(self, kind: str | None) -> None:
+        """The outcome of an allowed call: None for success, else the LLMError kind."""
+        trial, self._trial = self._trial, False
+        if kind in NEUTRAL:
+            return
+        if kind is None:
+            if self._opened_at is not None:
+                log.info("llm circuit closed: the endpoint answers again")
+            self._streak = 0
+            self._opened_at = None
+            return
+        self._streak += 1
+        if trial or (self._opened_at is None and self._streak >= self.failures):
+            self._opened_at = self.clock()
+            self.opened += 1
+            log.warning(
+                "llm circuit open after %d failed call(s) (last: %s): no calls for %.0fs",
+                self._streak,
+                kind,
+                self.open_seconds,
+            )
+
+
+class RetryBudget:
+    """Each call earns `ratio` of a retry, each retry spends one; `reserve` covers a cold start.
+
+    Over any long stretch, retries <= reserve + ratio * calls.
+    """
+
+    def __init__(self, ratio: float = 0.1, reserve: float = 10.0) -> None:
+        self.ratio = ratio
+        self.reserve = reserve
+        self._balance = reserve
+        self.calls = 0
+        self.retries = 0
+        self.denied = 0
+
+    def on_call(self) -> None:
+        self.calls += 1
+        self._balance = min(self.reserve, self._balance + self.ratio)
+
+    def try_retry(self) -> bool:
+        if self._balance < 1.0:
+            self.denied += 1
+            return False
+        self._balance -= 1.0
+        self.retries += 1
+        return True
