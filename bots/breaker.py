@@ -13,11 +13,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 log = logging.getLogger("botfleet.llm")
 
 # Outcomes that say nothing about the endpoint's health: neither a success nor a failure.
 NEUTRAL = frozenset({"cancelled", "empty", "circuit_open"})
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    trial: bool
+
+
+NORMAL = Permit(False)
+TRIAL = Permit(True)
 
 
 class Breaker:
@@ -51,19 +61,20 @@ class Breaker:
         state = self.state
         return state == "open" or (state == "half_open" and self._trial)
 
-    def allow(self) -> bool:
-        """Whether a call may go out now; in half-open, only the one trial call is allowed."""
+    def allow(self) -> Permit | None:
+        """A permit for one call now, or None; in half-open only the one trial call gets one."""
         state = self.state
         if state == "closed":
-            return True
+            return NORMAL
         if state == "open" or self._trial:
-            return False
+            return None
         self._trial = True
-        return True
+        return TRIAL
 
-    def record(self, kind: str | None) -> None:
-        """The outcome of an allowed call: None for success, else the LLMError kind."""
-        trial, self._trial = self._trial, False
+    def record(self, permit: Permit, kind: str | None) -> None:
+        """The outcome of a permitted call: None for success, else the LLMError kind."""
+        if permit.trial:
+            self._trial = False
         if kind in NEUTRAL:
             return
         if kind is None:
@@ -73,7 +84,8 @@ class Breaker:
             self._opened_at = None
             return
         self._streak += 1
-        if trial or (self._opened_at is None and self._streak >= self.failures):
+        # A call that started before the breaker opened and fails late does not extend the rest.
+        if permit.trial or (self._opened_at is None and self._streak >= self.failures):
             self._opened_at = self.clock()
             self.opened += 1
             log.warning(

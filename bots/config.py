@@ -187,10 +187,6 @@ class FleetConfig(_Strict):
             raise ValueError("store must be memory:// or a redis:// URL")
         return v
 
-    @model_validator(mode="after")
-    def _resolve(self) -> FleetConfig:
-        return self
-
 
 STORE_KEYS = ("url", "retention_days")
 

@@ -10,6 +10,7 @@ import asyncio
 import importlib.metadata
 import logging
 import random
+import re
 import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -182,8 +183,6 @@ class OpenAIClient:
 
 def _safe(detail: str) -> str:
     # Error bodies can echo request headers in proxies; never let a key-looking token through.
-    import re
-
     return re.sub(r"(sk-|Bearer\s+)[A-Za-z0-9_\-]{6,}", r"\1***", detail)[:300]
 
 

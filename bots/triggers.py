@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import ahocorasick
 
-from bots.events import Message
+from bots.events import Author, Message
 from bots.persona import Persona
 
 # Which trigger wins when a persona has several that fire; also orders responders.
@@ -277,7 +277,5 @@ class _Certain(random.Random):
     def random(self) -> float:
         return 0.0
 
-
-from bots.events import Author  # noqa: E402
 
 _NOBODY = Author(id="", name="")

@@ -51,11 +51,9 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], env: Any) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = yaml.safe_load(yaml.serialize(key_node)) if not isinstance(key_node, yaml.ScalarNode) else (
-                _scalar(key_node)
-            )
-            lines[(*loc, key)] = key_node.start_mark.line + 1
+            key = _scalar(key_node)
             out[key] = _walk(value_node, (*loc, key), lines, env)
+            # A field's line is where its key is written, not where a nested value starts.
             lines[(*loc, key)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):

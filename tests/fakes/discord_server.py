@@ -48,6 +48,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Self, TypeVar
 
+import discord.gateway
+import discord.http
+import yarl
 from aiohttp import WSMsgType, web
 
 JsonDict = dict[str, Any]
@@ -1827,10 +1830,6 @@ def point_discord_py_at(fake: FakeDiscord) -> Iterator[None]:
     ``DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)`` (a yarl.URL, not a str: discord.py
     calls ``.with_query`` on it).
     """
-    import discord.gateway
-    import discord.http
-    import yarl
-
     old = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     discord.http.Route.BASE = fake.api_base
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
