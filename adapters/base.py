@@ -17,6 +17,10 @@ class FleetView(Protocol):
 
     async def dispatch(self, event: Event) -> None: ...
 
+    def persona_of(self, platform: str, message_id: str) -> str | None:
+        """The persona that wrote a platform message the fleet sent (reply triggers)."""
+        ...
+
 
 class Adapter(Protocol):
     platform: str

@@ -9,6 +9,7 @@ from typing import Any
 
 from adapters.base import Adapter
 from bots.brain import Brain
+from bots.breaker import RetryBudget
 from bots.config import FleetConfig
 from bots.fleet import Fleet
 from bots.llm import CannedClient, LLMClient, LocalClient, OpenAIClient, local_available
@@ -60,12 +61,14 @@ def make_llm(cfg: FleetConfig, env: Any = None, *, canned: bool = False) -> LLMC
         timeout=llm.timeout_seconds,
         max_retries=llm.max_retries,
         streaming=llm.stream,
+        retry_budget=RetryBudget(llm.retry_ratio),
     )
 
 
 def make_state(cfg: FleetConfig) -> tuple[Store, RateLimiter]:
     if cfg.store.startswith("memory://"):
-        return MemoryStore(history_size=cfg.fleet.history_size), MemoryRateLimiter()
+        store = MemoryStore(history_size=cfg.fleet.history_size, retention_seconds=cfg.retention_days * 86400.0)
+        return store, MemoryRateLimiter()
     try:
         from bots.redis_backend import open_redis_state
     except ImportError as exc:  # pragma: no cover - redis is a base dependency

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
+from bots.breaker import Breaker
 from bots.config import LLMConfig
 from bots.events import Reply
 from bots.llm import Chunk, LLMClient, LLMError, LLMRequest
@@ -40,6 +42,8 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     estimated: bool
+    # "platform:user id" of the human the reply was for (None: another persona), for per-user budgets.
+    user: str | None = None
 
 
 def _speaker_name(name: str) -> str:
@@ -92,10 +96,14 @@ class Brain:
         config: LLMConfig,
         *,
         on_usage: Callable[[Usage], None] | None = None,
+        breaker: Breaker | None = None,
     ) -> None:
         self.client = client
         self.config = config
         self.on_usage = on_usage
+        # After each call that went out: persona id, seconds, error kind (None: success). For metrics.
+        self.on_call: Callable[[str, float, str | None], None] | None = None
+        self.breaker = breaker or Breaker(config.breaker_failures, config.breaker_seconds)
         self._sem = asyncio.Semaphore(config.max_concurrency)
 
     def request(self, persona: Persona, history: Sequence[Turn], reply: Reply) -> LLMRequest:
@@ -110,35 +118,61 @@ class Brain:
             model=persona.model.name or self.config.model,
             temperature=persona.model.temperature if persona.model.temperature is not None else self.config.temperature,
             max_tokens=persona.model.max_tokens or self.config.max_tokens,
+            user=f"{reply.platform}:{reply.to_user}" if reply.to_user else None,
         )
 
     async def write(self, persona: Persona, request: LLMRequest) -> AsyncIterator[str]:
         """Yields text as it arrives; raises IncompleteReply or LLMError."""
-        async with self._sem:
-            parts: list[str] = []
-            finish: str | None = None
-            usage: Chunk | None = None
-            async for chunk in self.client.stream(request):
-                if chunk.prompt_tokens is not None:
-                    usage = chunk
-                if chunk.finish_reason:
-                    finish = chunk.finish_reason
-                if chunk.text:
-                    parts.append(chunk.text)
-                    yield chunk.text
-            text = "".join(parts)
-            if self.on_usage is not None:
-                if usage is not None:
-                    self.on_usage(Usage(persona.id, usage.prompt_tokens or 0, usage.completion_tokens or 0, False))
-                else:
-                    prompt = sum(len(m["content"]) for m in request.messages) // 4 + 1
-                    self.on_usage(Usage(persona.id, prompt, len(text) // 4 + 1, True))
-            if finish is None:
-                raise IncompleteReply(text)
-            if finish == "length":
-                log.info("reply by %s hit max_tokens", persona.id)
-            if not text.strip():
-                raise LLMError("empty", "the model returned no text")
+        permit = self.breaker.allow()
+        if permit is None:
+            raise LLMError("circuit_open", "the LLM endpoint failed repeatedly; resting")
+        # Anything that leaves without a verdict (cancellation, the consumer stopping) is neutral.
+        kind: str | None = "cancelled"
+        started = time.perf_counter()
+        try:
+            async with self._sem:
+                started = time.perf_counter()
+                async for part in self._write(persona, request):
+                    yield part
+            kind = None
+        except LLMError as exc:
+            kind = exc.kind
+            raise
+        except IncompleteReply:
+            kind = "incomplete"
+            raise
+        finally:
+            self.breaker.record(permit, kind)
+            if self.on_call is not None:
+                self.on_call(persona.id, time.perf_counter() - started, kind)
+
+    async def _write(self, persona: Persona, request: LLMRequest) -> AsyncIterator[str]:
+        parts: list[str] = []
+        finish: str | None = None
+        usage: Chunk | None = None
+        async for chunk in self.client.stream(request):
+            if chunk.prompt_tokens is not None:
+                usage = chunk
+            if chunk.finish_reason:
+                finish = chunk.finish_reason
+            if chunk.text:
+                parts.append(chunk.text)
+                yield chunk.text
+        text = "".join(parts)
+        if self.on_usage is not None:
+            if usage is not None:
+                self.on_usage(
+                    Usage(persona.id, usage.prompt_tokens or 0, usage.completion_tokens or 0, False, request.user)
+                )
+            else:
+                prompt = sum(len(m["content"]) for m in request.messages) // 4 + 1
+                self.on_usage(Usage(persona.id, prompt, len(text) // 4 + 1, True, request.user))
+        if finish is None:
+            raise IncompleteReply(text)
+        if finish == "length":
+            log.info("reply by %s hit max_tokens", persona.id)
+        if not text.strip():
+            raise LLMError("empty", "the model returned no text")
 
     async def close(self) -> None:
         await self.client.close()

@@ -93,6 +93,10 @@ async def _run(args: argparse.Namespace) -> int:
         for p in exc.problems:
             print(p, file=sys.stderr)
         return 2
+    from bots.logs import configure, persona_secrets
+
+    # Before anything logs: the chosen format, and every configured secret masked.
+    configure(cfg, json_lines=cfg.logging.json_lines, extra_secrets=persona_secrets(personas))
     try:
         llm = make_llm(cfg)
         adapters = make_adapters(cfg, personas, args.adapter)
@@ -102,6 +106,17 @@ async def _run(args: argparse.Namespace) -> int:
     fleet = build_fleet(cfg, personas, llm=llm)
     for adapter in adapters:
         fleet.attach(adapter)
+    from bots.ops import Ops
+
+    ops = Ops(fleet, args.config)
+    try:
+        await ops.start()
+    except OSError as exc:
+        where = f"{cfg.metrics.host}:{cfg.metrics.port}"
+        print(f"botfleet: cannot serve metrics on {where}: {exc.strerror}", file=sys.stderr)
+        await ops.close()
+        await fleet.stop(0)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,6 +136,7 @@ async def _run(args: argparse.Namespace) -> int:
     if not stop.is_set():
         # End of console input: every reply already asked for still gets written.
         await fleet.drain()
+    await ops.close()
     await fleet.stop()
     return 0
 
@@ -153,6 +169,49 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_why(args: argparse.Namespace) -> int:
+    from bots.admin import fetch_why, format_why
+
+    url = args.url
+    if url is None:
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as exc:
+            for p in exc.problems:
+                print(p, file=sys.stderr)
+            return 2
+        if cfg.metrics.port is None:
+            print("botfleet: set metrics.port: the running fleet answers `why` on that port", file=sys.stderr)
+            return 2
+        host = "127.0.0.1" if cfg.metrics.host in ("0.0.0.0", "::", "") else cfg.metrics.host
+        url = f"http://{host}:{cfg.metrics.port}"
+    try:
+        found = fetch_why(url, args.platform, args.message_id)
+    except OSError as exc:
+        print(f"botfleet: no running fleet answers at {url}: {exc}", file=sys.stderr)
+        return 2
+    if found is None:
+        print(f"{args.platform}:{args.message_id}: not in the audit (the fleet keeps the last events it handled)")
+        return 1
+    print(json.dumps(found, ensure_ascii=False, indent=2) if args.json else format_why(found))
+    return 0
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from bots.reload import signal_reload
+
+    try:
+        cfg, _ = load_all(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p)
+        print("not reloading: the running fleet would reject these files (it keeps its current ones)", file=sys.stderr)
+        return 2
+    pid, said = signal_reload(cfg)
+    print(f"botfleet: {said}", file=sys.stderr)
+    return 0 if pid is not None else 1
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="botfleet", description="Run a fleet of AI personas.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -179,6 +238,14 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--all", action="store_true", help="also print skipped candidates and why")
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(func=cmd_simulate)
+    why = with_config(sub.add_parser("why", help="which personas considered a message, and why each spoke or not"))
+    why.add_argument("platform", help="console, discord, telegram ...")
+    why.add_argument("message_id")
+    why.add_argument("--url", help="the fleet's metrics endpoint (default: from metrics.host/port in the config)")
+    why.add_argument("--json", action="store_true", help="print the raw JSON")
+    why.set_defaults(func=cmd_why)
+    reload = with_config(sub.add_parser("reload", help="validate, then make the running fleet re-read its files"))
+    reload.set_defaults(func=cmd_reload)
     return ap
 
 

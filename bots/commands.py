@@ -42,15 +42,21 @@ def _notice(cmd: Command, text: str, *, private: bool = False) -> Notice:
 
 def about_text(fleet: Fleet) -> str:
     cfg = fleet.config
-    days = getattr(cfg, "retention_days", None)
-    kept = f"for {days} days" if days else f"as the last {cfg.fleet.history_size} messages per channel"
+    kept = f"for {cfg.retention_days} days (at most the last {cfg.fleet.history_size} per channel)"
     contact = f" Contact: {cfg.about.contact}." if cfg.about.contact else ""
+    sponsored = (
+        " A persona marked as sponsored speaks for that brand and says so in every reply."
+        if any(p.sponsor for p in fleet.personas.values())
+        else ""
+    )
     return (
         "These are AI personas: every reply is written by a language model playing a character, "
-        f"not by a person. They are run by {cfg.about.operator}.{contact} "
-        f"To hold a conversation they keep recent channel messages {kept}. "
+        f"not by a person.{sponsored} They are run by {cfg.about.operator}.{contact} "
+        f"To hold a conversation they keep recent channel messages {kept}; older ones are deleted. "
+        "They also note when each persona first told you it is an AI, and count the tokens spent "
+        "answering you per day (numbers, no text) for cost limits. "
         "/optout: they never answer, react to or store your messages. /optin: undo it. "
-        "/forget: delete what is stored of your messages. /personas: who is here."
+        "/forget: delete at once what is stored of your messages. /personas: who is here."
     )
 
 
@@ -91,7 +97,7 @@ async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     granted = await _summon(fleet, cmd, plan, now, ranked if persona is None else ranked[:1], 1, args, [])
     if not granted:
         who = persona.name if persona else "Everyone"
-        plan.actions.append(_notice(cmd, f"{who} is resting (rate limit); try again in a minute.", private=True))
+        plan.actions.append(_notice(cmd, f"{who} is resting (rate or budget limit); try again later.", private=True))
 
 
 async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
@@ -109,7 +115,7 @@ async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     await _record_question(fleet, cmd, question, now)
     granted = await _summon(fleet, cmd, plan, now, ranked, size, question, ranked)
     if not granted:
-        plan.actions.append(_notice(cmd, "The panel is resting (rate limit); try again in a minute.", private=True))
+        plan.actions.append(_notice(cmd, "The panel is resting (rate or budget limit); try again later.", private=True))
 
 
 def _usable(fleet: Fleet, p: Persona, cmd: Command) -> bool:
@@ -139,10 +145,14 @@ async def _summon(
 
     personas = fleet.index.personas
     muted = await fleet.store.muted(cmd.conversation)
-    order = [i for i in ranked if personas[i].id not in muted]
+    order: list[int] = []
     for i in ranked:
-        if personas[i].id in muted:
-            plan.decisions.append(Decision(personas[i].id, "skip", "muted"))
+        p = personas[i]
+        reason = "muted" if p.id in muted else fleet.quiet(p, cmd.platform, cmd.author.id, now)
+        if reason:
+            plan.decisions.append(Decision(p.id, "skip", reason))
+        else:
+            order.append(i)
     verdicts = await fleet.limiter.acquire(
         [fleet.rates(personas[i], cmd.platform, cmd.conversation, cmd.author.id) for i in order], size, now
     )
@@ -206,6 +216,7 @@ async def _optin(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 
 async def _forget(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     removed = await fleet.store.forget_user(cmd.platform, cmd.author.id)
+    fleet.disclosure.forget(cmd.platform, cmd.author.id)
     plan.actions.append(_notice(cmd, f"Deleted {removed} stored message(s) of yours.", private=True))
 
 

@@ -124,6 +124,14 @@ class MetricsConfig(_Strict):
     # Loopback by default: /why shows what the fleet decided, which is nobody else's business.
     host: str = "127.0.0.1"
 
+    @field_validator("port", mode="before")
+    @classmethod
+    def _off(cls, v: Any) -> Any:
+        # `port: ${BOTFLEET_METRICS_PORT:-9464}` with the variable set to "off" turns the endpoint off.
+        if isinstance(v, str) and v.strip().lower() in ("", "off", "none", "null"):
+            return None
+        return v
+
 
 class LoggingConfig(_Strict):
     # `json` would shadow BaseModel.json, hence the alias.

@@ -13,11 +13,12 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from adapters.base import Adapter
 from bots.brain import Brain, IncompleteReply
 from bots.config import FleetConfig
+from bots.disclosure import Disclosure
 from bots.events import Action, Author, Command, Event, Message, React, Reply, Sent
 from bots.llm import LLMError
 from bots.persona import Persona
@@ -25,11 +26,14 @@ from bots.ratelimit import Rate, RateLimiter
 from bots.store import Store, Turn
 from bots.text import sanitize
 from bots.triggers import Hit, TriggerIndex
+from bots.usage import UsageMeter
 
 log = logging.getLogger("botfleet.fleet")
 
 # What someone who opted out can still do: nothing that makes a persona read or answer them.
 OPTED_OUT_COMMANDS = frozenset({"optin", "optout", "forget", "about", "personas", "help"})
+# After shutdown_seconds, replies still streaming are cut; adapters get this long to mark them so.
+CUT_GRACE = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,16 @@ class Fleet:
         self.audit: OrderedDict[str, Plan] = OrderedDict()
         self.audit_size = 2000
         self.listeners: list[Callable[[Plan], None]] = []
+        # What became of each carried-out action: sent, reacted, notified, dropped:<llm error kind>,
+        # cut_off, muted, gone (persona unloaded), failed (adapter error) or cancelled (shutdown).
+        self.outcomes: list[Callable[[str, Action], None]] = []
+        self.replying = 0
+        self._cutting = False
+        self.usage = UsageMeter(clock)
+        if brain.on_usage is not None:
+            self.usage.listeners.append(brain.on_usage)
+        brain.on_usage = self.usage.record
+        self.disclosure = Disclosure()
         # Platform message id -> persona that wrote it, so adapters can turn "a reply to that message"
         # into a reply trigger for the right persona (webhook and host-bot messages included).
         self._authored: OrderedDict[str, str] = OrderedDict()
@@ -134,14 +148,13 @@ class Fleet:
         self._accepting = False
         grace = self.config.fleet.shutdown_seconds if grace is None else grace
         if self._tasks:
-            try:
-                await asyncio.wait_for(self.drain(), grace)
-            except TimeoutError:
-                pending = list(self._tasks)
-                log.warning("shutdown: cancelling %d replies still in flight", len(pending))
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace
+            # asyncio.wait rather than wait_for(gather): a timed-out gather cancels the replies bluntly.
+            while self._tasks and (left := deadline - loop.time()) > 0:
+                await asyncio.wait(list(self._tasks), timeout=left)
+            if self._tasks:
+                await self._cut(list(self._tasks))
         for adapter in list(self.adapters.values()):
             try:
                 await adapter.stop()
@@ -150,6 +163,18 @@ class Fleet:
         await self.brain.close()
         await self.limiter.close()
         await self.store.close()
+
+    async def _cut(self, pending: list[asyncio.Task[None]]) -> None:
+        log.warning("shutdown: cancelling %d replies still in flight", len(pending))
+        # Replies whose words are streaming end as cut-off replies (see snapshots), which adapters mark
+        # or remove; that is one more platform call, so it gets a moment before the final cancel.
+        self._cutting = True
+        for task in pending:
+            task.cancel()
+        _, stuck = await asyncio.wait(pending, timeout=CUT_GRACE)
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     # --- the pipeline -----------------------------------------------------------------------------
 
@@ -190,6 +215,7 @@ class Fleet:
             from bots.commands import run_command
 
             await run_command(self, event, plan, now)
+            await self._finish(plan, now)
             return self._record(plan)
         if author.is_bot and author.persona_id is None and self.config.fleet.ignore_foreign_bots:
             plan.note = "foreign_bot"
@@ -206,7 +232,38 @@ class Fleet:
             ),
         )
         await self._route(event, plan, now)
+        await self._finish(plan, now)
         return self._record(plan)
+
+    def quiet(self, p: Persona, platform: str, user: str | None, now: float) -> str:
+        """Why p may not start a reply now, whatever the rate limits say ("" if it may): the LLM
+        endpoint is resting after failures, or a daily token budget is spent."""
+        if self.brain.breaker.resting():
+            return "llm:circuit_open"
+        return self.usage.over_budget(self.config, p, platform, user, now)
+
+    async def _finish(self, plan: Plan, now: float) -> None:
+        """The last look at a plan's replies, whoever planned them (routing, commands, feeds): a
+        budget or the breaker may still silence one, and a first contact gets its AI disclosure."""
+        if not any(isinstance(a, Reply) for a in plan.actions):
+            return
+        kept: list[Action] = []
+        for action in plan.actions:
+            if isinstance(action, Reply):
+                p = self._personas.get(action.persona_id)
+                reason = self.quiet(p, action.platform, action.to_user, now) if p else ""
+                if reason:
+                    silenced = Decision(action.persona_id, "skip", reason)
+                    plan.decisions = [
+                        silenced if d.persona_id == action.persona_id and d.action == "reply" else d
+                        for d in plan.decisions
+                    ]
+                    continue
+                footer = await self.disclosure.footer(self.store, self.config.about.disclosure, action, now)
+                if footer != action.footer:
+                    action = replace(action, footer=footer)
+            kept.append(action)
+        plan.actions = kept
 
     def _record(self, plan: Plan) -> Plan:
         self.audit[plan.event.key] = plan
@@ -245,17 +302,19 @@ class Fleet:
                 return "muted"
             return ""
 
+        user = None if from_persona else msg.author.id
         candidates: list[Hit] = []
         for hit in hits.values():
-            reason = blocked(personas[hit.persona])
+            p = personas[hit.persona]
+            # Budgets and the breaker before the limiter: a quiet persona must not take a slot.
+            reason = blocked(p) or self.quiet(p, msg.platform, user, now)
             if reason:
-                plan.decisions.append(Decision(personas[hit.persona].id, "skip", reason))
+                plan.decisions.append(Decision(p.id, "skip", reason))
             else:
                 candidates.append(hit)
         # Mentions and replies first, then by score; ties broken at random.
         candidates.sort(key=lambda h: (-h.score, self.rng.random()))
         if candidates:
-            user = None if from_persona else msg.author.id
             verdicts = await self.limiter.acquire(
                 [self.rates(personas[h.persona], msg.platform, msg.conversation, user) for h in candidates],
                 rules.max_responders,
@@ -324,41 +383,56 @@ class Fleet:
         if adapter is None:
             log.warning("no %s adapter for %s", action.platform, type(action).__name__)
             return
+        outcome = "failed"
         try:
             if isinstance(action, Reply):
-                await self._reply(adapter, action)
+                self.replying += 1
+                try:
+                    outcome = await self._reply(adapter, action)
+                finally:
+                    self.replying -= 1
             elif isinstance(action, React):
                 persona = self._personas.get(action.persona_id)
+                outcome = "gone"
                 if persona is not None:
                     await adapter.react(action, persona)
+                    outcome = "reacted"
             else:
                 await adapter.notify(action)
+                outcome = "notified"
         except asyncio.CancelledError:
+            outcome = "cancelled"
             raise
         except Exception:
             log.exception("%s by %s failed", type(action).__name__, getattr(action, "persona_id", "fleet"))
+        finally:
+            for listener in self.outcomes:
+                listener(outcome, action)
 
-    async def _reply(self, adapter: Adapter, reply: Reply) -> None:
+    async def _reply(self, adapter: Adapter, reply: Reply) -> str:
         persona = self._personas.get(reply.persona_id)
         if persona is None:
-            return
+            return "gone"
         if reply.delay > 0:
             await self.sleep(reply.delay)  # type: ignore[misc]
         conversation = f"{reply.platform}:{reply.channel}"
         if persona.id in await self.store.muted(conversation):
-            return
+            return "muted"
         history = await self.store.history(conversation, self.config.llm.history_turns)
         request = self.brain.request(persona, history, reply)
         try:
             sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer))
         except LLMError as exc:
             log.warning("reply by %s dropped: %s", persona.id, exc.kind)
-            return
+            return f"dropped:{exc.kind}"
         except IncompleteReply:
             log.warning("reply by %s cut off: the model stopped without finishing", persona.id)
-            return
-        if sent.message_ids and sent.complete:
+            return "cut_off"
+        if not sent.complete:
+            return "cut_off"
+        if sent.message_ids:
             await self.feed_back(reply, persona, sent)
+        return "sent"
 
     async def snapshots(self, persona: Persona, request: object, footer: str) -> AsyncIterator[str]:
         """The sanitised text so far, each time more arrives; the footer joins the final one only."""
@@ -372,6 +446,15 @@ class Fleet:
                     shown = clean
                     yield clean
         except IncompleteReply:
+            raise IncompleteReply(sanitize(text, persona.name)) from None
+        except asyncio.CancelledError:
+            if not self._cutting:
+                raise
+            # Shutdown cut this reply mid-way: end it the way a model that stopped early would, so the
+            # adapter marks or removes what is already shown instead of leaving half a message.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
             raise IncompleteReply(sanitize(text, persona.name)) from None
         final = sanitize(text, persona.name)
         if footer:
@@ -398,7 +481,9 @@ class Fleet:
             id=sent.message_ids[0],
             channel=reply.channel,
             author=Author(id=f"persona:{persona.id}", name=persona.name, is_bot=True, persona_id=persona.id),
-            text=sent.text,
+            # The footer is the fleet's, not the persona's words: kept out of history, the model never
+            # learns to write disclosure lines itself.
+            text=sent.text.removesuffix(f"\n\n{reply.footer}") if reply.footer else sent.text,
             reply_to_persona=replied_persona,
             reply_to_id=reply.reply_to,
             chain=reply.chain,

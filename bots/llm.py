@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from bots.breaker import RetryBudget
+
 log = logging.getLogger("botfleet.llm")
 
 
@@ -26,6 +28,8 @@ class LLMRequest:
     model: str
     temperature: float
     max_tokens: int
+    # "platform:user id" the reply is for: our own accounting only, never sent to the endpoint.
+    user: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +86,7 @@ class OpenAIClient:
         backoff: float = 0.5,
         rng: random.Random | None = None,
         streaming: bool = True,
+        retry_budget: RetryBudget | None = None,
     ) -> None:
         import openai
 
@@ -94,6 +99,7 @@ class OpenAIClient:
         self.max_retries = max_retries
         self.backoff = backoff
         self.streaming = streaming
+        self.retry_budget = retry_budget
         self._rng = rng or random.Random()
 
     def _retryable(self, exc: Exception) -> float | None:
@@ -123,6 +129,8 @@ class OpenAIClient:
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         attempt = 0
+        if self.retry_budget is not None:
+            self.retry_budget.on_call()
         while True:
             started = False
             try:
@@ -169,13 +177,19 @@ class OpenAIClient:
             except Exception as exc:
                 # Once words have gone out, a retry would repeat them: only retry a clean failure.
                 wait = None if started else self._retryable(exc)
-                if wait is None or attempt >= self.max_retries:
+                if wait is None or attempt >= self.max_retries or not self._may_retry():
                     raise LLMError(self._kind(exc), _safe(str(exc))) from None
                 attempt += 1
                 if wait < 0:
                     wait = self.backoff * (2 ** (attempt - 1)) * (0.5 + self._rng.random())
                 log.info("llm %s, retry %d in %.2fs", self._kind(exc), attempt, wait)
                 await asyncio.sleep(min(wait, self.timeout))
+
+    def _may_retry(self) -> bool:
+        if self.retry_budget is None or self.retry_budget.try_retry():
+            return True
+        log.info("llm retry budget spent: failing this call without retrying")
+        return False
 
     async def close(self) -> None:
         await self._client.close()

@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -61,13 +61,13 @@ def make_client(
     max_connections: int = 32,
     socket_timeout: float = 1.0,
     connect_timeout: float = CALL_TIMEOUT,
-    pool_timeout: float = CALL_TIMEOUT,
+    pool_timeout: float = 1.0,
 ) -> Redis:
     """A client for the per-message path: bounded pool, short timeouts, and no silent retries.
 
     redis-py would retry a timed-out EVALSHA or RPUSH on its own, applying it twice; callers here
-    decide what a failure means instead. The pool blocks (briefly) rather than raising when full, so a
-    burst waits its turn instead of failing, but never longer than `pool_timeout`.
+    decide what a failure means instead. The pool blocks rather than raising when full, so a burst
+    waits its turn instead of failing; callers bound the wait (CALL_TIMEOUT) below `pool_timeout`.
     """
     pool = BlockingConnectionPool.from_url(
         url,
@@ -84,8 +84,8 @@ def make_client(
 # --- rate limits --------------------------------------------------------------------------------
 
 # ARGV[1]: key prefix. ARGV[2]: JSON list of decisions, each [max_grants, candidate, ...], a candidate
-# a flat [key, limit, period_s, cost, ...] list of its rates. ARGV[3]: microseconds added to the
-# server clock (tests move time forward without sleeping).
+# a flat [key, limit, period_s, cost, ...] list of its rates. ARGV[3]: "" to use the server's clock,
+# or a time in microseconds that tests pin it to.
 # Returns JSON: per candidate two numbers, (0, 0) admitted, (-1, 0) capped by max_grants, or
 # (k, retry_us) blocked by the k-th rate of that candidate.
 # The keys travel inside ARGV rather than KEYS: redis-py packs each KEYS entry on its own, which at
@@ -95,8 +95,13 @@ def make_client(
 LIMIT_LUA = """
 -- GCRA over whole routing decisions: one tat (theoretical arrival time) per key, in microseconds;
 -- a rate of `limit` per `period` has interval period/limit and lets a burst of `limit` through.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) + tonumber(ARGV[3])
+local now
+if ARGV[3] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[3])
+end
 local prefix = ARGV[1]
 local batch = cjson.decode(ARGV[2])
 -- One slot per distinct key: a key shared by candidates (the channel) is read once, and each
@@ -315,8 +320,7 @@ class RedisRateLimiter:
 
     `acquire`'s `now` is ignored: the server's TIME is the one clock all processes share. A decision
     that gets no answer within `timeout` raises TimeoutError (and is not charged if it was still
-    waiting to be sent). `time_offset` (seconds added to the server clock) lets tests move time
-    forward without sleeping.
+    waiting to be sent). Tests may set `pinned_time` (seconds) to run the script on a virtual clock.
     """
 
     def __init__(
@@ -335,7 +339,7 @@ class RedisRateLimiter:
         self._batcher = _Batcher(
             self._send, timeout=timeout, max_batch=max_batch, max_in_flight=max_in_flight, max_pending=max_pending
         )
-        self.time_offset = 0.0
+        self.pinned_time: float | None = None
         # Script calls and decisions carried, for the benchmark's round trips per decision.
         self.calls = 0
         self.decisions = 0
@@ -361,7 +365,8 @@ class RedisRateLimiter:
         self.calls += 1
         self.decisions += len(jobs)
         payload = json.dumps(batch, separators=(",", ":"))
-        raw = await self._script(args=[self._prefix, payload, int(self.time_offset * 1e6)])
+        pinned = "" if self.pinned_time is None else str(int(self.pinned_time * 1e6))
+        raw = await self._script(args=[self._prefix, payload, pinned])
         out = json.loads(raw)
         pos = 0
         for job in jobs:
@@ -394,7 +399,7 @@ if user ~= '' and redis.call('SISMEMBER', KEYS[2], user) == 1 then return 0 end
 local retention = tonumber(ARGV[5])
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
--- Age out from the head: it keeps the index below a superset of where the user's turns can be.
+-- Turns are appended in time order, so the expired ones are all at the head.
 local cutoff = tonumber(ARGV[6])
 while true do
   local head = redis.call('LINDEX', KEYS[1], 0)
@@ -410,13 +415,13 @@ redis.call('PEXPIRE', KEYS[1], retention)
 if user ~= '' then
   redis.call('SADD', KEYS[3], ARGV[3])
   -- Twice the retention: a turn lives at most one retention past the conversation's last write,
-  -- which is at most one retention past the user's own turn.
+  -- which is at most one retention past the user's own turn; so the index always covers it.
   redis.call('PEXPIRE', KEYS[3], 2 * retention)
 end
 return 1
 """
 
-# KEYS: the user's conversation index. ARGV: user id, history key prefix.
+# KEYS: the user's conversation index, their first-contact record. ARGV: user id, history key prefix.
 # History keys are derived inside the script (fine on a single Redis; a cluster would need hash tags).
 FORGET_LUA = """
 local convs = redis.call('SMEMBERS', KEYS[1])
@@ -442,17 +447,53 @@ for _, conv in ipairs(convs) do
     if #kept > 0 and ttl > 0 then redis.call('PEXPIRE', key, ttl) end
   end
 end
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2])
 return removed
 """
+
+# KEYS: history lists. ARGV: cutoff (seconds). Drops expired turns from each list's head.
+PRUNE_LUA = """
+local removed = 0
+local cutoff = tonumber(ARGV[1])
+for _, key in ipairs(KEYS) do
+  while true do
+    local head = redis.call('LINDEX', key, 0)
+    if not head then break end
+    local ok, turn = pcall(cjson.decode, head)
+    if ok and type(turn) == 'table' and tonumber(turn.at) and tonumber(turn.at) < cutoff then
+      redis.call('LPOP', key)
+      removed = removed + 1
+    else
+      break
+    end
+  end
+end
+return removed
+"""
+
+# KEYS: the day's usage hash. ARGV: expiry ms, then key/delta pairs. Returns every total of the day.
+USAGE_LUA = """
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# Usage totals matter for today and (around midnight) yesterday; three days is plenty.
+USAGE_TTL_MS = 3 * 86400 * 1000
 
 
 def _platform_of(conversation: str) -> str:
     return conversation.partition(":")[0]
 
 
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 class RedisStore:
-    """History, dedupe, opt-outs and mutes in Redis; `now` arguments are ignored where Redis keeps time."""
+    """The Store protocol in Redis. `now` arguments are ignored where Redis keeps the time (dedupe)."""
 
     def __init__(
         self,
@@ -468,12 +509,17 @@ class RedisStore:
         self.retention_seconds = retention_seconds
         self._append = client.register_script(APPEND_LUA)
         self._forget = client.register_script(FORGET_LUA)
+        self._prune = client.register_script(PRUNE_LUA)
+        self._usage = client.register_script(USAGE_LUA)
 
     def _history_key(self, conversation: str) -> str:
         return f"{self._p}h:{conversation}"
 
     def _index_key(self, platform: str, user_id: str) -> str:
         return f"{self._p}uc:{platform}:{user_id}"
+
+    def _told_key(self, platform: str, user_id: str) -> str:
+        return f"{self._p}told:{platform}:{user_id}"
 
     async def first_seen(self, key: str, ttl: float, now: float) -> bool:
         ok = await self._client.set(f"{self._p}seen:{key}", b"1", nx=True, px=max(1, int(ttl * 1000)))
@@ -503,11 +549,28 @@ class RedisStore:
         raw = await self._client.lrange(self._history_key(conversation), -limit, -1)
         return [Turn.from_dict(json.loads(item)) for item in raw]
 
+    async def prune(self, now: float, batch: int = 200) -> int:
+        """Delete turns older than the retention period, also in conversations nobody writes to.
+
+        A conversation's key expires a retention period after its last write anyway; this is for the
+        turns before that, and costs one scan of the history keys, so run it rarely (hourly)."""
+        removed = 0
+        cutoff = repr(now - self.retention_seconds)
+        keys: list[str] = []
+        async for key in self._client.scan_iter(match=f"{self._p}h:*", count=1000):
+            keys.append(_text(key))
+            if len(keys) >= batch:
+                removed += int(await self._prune(keys=keys, args=[cutoff]))
+                keys = []
+        if keys:
+            removed += int(await self._prune(keys=keys, args=[cutoff]))
+        return removed
+
     async def forget_user(self, platform: str, user_id: str) -> int:
         if not user_id:
             return 0
-        removed = await self._forget(keys=[self._index_key(platform, user_id)], args=[user_id, f"{self._p}h:"])
-        return int(removed)
+        keys = [self._index_key(platform, user_id), self._told_key(platform, user_id)]
+        return int(await self._forget(keys=keys, args=[user_id, f"{self._p}h:"]))
 
     async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None:
         key = f"{self._p}optout:{platform}"
@@ -527,8 +590,38 @@ class RedisStore:
             await self._client.srem(key, persona_id)
 
     async def muted(self, conversation: str) -> frozenset[str]:
-        members = await self._client.smembers(f"{self._p}mute:{conversation}")
-        return frozenset(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        return frozenset(_text(m) for m in await self._client.smembers(f"{self._p}mute:{conversation}"))
+
+    async def followers(self, platform: str, user_id: str) -> tuple[str, ...] | None:
+        raw = await self._client.get(f"{self._p}follow:{platform}:{user_id}")
+        return None if raw is None else tuple(json.loads(raw))
+
+    async def set_followers(self, platform: str, user_id: str, persona_ids: tuple[str, ...] | None) -> None:
+        key = f"{self._p}follow:{platform}:{user_id}"
+        if persona_ids is None:
+            await self._client.delete(key)
+        else:
+            await self._client.set(key, json.dumps(list(persona_ids)))
+
+    async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
+        key = self._told_key(platform, user_id)
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, persona_id, repr(now))
+            # Kept as long as history: after that the person is told again, which errs the right way.
+            pipe.pexpire(key, int(self.retention_seconds * 1000))
+            first, _ = await pipe.execute()
+        return bool(first)
+
+    async def first_told(self, platform: str, persona_id: str, user_id: str) -> float | None:
+        raw = await self._client.hget(self._told_key(platform, user_id), persona_id)
+        return None if raw is None else float(raw)
+
+    async def add_usage(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        args: list[str | int] = [USAGE_TTL_MS]
+        for key, n in deltas.items():
+            args += (key, int(n))
+        raw = await self._usage(keys=[f"{self._p}usage:{day}"], args=args)
+        return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     async def close(self) -> None:
         return None
@@ -543,6 +636,9 @@ class RedisHealth:
     The first fault flips both to local state and starts one probe task; the probe pings with
     exponential backoff, runs the recovery hooks (replaying what must not be lost), then flips back.
     Each transition is logged once, whatever the message rate.
+
+    A call that times out while other calls keep completing is overload (a burst queued for the
+    bounded pool), not an outage: that call is decided locally and Redis stays in use.
     """
 
     def __init__(
@@ -564,6 +660,10 @@ class RedisHealth:
         self._recover_hooks: list[Callable[[], Awaitable[None]]] = []
         self._users = 0
         self._last_error_log = 0.0
+        self._last_overload_log = 0.0
+        self.overloaded = 0
+        # When a Redis call last succeeded (monotonic): tells a slow queue from a silent server.
+        self.last_ok = 0.0
 
     def on_recover(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._recover_hooks.append(hook)
@@ -572,13 +672,26 @@ class RedisHealth:
         """Run one Redis operation within the time budget; raises on a fault after flipping to local."""
         try:
             async with asyncio.timeout(self.timeout):
-                return await op()
+                result = await op()
         except FAULTS as exc:
-            self.down(exc)
+            self.failed(exc)
             raise
         except RedisError as exc:
             self.bad_command(exc)
             raise
+        self.last_ok = time.monotonic()
+        return result
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        # Our own timeout with answers arriving in the last half of it: Redis is alive, we are queued.
+        if type(exc) is TimeoutError and now - self.last_ok < self.timeout / 2:
+            self.overloaded += 1
+            if now - self._last_overload_log > 60:
+                self._last_overload_log = now
+                log.warning("redis calls queue beyond %.0f ms: deciding some messages locally", self.timeout * 1000)
+            return
+        self.down(exc)
 
     def bad_command(self, exc: RedisError) -> None:
         # A rejected command is a bug, not an outage: say so (rarely), and decide locally this once.
@@ -605,6 +718,9 @@ class RedisHealth:
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, cap)
             try:
+                # Idle pooled connections may lead to a server that has since restarted: each would
+                # fail once on first use and look like a new outage. Start the pool afresh instead.
+                await self.client.connection_pool.disconnect(inuse_connections=False)
                 async with asyncio.timeout(max(self.timeout, 1.0)):
                     await self.client.ping()
                 for hook in self._recover_hooks:
@@ -614,7 +730,9 @@ class RedisHealth:
                 log.debug("redis still away: %s", exc)
                 continue
             self.up = True
-            log.warning("redis is back after %.1fs: shared limits and history resumed", time.monotonic() - self._down_since)
+            log.warning(
+                "redis is back after %.1fs: shared limits and history resumed", time.monotonic() - self._down_since
+            )
             return
 
     def acquire_user(self) -> None:
@@ -651,7 +769,9 @@ class FallbackRateLimiter:
             return []
         if self.health.up:
             try:
-                return await self.primary.acquire(candidates, max_grants, now)
+                verdicts = await self.primary.acquire(candidates, max_grants, now)
+                self.health.last_ok = time.monotonic()
+                return verdicts
             except LimiterOverloaded as exc:
                 # Too much queued is local overload, not an outage: decide this one locally.
                 t = time.monotonic()
@@ -659,7 +779,7 @@ class FallbackRateLimiter:
                     self._overload_log = t
                     log.warning("rate limiter overloaded, deciding locally: %s", exc)
             except FAULTS as exc:
-                self.health.down(exc)
+                self.health.failed(exc)
             except RedisError as exc:
                 self.health.bad_command(exc)
         return self.local.acquire_now(candidates, max_grants, now)
@@ -672,35 +792,44 @@ class FallbackRateLimiter:
 
 @dataclass(slots=True)
 class _Journal:
-    """Privacy and moderation writes made while Redis was away, replayed when it is back.
+    """Writes made while Redis was away that must reach it: privacy and moderation choices, and token
+    usage (budgets are shared). Replayed when Redis is back, before it is trusted again.
 
-    Latest state wins per key, so the journal is bounded by the number of distinct users and
-    conversations touched during the outage, never by the number of writes.
+    Latest state wins per key and usage is summed per key, so the journal is bounded by the users,
+    conversations and usage keys touched during the outage, never by the number of writes.
     """
 
     opt_out: dict[tuple[str, str], bool] = field(default_factory=dict)
     forget: set[tuple[str, str]] = field(default_factory=set)
     muted: dict[tuple[str, str], bool] = field(default_factory=dict)
+    followers: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
     limit: int = 100_000
 
     def __len__(self) -> int:
-        return len(self.opt_out) + len(self.forget) + len(self.muted)
+        sizes = (self.opt_out, self.forget, self.muted, self.followers)
+        return sum(len(x) for x in sizes) + sum(len(d) for d in self.usage.values())
 
 
 class FallbackStore:
     """The Redis store, with a local mirror that answers while Redis is away.
 
-    The mirror sees every write and caches what Redis answered about opt-outs and mutes, so during
-    an outage an opted-out user stays opted out and a muted persona stays muted as far as this
-    process has seen. Opt-outs, forgets and mutes made during an outage are journaled and replayed
-    into Redis before it is used again; history written during an outage stays local.
+    The mirror sees every write, and caches what Redis answered about opt-outs, mutes and followers,
+    so during an outage an opted-out user stays opted out and a muted persona stays muted as far as
+    this process has seen. Opt-outs, forgets, mutes, follower choices and token usage made during an
+    outage are journaled and replayed into Redis before it is used again; history written during an
+    outage stays local (it is only context for prompts).
     """
 
     def __init__(self, primary: RedisStore, health: RedisHealth, local: MemoryStore | None = None) -> None:
         self.primary = primary
-        self.local = local or MemoryStore(history_size=primary.history_size)
+        self.local = local or MemoryStore(
+            history_size=primary.history_size, retention_seconds=primary.retention_seconds
+        )
         self.health = health
         self.journal = _Journal()
+        # The day's totals as Redis last gave them: the base for budgets while it is away.
+        self._usage_seen: dict[str, dict[str, int]] = {}
         health.acquire_user()
         health.on_recover(self._replay)
 
@@ -726,6 +855,18 @@ class FallbackStore:
         if ok and turns is not None:
             return turns
         return await self.local.history(conversation, limit)
+
+    async def prune(self, now: float) -> int:
+        local = await self.local.prune(now)
+        if not self.health.up:
+            return local
+        try:
+            # A scan, not a per-message call: it gets more time than CALL_TIMEOUT.
+            async with asyncio.timeout(30):
+                return await self.primary.prune(now)
+        except (*FAULTS, RedisError) as exc:
+            log.warning("pruning old history in redis failed: %s", exc)
+            return local
 
     async def forget_user(self, platform: str, user_id: str) -> int:
         local = await self.local.forget_user(platform, user_id)
@@ -759,17 +900,57 @@ class FallbackStore:
         ok, out = await self._try(lambda: self.primary.muted(conversation))
         if ok and out is not None:
             mirror = await self.local.muted(conversation)
-            if mirror != out:
-                for pid in mirror - out:
-                    await self.local.set_muted(conversation, pid, False)
-                for pid in out - mirror:
-                    await self.local.set_muted(conversation, pid, True)
+            for pid in mirror - out:
+                await self.local.set_muted(conversation, pid, False)
+            for pid in out - mirror:
+                await self.local.set_muted(conversation, pid, True)
             return out
         return await self.local.muted(conversation)
 
+    async def followers(self, platform: str, user_id: str) -> tuple[str, ...] | None:
+        ok, out = await self._try(lambda: self.primary.followers(platform, user_id))
+        if ok:
+            await self.local.set_followers(platform, user_id, out)
+            return out
+        return await self.local.followers(platform, user_id)
+
+    async def set_followers(self, platform: str, user_id: str, persona_ids: tuple[str, ...] | None) -> None:
+        await self.local.set_followers(platform, user_id, persona_ids)
+        ok, _ = await self._try(lambda: self.primary.set_followers(platform, user_id, persona_ids))
+        if not ok:
+            self._journal(lambda j: j.followers.__setitem__((platform, user_id), persona_ids))
+
+    async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
+        ok, first = await self._try(lambda: self.primary.first_contact(platform, persona_id, user_id, now))
+        local_first = await self.local.first_contact(platform, persona_id, user_id, now)
+        # While Redis is away, "first" is as far as this process knows: at worst someone is told twice.
+        return bool(first) if ok else local_first
+
+    async def first_told(self, platform: str, persona_id: str, user_id: str) -> float | None:
+        ok, at = await self._try(lambda: self.primary.first_told(platform, persona_id, user_id))
+        return at if ok else await self.local.first_told(platform, persona_id, user_id)
+
+    async def add_usage(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        ok, totals = await self._try(lambda: self.primary.add_usage(day, deltas))
+        if ok and totals is not None:
+            self._usage_seen = {day: totals}
+            return totals
+
+        def add(j: _Journal) -> None:
+            pending = j.usage.setdefault(day, {})
+            for key, n in deltas.items():
+                pending[key] = pending.get(key, 0) + n
+
+        self._journal(add)
+        # The shared totals last seen plus what this process spent since: the best guess at budgets.
+        merged = dict(self._usage_seen.get(day, {}))
+        for key, n in self.journal.usage.get(day, {}).items():
+            merged[key] = merged.get(key, 0) + n
+        return merged
+
     def _journal(self, write: Callable[[_Journal], object]) -> None:
         if len(self.journal) >= self.journal.limit:
-            log.error("redis outage journal full (%d entries): dropping an opt-out/forget/mute write", len(self.journal))
+            log.error("redis outage journal full (%d entries): dropping a write", len(self.journal))
             return
         write(self.journal)
 
@@ -785,6 +966,12 @@ class FallbackStore:
         for (conversation, pid), muted in list(j.muted.items()):
             await self.primary.set_muted(conversation, pid, muted)
             del j.muted[(conversation, pid)]
+        for (platform, user), chosen in list(j.followers.items()):
+            await self.primary.set_followers(platform, user, chosen)
+            del j.followers[(platform, user)]
+        for day, deltas in list(j.usage.items()):
+            self._usage_seen = {day: await self.primary.add_usage(day, deltas)}
+            del j.usage[day]
 
     async def close(self) -> None:
         await self.primary.close()
@@ -796,10 +983,13 @@ def open_redis_state(cfg: FleetConfig, *, prefix: str = PREFIX) -> tuple[Fallbac
     """The fleet's store and limiter on the Redis at cfg.store, each falling back to local state."""
     client = make_client(cfg.store)
     health = RedisHealth(client)
-    retention_days = getattr(cfg, "retention_days", None)
-    retention = float(retention_days) * 86400 if retention_days else RETENTION_SECONDS
     store = FallbackStore(
-        RedisStore(client, prefix=prefix, history_size=cfg.fleet.history_size, retention_seconds=retention),
+        RedisStore(
+            client,
+            prefix=prefix,
+            history_size=cfg.fleet.history_size,
+            retention_seconds=cfg.retention_days * 86400.0,
+        ),
         health,
     )
     limiter = FallbackRateLimiter(RedisRateLimiter(client, prefix=prefix), health)

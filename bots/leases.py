@@ -1,0 +1,452 @@
+"""Account leases: several `botfleet run` processes on one Redis split the platform accounts.
+
+Only one process may receive on an account (Telegram allows one getUpdates consumer per token; two
+Discord gateway sessions would answer twice), so each account's receiving connection is held under a
+lease: a Redis key set with NX and an expiry, renewed while held. Processes that serve the same set
+of accounts register as members of one pool, and each takes its fair share, ceil(accounts /
+members), so that two processes split the accounts instead of the first one taking everything.
+
+One Lua script per tick does all of it atomically with the server's clock: heartbeat the membership,
+renew what this process holds, hand back what it releases, take free accounts up to the share, and
+report every lease's holder. Connecting and disconnecting (which can take seconds) run beside the
+ticks, never inside them, so renewals are never late because a platform is slow.
+
+Leases fail closed: a process that could not renew within three quarters of the lease time stops
+receiving on its accounts itself, before the lease can expire and another process take over, so
+there are never two receivers on purpose. When a process dies, its leases and its membership expire
+together and the others take the accounts over within the lease time (they wake up for it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from adapters.base import Adapter
+from bots.redis_backend import FAULTS, PREFIX, make_client
+
+log = logging.getLogger("botfleet.leases")
+
+LEASE_SECONDS = 15.0
+
+# KEYS[1]: the pool's member zset (score: expiry, ms). KEYS[2]: zset of known accounts (for status).
+# KEYS[3..]: one lease key per account, in this process's order of preference.
+# ARGV[1]: this process, ARGV[2]: lease ms, ARGV[3]: "1" to stay a member, "0" to leave,
+# ARGV[4..]: per account, 0 = take if free and under the share, 1 = hold (renew), 2 = release,
+# 3 = leave alone. Returns {share, ms until another member's entry expires (-1: none), then per
+# account the holder ("" if free) and its lease's remaining ms}.
+TICK_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local me, ttl = ARGV[1], tonumber(ARGV[2])
+local members = KEYS[1]
+redis.call('ZREMRANGEBYSCORE', members, '-inf', now)
+if ARGV[3] == '1' then
+  redis.call('ZADD', members, now + ttl, me)
+else
+  redis.call('ZREM', members, me)
+end
+redis.call('PEXPIRE', members, 2 * ttl)
+local list = redis.call('ZRANGE', members, 0, -1, 'WITHSCORES')
+local count = #list / 2
+local soonest = -1
+for i = 1, #list, 2 do
+  if list[i] ~= me then
+    local left = tonumber(list[i + 1]) - now
+    if soonest < 0 or left < soonest then soonest = left end
+  end
+end
+local n = #KEYS - 2
+local share = n
+if count > 0 then share = math.ceil(n / count) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local held = 0
+local holder = {}
+for i = 1, n do
+  local key, flag = KEYS[i + 2], ARGV[i + 3]
+  if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], now + 2 * ttl, string.sub(key, #ARGV[4 + n] + 1)) end
+  local cur = redis.call('GET', key)
+  -- A missing key is nobody's (it expired, or Redis restarted): holding it on is as safe as taking it.
+  if flag == '1' and (cur == me or not cur) then
+    redis.call('SET', key, me, 'PX', ttl)
+    held = held + 1
+    cur = me
+  elseif flag == '2' and cur == me then
+    redis.call('DEL', key)
+    cur = false
+  end
+  holder[i] = cur
+end
+for i = 1, n do
+  if held >= share then break end
+  if ARGV[i + 3] == '0' and not holder[i] then
+    redis.call('SET', KEYS[i + 2], me, 'PX', ttl)
+    holder[i] = me
+    held = held + 1
+  end
+end
+redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+local out = {share, soonest}
+for i = 1, n do
+  if holder[i] then
+    out[#out + 1] = holder[i]
+    out[#out + 1] = redis.call('PTTL', KEYS[i + 2])
+  else
+    out[#out + 1] = ''
+    out[#out + 1] = -2
+  end
+end
+return out
+"""
+
+TAKE, HOLD, RELEASE, SKIP = "0", "1", "2", "3"
+
+
+def process_identity() -> str:
+    """hostname:pid:random, so a restarted process with a recycled pid is still someone new."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseInfo:
+    account: str
+    holder: str  # "" when nobody holds it
+    expires_in: float  # seconds; 0 when free
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInfo:
+    identity: str
+    pool: str
+    expires_in: float
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class LeaseManager:
+    """Holds this process's share of the adapters' accounts and keeps the adapters connected to them."""
+
+    def __init__(
+        self,
+        redis: str | Redis,
+        adapters: Sequence[Adapter],
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+        prefix: str = PREFIX,
+        identity: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        connect_backoff: tuple[float, float] = (5.0, 300.0),
+    ) -> None:
+        if isinstance(redis, str):
+            # Its own small pool: lease renewals must not queue behind message traffic.
+            self._client = make_client(redis, max_connections=4, socket_timeout=max(1.0, lease_seconds / 5))
+            self._owns_client = True
+        else:
+            self._client = redis
+            self._owns_client = False
+        self.identity = identity or process_identity()
+        self.lease_seconds = lease_seconds
+        self.prefix = prefix
+        self.clock = clock
+        self.connect_backoff = connect_backoff
+        self._adapter_of: dict[str, Adapter] = {}
+        for adapter in adapters:
+            for account in adapter.accounts():
+                self._adapter_of[account] = adapter
+        # Order of preference: a hash of (identity, account), so processes prefer different accounts.
+        self.accounts = sorted(self._adapter_of, key=lambda a: hashlib.sha1(f"{self.identity}\n{a}".encode()).digest())
+        pool = hashlib.sha1("\n".join(sorted(self._adapter_of)).encode()).hexdigest()[:12]
+        self._members_key = f"{prefix}members:{pool}"
+        self._script = self._client.register_script(TICK_LUA)
+        self.interval = lease_seconds / 5
+        # Renewed leases are trusted this long after the renewal was *sent*; the rest of the lease is
+        # the time disconnecting has to finish before anyone else may take over.
+        self.trust = lease_seconds * 0.75
+        self.share = len(self.accounts)
+        self._held: set[str] = set()  # leases held, to be connected
+        self._releasing: set[str] = set()  # leases held, to be disconnected and then handed back
+        self._connected: set[str] = set()
+        self._backoff: dict[str, tuple[float, float]] = {}  # account -> (until, last delay)
+        self._valid_until = 0.0
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._failing_since: float | None = None
+        self.holders: dict[str, tuple[str, float]] = {}
+
+    # --- what tests and status look at ------------------------------------------------------------
+
+    @property
+    def held(self) -> frozenset[str]:
+        return frozenset(self._held)
+
+    @property
+    def connected(self) -> frozenset[str]:
+        return frozenset(self._connected)
+
+    def idle(self) -> bool:
+        """No connect or disconnect is under way."""
+        return all(t.done() for t in self._workers.values())
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="botfleet-leases")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Disconnect everything, then hand every lease back so another process can take over at once."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        self._releasing |= self._held
+        self._held.clear()
+        for account in list(self._releasing | self._connected):
+            self._kick(account)
+        workers = [t for t in self._workers.values() if not t.done()]
+        if workers:
+            _, pending = await asyncio.wait(workers, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        try:
+            async with asyncio.timeout(min(grace, 2.0)):
+                await self._tick_once(member=False)
+        except (*FAULTS, RedisError) as exc:
+            log.warning("could not hand leases back (%s); they expire in %.0fs", exc, self.lease_seconds)
+        if self._owns_client:
+            await self._client.aclose()
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        retry = 0.0
+        while True:
+            sent = self.clock()
+            try:
+                async with asyncio.timeout(min(self.interval, 2.0)):
+                    wait = await self._tick_once(member=True)
+            except (*FAULTS, RedisError) as exc:
+                if self._failing_since is None:
+                    self._failing_since = sent
+                    log.warning("cannot renew account leases: %s", exc or type(exc).__name__)
+                retry = min(max(retry * 2, 0.1), self.interval)
+                wait = retry * random.uniform(0.8, 1.2)
+            else:
+                retry = 0.0
+                self._valid_until = sent + self.trust
+                if self._failing_since is not None:
+                    log.warning("account leases renewed again after %.1fs", sent - self._failing_since)
+                    self._failing_since = None
+            self._check_deadline()
+            if self._held or self._releasing:
+                wait = min(wait, max(0.0, self._valid_until - self.clock()))
+            try:
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            self._check_deadline()
+
+    def _check_deadline(self) -> None:
+        if (self._held or self._releasing) and self.clock() >= self._valid_until:
+            dropped = sorted(self._held | self._releasing)
+            log.warning(
+                "leases not renewed in time: stopping %s so that no two processes receive on them",
+                ", ".join(dropped),
+            )
+            self._held.clear()
+            self._releasing.clear()
+            for account in dropped:
+                self._kick(account)
+
+    def _flag(self, account: str, now: float) -> str:
+        if account in self._held:
+            return HOLD
+        if account in self._releasing:
+            busy = account in self._connected or not self._worker_done(account)
+            return HOLD if busy else RELEASE
+        backoff = self._backoff.get(account)
+        if backoff is not None and backoff[0] > now:
+            return SKIP
+        return TAKE
+
+    def _worker_done(self, account: str) -> bool:
+        task = self._workers.get(account)
+        return task is None or task.done()
+
+    async def _tick_once(self, *, member: bool) -> float:
+        """One round trip; returns how long to wait before the next one."""
+        now = self.clock()
+        flags = [self._flag(a, now) if member else (RELEASE if a in self._releasing else SKIP) for a in self.accounts]
+        lease_prefix = f"{self.prefix}lease:"
+        keys = [self._members_key, f"{self.prefix}accounts", *(lease_prefix + a for a in self.accounts)]
+        ms = max(1, int(self.lease_seconds * 1000))
+        raw = await self._script(keys=keys, args=[self.identity, ms, "1" if member else "0", *flags, lease_prefix])
+        self.share = int(raw[0])
+        soonest = int(raw[1])
+        wait = self.interval
+        if not member:
+            return wait
+        under_share = len(self._held) < self.share
+        for i, account in enumerate(self.accounts):
+            holder, pttl = _text(raw[2 + 2 * i]), int(raw[3 + 2 * i])
+            self.holders[account] = (holder, max(0, pttl) / 1000)
+            mine = holder == self.identity
+            if account in self._releasing:
+                if not mine:
+                    self._releasing.discard(account)
+                continue
+            if mine and account not in self._held:
+                self._held.add(account)
+                log.info("lease on %s taken by %s", account, self.identity)
+                self._kick(account)
+            elif not mine and account in self._held:
+                self._held.discard(account)
+                log.warning("lease on %s lost to %s", account, holder or "nobody")
+                self._kick(account)
+            elif holder and not mine and under_share and pttl >= 0:
+                # Wake when that lease lapses rather than at the next regular tick.
+                wait = min(wait, pttl / 1000 + 0.02)
+        if soonest >= 0:
+            # A member about to expire may be dead: recompute the share the moment it goes.
+            wait = min(wait, soonest / 1000 + 0.02)
+        self._shed_excess()
+        return max(wait, 0.01)
+
+    def _shed_excess(self) -> None:
+        excess = len(self._held) - self.share
+        if excess <= 0:
+            return
+        # Give back the least preferred, and accounts not yet connected before connected ones.
+        order = sorted(self._held, key=lambda a: (a in self._connected, -self.accounts.index(a)))
+        for account in order[:excess]:
+            self._held.discard(account)
+            self._releasing.add(account)
+            log.info("handing %s over: this process holds more than its share (%d)", account, self.share)
+            self._kick(account)
+
+    # --- connecting -------------------------------------------------------------------------------
+
+    def _kick(self, account: str) -> None:
+        if self._worker_done(account):
+            self._workers[account] = asyncio.get_running_loop().create_task(self._reconcile(account))
+
+    async def _reconcile(self, account: str) -> None:
+        """Bring the adapter's connection to what the lease says, one step at a time."""
+        adapter = self._adapter_of[account]
+        try:
+            while True:
+                want = account in self._held
+                have = account in self._connected
+                if want == have:
+                    return
+                if want:
+                    await self._connect(adapter, account)
+                else:
+                    try:
+                        await adapter.disconnect(account)
+                    except Exception:
+                        log.exception("disconnecting %s failed", account)
+                    self._connected.discard(account)
+                    log.info("stopped receiving on %s", account)
+        finally:
+            self._wake.set()
+
+    async def _connect(self, adapter: Adapter, account: str) -> None:
+        try:
+            ok = await adapter.connect(account)
+        except Exception:
+            log.exception("connecting %s failed", account)
+            ok = False
+        if ok:
+            self._connected.add(account)
+            self._backoff.pop(account, None)
+            log.info("receiving on %s", account)
+            return
+        # Hand the lease back and leave the account alone for a while: another process may do better.
+        try:
+            await adapter.disconnect(account)
+        except Exception:
+            log.debug("cleaning up after a failed connect of %s", account, exc_info=True)
+        lo, hi = self.connect_backoff
+        delay = min(hi, (self._backoff.get(account, (0.0, lo / 2))[1]) * 2)
+        self._backoff[account] = (self.clock() + delay, delay)
+        if account in self._held:
+            self._held.discard(account)
+            self._releasing.add(account)
+        log.warning("%s refused the connection; retrying it in %.0fs", account, delay)
+
+
+# --- status -------------------------------------------------------------------------------------
+
+
+async def read_leases(client: Redis, prefix: str = PREFIX) -> tuple[list[LeaseInfo], list[MemberInfo]]:
+    """Every known account with its holder, and every live process, straight from Redis."""
+    lease_prefix = f"{prefix}lease:"
+    now_s, now_us = await client.time()
+    now_ms = int(now_s) * 1000 + int(now_us) // 1000
+    known = {_text(a) for a in await client.zrangebyscore(f"{prefix}accounts", now_ms, "+inf")}
+    async for key in client.scan_iter(match=f"{lease_prefix}*", count=500):
+        known.add(_text(key)[len(lease_prefix) :])
+    leases: list[LeaseInfo] = []
+    for account in sorted(known):
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.get(lease_prefix + account)
+            pipe.pttl(lease_prefix + account)
+            holder, pttl = await pipe.execute()
+        if holder is None:
+            leases.append(LeaseInfo(account, "", 0.0))
+        else:
+            leases.append(LeaseInfo(account, _text(holder), max(0, int(pttl)) / 1000))
+    members: list[MemberInfo] = []
+    async for key in client.scan_iter(match=f"{prefix}members:*", count=100):
+        name = _text(key)
+        pool = name.rsplit(":", 1)[-1]
+        for identity, score in await client.zrangebyscore(name, now_ms, "+inf", withscores=True):
+            members.append(MemberInfo(_text(identity), pool, (float(score) - now_ms) / 1000))
+    members.sort(key=lambda m: m.identity)
+    return leases, members
+
+
+def format_status(leases: Sequence[LeaseInfo], members: Sequence[MemberInfo]) -> str:
+    width = max([len(lease.account) for lease in leases] + [len("account")])
+    lines = [f"{'account':<{width}}  {'holder':<40}  lease left"]
+    for lease in leases:
+        if lease.holder:
+            lines.append(f"{lease.account:<{width}}  {lease.holder:<40}  {lease.expires_in:.1f}s")
+        else:
+            lines.append(f"{lease.account:<{width}}  {'(nobody)':<40}  -")
+    if not leases:
+        lines.append("(no accounts known: no `botfleet run` has used this Redis lately)")
+    lines.append("")
+    lines.append(f"processes: {len(members)}")
+    for m in members:
+        held = sum(1 for lease in leases if lease.holder == m.identity)
+        lines.append(f"  {m.identity:<40}  holds {held}, membership left {m.expires_in:.1f}s")
+    return "\n".join(lines)
+
+
+async def status(url: str, prefix: str = PREFIX) -> str:
+    """What `botfleet status` prints."""
+    client = make_client(url, max_connections=2, socket_timeout=5.0, connect_timeout=5.0, pool_timeout=5.0)
+    try:
+        leases, members = await read_leases(client, prefix)
+    finally:
+        await client.aclose()
+    return format_status(leases, members)

@@ -1,0 +1,160 @@
+"""Logging for operators: one JSON object per line (`logging.json: true`), secrets masked, and one
+line per routing decision.
+
+Masking works on the formatted line, so it also covers tracebacks and third-party loggers: every
+configured token and key, every environment variable whose name says it is a secret, and the
+password of a store URL are replaced by `***`. Decision lines carry ids, persona, trigger, reason
+and latency; message text never goes into an INFO line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from bots.config import FleetConfig
+from bots.events import Command, Message
+
+if TYPE_CHECKING:
+    from bots.fleet import Fleet, Plan
+
+log = logging.getLogger("botfleet.decision")
+
+PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+SECRET_NAME = re.compile(r"(TOKEN|KEY|SECRET|PASSWORD|PASSWD|CREDENTIALS?)$", re.IGNORECASE)
+# Shorter values would mask ordinary words; no real token is this short.
+MIN_SECRET = 6
+
+
+def secrets_of(cfg: FleetConfig | None, env: Mapping[str, str] | None = None) -> list[str]:
+    env = os.environ if env is None else env
+    found: set[str] = set()
+    for name, value in env.items():
+        if SECRET_NAME.search(name):
+            found.add(value)
+        elif name.endswith("_URL"):
+            found.add(_url_password(value))
+    if cfg is not None:
+        found.update(
+            [
+                cfg.llm.api_key or "",
+                cfg.adapters.discord.token,
+                cfg.adapters.telegram.token,
+                _url_password(cfg.store),
+            ]
+        )
+    return sorted((s for s in found if len(s) >= MIN_SECRET), key=len, reverse=True)
+
+
+def persona_secrets(personas: Iterable[Any]) -> list[str]:
+    out = []
+    for p in personas:
+        for account in (p.platforms.discord, p.platforms.telegram):
+            if account is not None and len(account.token) >= MIN_SECRET:
+                out.append(account.token)
+    return out
+
+
+def _url_password(url: str) -> str:
+    try:
+        return urlsplit(url).password or ""
+    except ValueError:
+        return ""
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out.update(fields)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Formats with `inner`, then masks every secret in the finished line."""
+
+    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = self.inner.format(record)
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+def configure(cfg: FleetConfig | None, *, json_lines: bool = False, extra_secrets: Iterable[str] = ()) -> None:
+    """Give every root handler the chosen format and the secret mask (call once config is known)."""
+    inner: logging.Formatter = JsonFormatter() if json_lines else logging.Formatter(PLAIN_FORMAT)
+    formatter = RedactingFormatter(inner, [*secrets_of(cfg), *extra_secrets])
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+
+
+def trigger_of(plan: Plan) -> str:
+    event = plan.event
+    if isinstance(event, Command):
+        return f"command:{event.name}"
+    assert isinstance(event, Message)
+    if event.author.persona_id:
+        return f"persona:{event.author.persona_id}"
+    if event.is_post:
+        return "post"
+    return "dm" if event.is_dm else "message"
+
+
+class DecisionLog:
+    """A fleet listener: one INFO line per decision (who considered the event, what they did, why)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    def __call__(self, plan: Plan) -> None:
+        if not plan.decisions:
+            if plan.note and log.isEnabledFor(logging.DEBUG):
+                log.debug("event %s: %s", plan.event.key, plan.note)
+            return
+        if not log.isEnabledFor(logging.INFO):
+            return
+        latency_ms = round(max(0.0, self.fleet.clock() - plan.at) * 1000, 2)
+        trigger = trigger_of(plan)
+        for d in plan.decisions:
+            log.info(
+                "decision %s %s %s %s: %s (%.2f ms)",
+                plan.event.key,
+                trigger,
+                d.persona_id,
+                d.action,
+                d.reason,
+                latency_ms,
+                extra={
+                    "fields": {
+                        "event": plan.event.key,
+                        "trigger": trigger,
+                        "persona": d.persona_id,
+                        "action": d.action,
+                        "reason": d.reason,
+                        "latency_ms": latency_ms,
+                    }
+                },
+            )

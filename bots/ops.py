@@ -1,0 +1,123 @@
+"""Everything `botfleet run` adds around a fleet to operate it: metrics and the /why endpoint,
+decision logs and secret masking, the pid file and SIGHUP reload, usage sharing and retention.
+
+`Ops(fleet, config_path).start()` after the fleet is built; `close()` before `fleet.stop()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bots import logs
+from bots.admin import AdminServer
+from bots.metrics import Metrics
+from bots.reload import reload_fleet, remove_pid, write_pid
+from bots.yamlfile import Problem
+
+if TYPE_CHECKING:
+    from bots.fleet import Fleet
+
+log = logging.getLogger("botfleet")
+
+
+class Ops:
+    def __init__(
+        self,
+        fleet: Fleet,
+        config_path: Path | None,
+        *,
+        usage_sync_seconds: float = 5.0,
+        prune_seconds: float = 3600.0,
+    ) -> None:
+        self.fleet = fleet
+        self.config_path = config_path
+        self.usage_sync_seconds = usage_sync_seconds
+        self.prune_seconds = prune_seconds
+        self.metrics = Metrics(fleet)
+        self.admin: AdminServer | None = None
+        self._pid_file = fleet.config.pid_file
+        self._task: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[list[Problem]] | None = None
+        self._hup = False
+        fleet.listeners.append(logs.DecisionLog(fleet))
+
+    def mask_secrets(self) -> None:
+        cfg = self.fleet.config
+        logs.configure(
+            cfg, json_lines=cfg.logging.json_lines, extra_secrets=logs.persona_secrets(self.fleet.personas.values())
+        )
+
+    async def start(self) -> None:
+        self.mask_secrets()
+        cfg = self.fleet.config
+        if cfg.metrics.port is not None:
+            self.admin = AdminServer(self.fleet, self.metrics, cfg.metrics.host, cfg.metrics.port)
+            port = await self.admin.start()
+            log.info("metrics on http://%s:%d/metrics, audit on /why/<platform>/<message-id>", cfg.metrics.host, port)
+        if self._pid_file is not None and not write_pid(self._pid_file):
+            self._pid_file = None
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+            self._hup = True
+        except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - not on the main thread
+            pass
+        if not await self.fleet.usage.sync(self.fleet.store):
+            log.info("token budgets count this process only: the store does not share usage")
+        self._task = asyncio.create_task(self._maintain())
+
+    def request_reload(self) -> None:
+        if self._reloading is not None and not self._reloading.done():
+            log.info("reload already running")
+            return
+        self._reloading = asyncio.create_task(self.reload())
+
+    async def reload(self) -> list[Problem]:
+        problems = await reload_fleet(self.fleet, self.config_path)
+        if not problems:
+            # New tokens in the files must be masked from now on too.
+            self.mask_secrets()
+        return problems
+
+    async def _maintain(self) -> None:
+        """Share token counts every few seconds; prune expired history every so often."""
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        while True:
+            await asyncio.sleep(self.usage_sync_seconds)
+            try:
+                await self.fleet.usage.sync(self.fleet.store)
+                if loop.time() >= next_prune:
+                    next_prune = loop.time() + self.prune_seconds
+                    prune = getattr(self.fleet.store, "prune", None)
+                    if prune is not None:
+                        removed = await prune(self.fleet.clock())
+                        if removed:
+                            days = self.fleet.config.retention_days
+                            log.info("retention: deleted %d message(s) older than %d days", removed, days)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("maintenance failed")
+
+    async def close(self) -> None:
+        """Before fleet.stop(): stop serving and maintaining, push the last counts, drop the pid file."""
+        if self._hup:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        for task in (self._task, self._reloading):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        with contextlib.suppress(Exception):
+            await self.fleet.usage.sync(self.fleet.store)
+        if self.admin is not None:
+            await self.admin.close()
+        if self._pid_file is not None:
+            remove_pid(self._pid_file)

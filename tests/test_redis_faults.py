@@ -1,0 +1,248 @@
+"""Redis faults: frozen, restarted, absent. No handler waits on Redis for more than about 300 ms, the
+fleet keeps answering on local state (saying so once, not per message), and goes back to Redis when
+it answers again, without losing opt-outs made in between."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from bots.brain import Brain
+from bots.config import FleetConfig
+from bots.events import Author, Message
+from bots.fleet import Fleet
+from bots.llm import CannedClient
+from bots.persona import load_personas
+from bots.ratelimit import Rate
+from bots.redis_backend import (
+    CALL_TIMEOUT,
+    FallbackRateLimiter,
+    FallbackStore,
+    RedisRateLimiter,
+    make_client,
+    open_redis_state,
+)
+from tests.redis_server import RedisServer, free_port
+
+PERSONAS = load_personas(Path(__file__).resolve().parent.parent / "personas")
+# A handler may wait CALL_TIMEOUT once per outage; the rest is slack for a loaded test machine.
+BOUND = CALL_TIMEOUT + 0.25
+
+
+class Rig:
+    def __init__(self, url: str, prefix: str) -> None:
+        self.cfg = FleetConfig(store=url)
+        store, limiter = open_redis_state(self.cfg, prefix=prefix)
+        self.store: FallbackStore = store
+        self.limiter: FallbackRateLimiter = limiter
+        # Probe quickly: the tests wait for recovery in real time.
+        self.store.health.backoff = (0.05, 0.4)
+        self.fleet = Fleet(self.cfg, PERSONAS, store=store, limiter=limiter, brain=Brain(CannedClient(), self.cfg.llm))
+        self.n = 0
+        self.latencies: list[float] = []
+
+    @property
+    def health(self):  # type: ignore[no-untyped-def]
+        return self.store.health
+
+    async def say(self, channel: str = "g1") -> float:
+        """A message mentioning one persona (in turn, so per-persona limits leave room to answer)."""
+        self.n += 1
+        persona = PERSONAS[self.n % len(PERSONAS)]
+        msg = Message(
+            platform="tg",
+            id=str(self.n),
+            channel=f"{channel}-{self.n % 7}",
+            author=Author(id=f"u{self.n % 13}", name="someone"),
+            text=f"@{persona.id} what do you think?",
+            mentions=frozenset({persona.id}),
+        )
+        start = time.perf_counter()
+        await self.fleet.handle(msg)
+        took = time.perf_counter() - start
+        self.latencies.append(took)
+        return took
+
+    async def wait_up(self, within: float = 10.0) -> None:
+        deadline = time.monotonic() + within
+        while not self.health.up:
+            assert time.monotonic() < deadline, "redis never came back"
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        await self.fleet.stop(grace=0)
+
+
+@pytest_asyncio.fixture
+async def server(redis_servers: Callable[[], RedisServer]) -> AsyncIterator[RedisServer]:
+    yield redis_servers()
+
+
+def outage_logs(caplog: pytest.LogCaptureFixture) -> tuple[int, int]:
+    down = sum("redis unreachable" in r.getMessage() for r in caplog.records)
+    back = sum("redis is back" in r.getMessage() for r in caplog.records)
+    return down, back
+
+
+async def test_frozen_redis_bounds_every_handler(server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="botfleet.redis")
+    rig = Rig(server.url, "f:")
+    try:
+        for _ in range(5):
+            await rig.say()
+        assert rig.health.up
+        server.freeze()
+        # Twenty handlers at once while Redis is frozen: each waits once at most, none hangs.
+        took = await asyncio.gather(*(rig.say() for _ in range(20)))
+        assert max(took) < BOUND
+        assert not rig.health.up
+        # Later messages do not wait on Redis at all, and still get answered locally.
+        later = [await rig.say(channel=f"new{i}") for i in range(20)]
+        assert max(later) < 0.05
+        assert any(p.actions for p in list(rig.fleet.audit.values())[-20:])
+        server.thaw()
+        await rig.wait_up()
+        # Shared state again: a dedupe key written now is in Redis.
+        await rig.say()
+        client = make_client(server.url)
+        try:
+            assert await client.exists(f"f:seen:tg:{rig.n}")
+        finally:
+            await client.aclose()
+        assert outage_logs(caplog) == (1, 1)
+    finally:
+        server.thaw() if server.pid else None
+        await rig.close()
+
+
+async def test_restart_during_traffic(server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="botfleet.redis")
+    rig = Rig(server.url, "r:")
+    stop = asyncio.Event()
+    errors: list[BaseException] = []
+
+    async def traffic() -> None:
+        while not stop.is_set():
+            try:
+                await rig.say()
+            except Exception as exc:  # the test fails on any, but keeps the traffic going to see all
+                errors.append(exc)
+            await asyncio.sleep(0.002)
+
+    workers = [asyncio.create_task(traffic()) for _ in range(8)]
+    try:
+        await asyncio.sleep(0.2)
+        server.kill()
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(server.start)
+        await rig.wait_up()
+        sent_before = rig.limiter.primary.calls
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*workers)
+        assert not errors
+        assert max(rig.latencies) < BOUND
+        # The limiter script was loaded again on the fresh server (EVALSHA's NOSCRIPT), and used.
+        assert rig.limiter.primary.calls > sent_before
+        assert rig.health.outages == 1
+        assert outage_logs(caplog) == (1, 1)
+        # Answered throughout: some replies before, during and after the outage.
+        assert sum(1 for p in rig.fleet.audit.values() if p.actions) > 3
+    finally:
+        stop.set()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await rig.close()
+
+
+async def test_no_redis_at_startup_still_answers(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="botfleet.redis")
+    rig = Rig(f"redis://127.0.0.1:{free_port()}/0", "n:")
+    try:
+        took = [await rig.say(channel=f"c{i}") for i in range(10)]
+        assert max(took) < BOUND
+        assert sum(took[1:]) < 0.2
+        assert all(p.actions for p in rig.fleet.audit.values())
+        assert outage_logs(caplog) == (1, 0)
+    finally:
+        await rig.close()
+
+
+async def test_opt_out_and_forget_during_outage_reach_redis(server: RedisServer) -> None:
+    rig = Rig(server.url, "o:")
+    try:
+        store = rig.store
+        from bots.store import Turn
+
+        await store.append("tg:g1", Turn(speaker="Ann", text="remember me", at=1.0, user_id="ann"))
+        assert await store.is_opted_out("tg", "bob") is False
+        server.freeze()
+        await store.set_opt_out("tg", "ann", True)
+        assert await store.forget_user("tg", "ann") == 1
+        await store.set_muted("tg:g1", "skeptic", True)
+        # Locally it holds at once.
+        assert await store.is_opted_out("tg", "ann")
+        assert await store.history("tg:g1", 10) == []
+        assert await store.muted("tg:g1") == frozenset({"skeptic"})
+        server.thaw()
+        await rig.wait_up()
+        # And Redis got the journal before it was trusted again.
+        assert await store.primary.is_opted_out("tg", "ann")
+        assert await store.primary.history("tg:g1", 10) == []
+        assert await store.primary.muted("tg:g1") == frozenset({"skeptic"})
+        assert len(store.journal) == 0
+    finally:
+        await rig.close()
+
+
+async def test_opt_out_known_before_the_outage_holds_during_it(server: RedisServer) -> None:
+    """Another process opted Ann out; this one saw that once, and remembers it while Redis is away."""
+    rig = Rig(server.url, "k:")
+    other = make_client(server.url)
+    try:
+        await other.sadd("k:optout:tg", "ann")
+        assert await rig.store.is_opted_out("tg", "ann")
+        server.freeze()
+        assert await rig.store.is_opted_out("tg", "ann")
+    finally:
+        server.thaw()
+        await other.aclose()
+        await rig.close()
+
+
+async def test_pool_is_bounded_under_a_burst(server: RedisServer) -> None:
+    """500 handlers at once share a 32-connection pool: they queue briefly, none fails or waits long."""
+    rig = Rig(server.url, "b:")
+    try:
+        took = await asyncio.gather(*(rig.say(channel=f"c{i}") for i in range(500)))
+        assert rig.health.up, "a burst is not an outage"
+        assert max(took) < 2.0
+        client = rig.store.primary._client
+        assert client.connection_pool.max_connections == 32
+    finally:
+        await rig.close()
+
+
+async def test_script_reloads_after_restart(server: RedisServer) -> None:
+    client = make_client(server.url)
+    lim = RedisRateLimiter(client, timeout=5.0)
+    try:
+        rate = Rate("p:x", 1, 60.0, "per_minute")
+        assert (await lim.acquire([[rate]], 1, 0.0))[0].allowed
+        server.restart()
+        # The first call after a restart may hit a dead pooled connection; the next one must work.
+        for _ in range(3):
+            try:
+                verdicts = await lim.acquire([[rate]], 1, 0.0)
+                break
+            except Exception:
+                await asyncio.sleep(0.05)
+        assert verdicts[0].allowed  # a fresh server forgot the tat, and the script was loaded again
+    finally:
+        await lim.close()
+        await client.aclose()
