@@ -23,7 +23,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -140,6 +140,17 @@ class _Where:
 
 
 @dataclass
+class _FeedPost:
+    """A post in a text channel feed. Its thread is opened when the first comment is ready, so a post
+    nobody answers (its author opted out, everyone is resting) gets no empty thread."""
+
+    parent: int
+    title: str
+    opened: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass
 class _Pending:
     interaction: discord.Interaction[Any]
     at: float
@@ -178,9 +189,13 @@ class _Target(Protocol):
 
 class _AccountTarget:
     def __init__(
-        self, account: str, client: discord.Client, channel: int, reference: discord.MessageReference | None,
+        self,
+        account: str,
+        client: discord.Client,
+        channel: int,
+        reference: discord.MessageReference | None,
         mentions: discord.AllowedMentions,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.key = (account, channel)
         self.limit = LIMIT
         self._client = client
@@ -207,9 +222,16 @@ class _WebhookTarget:
     """Webhooks cannot reply, so a reply to someone opens with a small line naming them."""
 
     def __init__(
-        self, adapter: DiscordAdapter, host: discord.Client, channel: int, where: _Where, username: str,
-        avatar: str | None, mentions: discord.AllowedMentions, header: str,
-    ) -> None:  # fmt: skip
+        self,
+        adapter: DiscordAdapter,
+        host: discord.Client,
+        channel: int,
+        where: _Where,
+        username: str,
+        avatar: str | None,
+        mentions: discord.AllowedMentions,
+        header: str,
+    ) -> None:
         self.key = (HOST, channel)
         self.limit = LIMIT - (len(header) + 1 if header else 0)
         self._adapter = adapter
@@ -231,8 +253,9 @@ class _WebhookTarget:
 
     async def post(self, text: str, first: bool) -> int:
         content = self._content(text, first)
-        sent = await self._adapter.webhook_send(self._parent, self._thread, content, self._username, self._avatar,
-                                                self._mentions)  # fmt: skip
+        sent = await self._adapter.webhook_send(
+            self._parent, self._thread, content, self._username, self._avatar, self._mentions
+        )
         if first:
             self._first = sent.id
         return sent.id
@@ -312,7 +335,8 @@ class _Live:
                 if self._stopping:
                     return
                 await asyncio.sleep(self.interval)
-        except (discord.HTTPException, aiohttp.ClientError) as exc:
+        except Exception as exc:
+            # Kept for the writer of the reply, which decides what a failure means.
             self.error = exc
 
     async def stop(self) -> None:
@@ -321,6 +345,10 @@ class _Live:
         if not self._writing:
             self._task.cancel()
         await asyncio.wait([self._task])
+
+    def abandon(self) -> None:
+        """Last resort after the reply failed: no further writes, whatever state they are in."""
+        self._task.cancel()
 
     async def pace(self) -> None:
         """Wait until the next write keeps to one per interval."""
@@ -343,7 +371,9 @@ class DiscordAdapter:
         edit_interval: float = 1.0,
     ) -> None:
         self.config = config
-        self.command_state = command_state or default_command_state()
+        # `command_state_file` is not a DiscordConfig field yet; read it the day it becomes one.
+        configured = getattr(config, "command_state_file", None)
+        self.command_state = command_state or (Path(configured) if configured else default_command_state())
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
         self.edit_interval = edit_interval
@@ -362,6 +392,7 @@ class DiscordAdapter:
         self._hook_verdicts: _Bounded = _Bounded(2000)
         self._where: _Bounded = _Bounded(5000)
         self._seen: _Bounded = _Bounded(5000)
+        self._feed_posts: _Bounded = _Bounded(1000)
         self._denied: dict[tuple[str, int], float] = {}
         self._denial_logged: set[tuple[str, int]] = set()
         self._welcome: _Bounded = _Bounded(5000)
@@ -446,22 +477,28 @@ class DiscordAdapter:
     def _report(self) -> None:
         for name, reason in self.failed.items():
             if name == HOST:
-                log.error("discord: host bot (adapters.discord.token): %s; no slash commands, no webhook personas", reason)
+                log.error(
+                    "discord: host bot (adapters.discord.token): %s; no slash commands, no webhook personas", reason
+                )
             else:
                 log.error("discord: %s: %s; it speaks through the host's webhooks instead", name, reason)
         own = sorted(a.persona_id for a in self._accounts.values() if a.persona_id and a.sender)
         hooked = sorted(p for p in self._personas if p not in own)
         if hooked and self._host() is None:
             log.error("discord: no host bot, so %s cannot speak on Discord", ", ".join(hooked))
-        log.info("discord: own accounts: %s; through webhooks: %s", ", ".join(own) or "none", ", ".join(hooked) or "none")
+        log.info(
+            "discord: own accounts: %s; through webhooks: %s", ", ".join(own) or "none", ", ".join(hooked) or "none"
+        )
 
     def accounts(self) -> list[str]:
-        return [a.name for a in self._accounts.values() if a.sender is not None]
+        # Every configured account, logged in or not: processes sharing leases must agree on the set.
+        return list(self._accounts)
 
     async def connect(self, account: str) -> bool:
         acct = self._accounts.get(account)
         if acct is None or acct.sender is None:
-            log.warning("discord: cannot connect %s: %s", account, acct.error if acct else "unknown account")
+            # A refused token was reported at start-up; asking Discord again would only count against us.
+            log.debug("discord: not connecting %s: %s", account, acct.error if acct else "unknown account")
             return False
         if acct.receiver is not None:
             return True
@@ -493,7 +530,7 @@ class DiscordAdapter:
             return "timed out waiting for READY"
         exc = task.exception() if not task.cancelled() else None
         if isinstance(exc, discord.PrivilegedIntentsRequired):
-            return "the Message Content intent is off: enable it in the developer portal (Bot → Privileged Gateway Intents)"
+            return "the Message Content intent is off: turn it on in the developer portal (Bot → Privileged Intents)"
         if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
             return "token rejected by the gateway (4004)"
         return repr(exc) if exc else "closed"
@@ -539,9 +576,13 @@ class DiscordAdapter:
         acct = self._accounts.get(f"{PLATFORM}:{persona_id}")
         return acct if acct is not None and acct.sender is not None else None
 
-    def _persona(self, persona_id: str) -> Persona | None:
-        personas = self._fleet.personas if self._fleet is not None else self._personas
-        return personas.get(persona_id)
+    def _all_personas(self) -> list[Persona]:
+        # The fleet's set can be reloaded while running; the constructor's is the fallback.
+        return list((self._fleet.personas if self._fleet is not None else self._personas).values())
+
+    def _named(self, value: str) -> Persona | None:
+        key = value.strip().lower()
+        return next((p for p in self._all_personas() if key and key in (p.id, p.name.lower())), None)
 
     # --- slash commands -----------------------------------------------------------------------------
 
@@ -579,8 +620,13 @@ class DiscordAdapter:
         async def followers(interaction: discord.Interaction, personas: str | None = None) -> None:
             await run(interaction, "followers", personas or "")
 
-        for name, callback in (("ask", ask), ("panel", panel), ("mute", mute), ("unmute", unmute),
-                               ("followers", followers)):  # fmt: skip
+        for name, callback in (
+            ("ask", ask),
+            ("panel", panel),
+            ("mute", mute),
+            ("unmute", unmute),
+            ("followers", followers),
+        ):
             add(name, callback)
         for name in ("personas", "about", "optout", "optin", "forget", "more", "help"):
             add(name, self._plain_command(name))
@@ -601,13 +647,14 @@ class DiscordAdapter:
         # Several ids in one option: complete the word being typed, keep the ones before it.
         head, _, last = current.replace(",", " ").rpartition(" ")
         prefix = f"{head.strip()} " if head.strip() else ""
-        return [app_commands.Choice(name=f"{prefix}{p.id}"[:100], value=f"{prefix}{p.id}"[:100])
-                for p in self._matching(last)]  # fmt: skip
+        return [
+            app_commands.Choice(name=f"{prefix}{p.id}"[:100], value=f"{prefix}{p.id}"[:100])
+            for p in self._matching(last)
+        ]
 
     def _matching(self, current: str) -> list[Persona]:
         key = current.strip().lower()
-        personas = self._fleet.personas.values() if self._fleet is not None else self._personas.values()
-        return [p for p in personas if key in p.id or key in p.name.lower()][:25]
+        return [p for p in self._all_personas() if key in p.id or key in p.name.lower()][:25]
 
     async def _sync_commands(self, host: discord.Client) -> None:
         """Sync only when the definitions changed: Discord allows few command updates per day."""
@@ -640,8 +687,9 @@ class DiscordAdapter:
             return {}
         return data if isinstance(data, dict) else {}
 
-    async def _run_command(self, interaction: discord.Interaction, name: str, args: str = "",
-                           persona: str | None = None) -> None:  # fmt: skip
+    async def _run_command(
+        self, interaction: discord.Interaction, name: str, args: str = "", persona: str | None = None
+    ) -> None:
         perms = interaction.permissions
         is_admin = bool(perms.manage_messages)
         private = name in PRIVATE_COMMANDS or (name in ("mute", "unmute") and not is_admin)
@@ -665,7 +713,7 @@ class DiscordAdapter:
         """/ask, /panel, /more: say what is happening; persona answers then reply to that message."""
         user = pending.interaction.user.display_name
         if name == "ask":
-            target = self._persona(persona or "")
+            target = self._named(persona or "")
             text = f"**{user}** asked {target.name if target else 'the personas'}: {args}"
         elif name == "panel":
             text = f"**{user}** asked the panel: {args}"
@@ -674,8 +722,9 @@ class DiscordAdapter:
         else:
             return None
         try:
-            sent = await pending.interaction.followup.send(text[:LIMIT], wait=True, ephemeral=private,
-                                                           allowed_mentions=nobody())  # fmt: skip
+            sent = await pending.interaction.followup.send(
+                text[:LIMIT], wait=True, ephemeral=private, allowed_mentions=nobody()
+            )
         except discord.HTTPException as exc:
             log.warning("discord: /%s follow-up failed: %s", name, exc)
             return None
@@ -683,9 +732,14 @@ class DiscordAdapter:
         return None if private else str(sent.id)
 
     def _command_event(
-        self, interaction: discord.Interaction, name: str, args: str, persona: str | None, is_admin: bool,
+        self,
+        interaction: discord.Interaction,
+        name: str,
+        args: str,
+        persona: str | None,
+        is_admin: bool,
         reply_to: str | None,
-    ) -> Command:  # fmt: skip
+    ) -> Command:
         channel = interaction.channel
         channel_id = interaction.channel_id or 0
         parent: int | None = None
@@ -751,11 +805,15 @@ class DiscordAdapter:
             return False
         if hook in self._our_hooks or hook == self._app_id:
             return True
+        if self.config.ignore_foreign_bots:
+            # Dropped as a foreign bot's message anyway: no need to ask whose hook it is.
+            return False
         if hook not in self._hook_verdicts:
-            # Another process of this fleet may have made the hook (after a deletion, say): ask once.
-            parent = message.channel.parent_id if isinstance(message.channel, discord.Thread) else message.channel.id
-            with contextlib.suppress(discord.HTTPException, aiohttp.ClientError):
-                await self.webhook(parent, create=False)
+            # Another process of this fleet may have made it (after a deletion, say): ask once.
+            channel = message.channel
+            parent = channel.parent_id if isinstance(channel, discord.Thread) else channel.id
+            with contextlib.suppress(discord.HTTPException, aiohttp.ClientError, LookupError):
+                await self._learn_hooks(parent)
             self._hook_verdicts[hook] = hook in self._our_hooks
         return bool(self._hook_verdicts[hook])
 
@@ -789,11 +847,11 @@ class DiscordAdapter:
                 is_post = True
                 text = f"{channel.name}\n\n{text}".strip() if channel.name not in text else text
         elif where.kind == "text" and not is_bot and message.reference is None and self._is_feed(channel.id, where):
-            thread_id = await self._open_feed_thread(message)
-            if thread_id is None:
-                return None
-            channel_id, parent, is_post = thread_id, channel.id, True
-            self._where[thread_id] = _Where("thread", channel.id, where.name)
+            # A post in a text channel feed: its comments go into a thread on it, which will have the
+            # message's id (as every thread started from a message does).
+            self._feed_posts[message.id] = _FeedPost(channel.id, thread_title(text))
+            self._where[message.id] = _Where("thread", channel.id, where.name)
+            channel_id, parent, is_post = message.id, channel.id, True
         if not text.strip() and not is_post:
             return None
         reply_to_id, reply_persona = self._replied(message)
@@ -816,26 +874,38 @@ class DiscordAdapter:
     def _is_feed(self, channel_id: int, where: _Where) -> bool:
         return any(f.channel in (str(channel_id), where.name) for f in self._feeds)
 
-    async def _open_feed_thread(self, message: discord.Message) -> int | None:
-        """A post in a text channel feed gets a public thread (the host opens it); comments go there."""
+    async def _open_feed_thread(self, thread_id: int) -> bool:
+        """Open a feed post's thread (the host does) before its first comment; False if we may not."""
+        post: _FeedPost | None = self._feed_posts.get(thread_id)
+        if post is None or post.opened:
+            return True
+        async with post.lock:
+            if post.opened:
+                return True
+            if self._is_denied((HOST, post.parent)):
+                return False
+            try:
+                await self._start_thread(post.parent, thread_id, post.title)
+            except discord.Forbidden:
+                self._deny((HOST, post.parent), "create threads")
+                return False
+            except discord.HTTPException as exc:
+                # Another process of the fleet opened it first: fine, it is the same thread.
+                if exc.code != THREAD_EXISTS:
+                    log.warning("discord: could not open a thread on post %s: %s", thread_id, exc)
+                    return False
+            post.opened = True
+        return True
+
+    async def _start_thread(self, channel_id: int, message_id: int, title: str) -> None:
         host = self._host()
-        name = thread_title(message.clean_content)
-        try:
-            if host is not None:
-                await host.http.start_thread_with_message(
-                    message.channel.id, message.id, name=name, auto_archive_duration=ARCHIVE_MINUTES
-                )
-            else:
-                await message.create_thread(name=name, auto_archive_duration=ARCHIVE_MINUTES)
-        except discord.Forbidden:
-            self._deny((HOST, message.channel.id), "create a thread")
-            return None
-        except discord.HTTPException as exc:
-            # Another process of the fleet opened it first; either way the thread takes the message's id.
-            if exc.code != THREAD_EXISTS:
-                log.warning("discord: could not open a thread on post %s: %s", message.id, exc)
-                return None
-        return message.id
+        client = host or next((a.sender for a in self._accounts.values() if a.sender), None)
+        if client is None:
+            raise RuntimeError("no Discord account is logged in")
+        # A raw call: discord.py's PartialMessage.create_thread needs the guild cache, which senders lack.
+        await client.http.start_thread_with_message(
+            channel_id, message_id, name=title, auto_archive_duration=ARCHIVE_MINUTES
+        )
 
     def _mentioned(self, message: discord.Message) -> frozenset[str]:
         found = {self._persona_of_user[u.id] for u in message.mentions if u.id in self._persona_of_user}
@@ -861,8 +931,7 @@ class DiscordAdapter:
         return str(ref.message_id), persona
 
     def _persona_named(self, username: str) -> str | None:
-        personas = self._fleet.personas.values() if self._fleet is not None else self._personas.values()
-        return next((p.id for p in personas if webhook_username(p.name, p.id) == username), None)
+        return next((p.id for p in self._all_personas() if webhook_username(p.name, p.id) == username), None)
 
     @staticmethod
     def _is_admin(message: discord.Message) -> bool:
@@ -887,44 +956,52 @@ class DiscordAdapter:
         self._where[channel_id] = where
         return where
 
-    async def webhook(self, channel_id: int, *, create: bool = True) -> discord.Webhook:
+    async def webhook(self, channel_id: int) -> discord.Webhook:
         """The host's webhook in a channel (not a thread): found or created once, then cached."""
         hook = self._hooks.get(channel_id)
         if hook is not None:
             return hook
-        host = self._host()
-        if host is None:
-            raise RuntimeError("no host bot for webhooks")
         async with self._hook_locks.setdefault(channel_id, asyncio.Lock()):
             hook = self._hooks.get(channel_id)
             if hook is None:
-                channel = await host.fetch_channel(channel_id)
-                hook = await self._find_or_make_hook(host, channel, create)
+                channel, ours = await self._learn_hooks(channel_id)
+                hook = ours[0] if ours else await channel.create_webhook(name=HOOK_NAME, reason="botfleet personas")
                 self._hooks[channel_id] = hook
                 self._our_hooks.add(hook.id)
         return hook
 
-    async def _find_or_make_hook(self, host: discord.Client, channel: Any, create: bool) -> discord.Webhook:
+    async def _learn_hooks(self, channel_id: int) -> tuple[Any, list[discord.Webhook]]:
+        """The channel, and the host's usable webhooks in it (another process may have made them)."""
+        host = self._host()
+        if host is None:
+            raise LookupError("no host bot, so no webhooks")
+        channel: Any = await host.fetch_channel(channel_id)
         me = host.user.id if host.user else None
-        for hook in await channel.webhooks():
-            if hook.token and hook.user is not None and hook.user.id == me:
-                self._our_hooks.add(hook.id)
-                return hook
-        if not create:
-            raise LookupError("no webhook of ours here")
-        return await channel.create_webhook(name=HOOK_NAME, reason="botfleet personas speak through it")
+        ours = [h for h in await channel.webhooks() if h.token and h.user is not None and h.user.id == me]
+        self._our_hooks.update(h.id for h in ours)
+        return channel, ours
 
     async def webhook_send(
-        self, channel_id: int, thread: discord.Object | None, content: str, username: str, avatar: str | None,
+        self,
+        channel_id: int,
+        thread: discord.Object | None,
+        content: str,
+        username: str,
+        avatar: str | None,
         mentions: discord.AllowedMentions,
-    ) -> discord.WebhookMessage:  # fmt: skip
+    ) -> discord.WebhookMessage:
         """Send through the channel's webhook; a deleted one is recreated once, a refused name adjusted once."""
         for attempt in range(2):
             hook = await self.webhook(channel_id)
             try:
-                return await hook.send(content, username=username, avatar_url=avatar or discord.utils.MISSING,
-                                       allowed_mentions=mentions, thread=thread or discord.utils.MISSING,
-                                       wait=True)  # fmt: skip
+                return await hook.send(
+                    content,
+                    username=username,
+                    avatar_url=avatar or discord.utils.MISSING,
+                    allowed_mentions=mentions,
+                    thread=thread or discord.utils.MISSING,
+                    wait=True,
+                )
             except discord.NotFound as exc:
                 if exc.code != UNKNOWN_WEBHOOK or attempt:
                     raise
@@ -946,8 +1023,12 @@ class DiscordAdapter:
         self._welcome.pop(key, None)
         if key not in self._denial_logged:
             self._denial_logged.add(key)
-            log.warning("discord: %s may not %s in channel %s (403 Missing Permissions); skipping that channel",
-                        key[0], what, key[1])  # fmt: skip
+            log.warning(
+                "discord: %s may not %s in channel %s (403 Missing Permissions); skipping that channel",
+                key[0],
+                what,
+                key[1],
+            )
 
     # --- sending ------------------------------------------------------------------------------------
 
@@ -973,16 +1054,19 @@ class DiscordAdapter:
         header = f"-# ↪ <@{to_user}>" if answering is not None and to_user is not None else ""
         mentions = nobody()
         if ping and header:
-            mentions = discord.AllowedMentions(everyone=False, roles=False, replied_user=False,
-                                               users=[discord.Object(to_user)])  # type: ignore[arg-type]  # fmt: skip
+            mentions = discord.AllowedMentions(
+                everyone=False, roles=False, replied_user=False, users=[discord.Object(to_user)]
+            )  # type: ignore[arg-type]
         username = webhook_username(persona.name, persona.id)
         return _WebhookTarget(self, host, channel, where, username, persona.avatar, mentions, header)
 
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
+        if not await self._open_feed_thread(int(reply.channel)):
+            return Sent()
         try:
             target = await self._target(reply, persona)
         except discord.Forbidden:
-            self._deny((HOST, int(reply.channel)), "see the channel")
+            self._deny((HOST, int(reply.channel)), "use webhooks")
             return Sent()
         if target is None:
             return Sent()
@@ -1051,8 +1135,12 @@ class DiscordAdapter:
             return Sent(message_ids=shown, complete=False)
         except (Exception, asyncio.CancelledError):
             # Whatever stopped the model, what is on screen must not pass for a finished reply.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._cut_off(target, live, live.latest if live else ""), 5)
+            try:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._cut_off(target, live, live.latest if live else ""), 5)
+            finally:
+                if live is not None:
+                    live.abandon()
             raise
         ids = await self._finish(target, live, text, posted)
         return Sent(message_ids=tuple(str(i) for i in ids), text=text)
@@ -1103,10 +1191,15 @@ class DiscordAdapter:
         client = own.sender if own is not None else self._host()
         if client is None:
             return
-        key = (own.name if own is not None else HOST, int(react.channel))
+        channel, message_id = int(react.channel), int(react.message_id)
+        post = self._feed_posts.get(channel)
+        if post is not None and message_id == channel:
+            # A text channel feed's post lives in the channel, not in the thread named after it.
+            channel = post.parent
+        key = (own.name if own is not None else HOST, channel)
         if self._is_denied(key):
             return
-        message = client.get_partial_messageable(int(react.channel)).get_partial_message(int(react.message_id))
+        message = client.get_partial_messageable(channel).get_partial_message(message_id)
         try:
             await message.add_reaction(react.emoji)
         except discord.Forbidden:
@@ -1148,6 +1241,7 @@ class DiscordAdapter:
         for n, chunk in enumerate(split_text(notice.text, LIMIT)):
             reference = None
             if n == 0 and reply_to is not None and not notice.private:
-                reference = discord.MessageReference(message_id=reply_to, channel_id=int(notice.channel),
-                                                     fail_if_not_exists=False)  # fmt: skip
+                reference = discord.MessageReference(
+                    message_id=reply_to, channel_id=int(notice.channel), fail_if_not_exists=False
+                )
             await channel.send(chunk, reference=reference, allowed_mentions=nobody())

@@ -65,11 +65,17 @@ async def _usable(fleet: Fleet, pool: list[Persona], conversation: str, names: t
     return [p for p in pool if p.id not in muted and channel_allowed(p, names)]
 
 
+def _awake(fleet: Fleet, pool: list[Persona], platform: str, user: str, now: float) -> list[Persona]:
+    # Over budget or with the LLM resting, a persona must not take a comment slot it cannot fill.
+    return [p for p in pool if not fleet.quiet(p, platform, user, now)]
+
+
 async def _choose(
     fleet: Fleet, pool: list[Persona], text: str, platform: str, conversation: str, user: str, n: int, now: float
 ) -> list[Persona]:
     """Up to n personas from pool, most relevant to text first (ties at random), within their limits."""
     index = fleet.index
+    pool = _awake(fleet, pool, platform, user, now)
     order = index.rank(text, [index.by_id[p.id] for p in pool], fleet.rng)
     ranked = [index.personas[i] for i in order]
     verdicts = await fleet.limiter.acquire([fleet.rates(p, platform, conversation, user) for p in ranked], n, now)

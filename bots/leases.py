@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from adapters.base import Adapter
-from bots.redis_backend import FAULTS, PREFIX, make_client
+from bots.redis_backend import FAULTS, PREFIX, make_client, stop_task
 
 log = logging.getLogger("botfleet.leases")
 
@@ -210,8 +210,7 @@ class LeaseManager:
     async def stop(self, grace: float = 10.0) -> None:
         """Disconnect everything, then hand every lease back so another process can take over at once."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await stop_task(self._task)
             self._task = None
         self._releasing |= self._held
         self._held.clear()
@@ -221,8 +220,7 @@ class LeaseManager:
         if workers:
             _, pending = await asyncio.wait(workers, timeout=grace)
             for task in pending:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+                await stop_task(task)
         try:
             async with asyncio.timeout(min(grace, 2.0)):
                 await self._tick_once(member=False)

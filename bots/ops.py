@@ -43,7 +43,7 @@ class Ops:
         self._pid_file = fleet.config.pid_file
         self._task: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[list[Problem]] | None = None
-        self._hup = False
+        self._closed = False
         fleet.listeners.append(logs.DecisionLog(fleet))
 
     def mask_secrets(self) -> None:
@@ -64,7 +64,6 @@ class Ops:
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGHUP, self.request_reload)
-            self._hup = True
         except (NotImplementedError, RuntimeError, AttributeError):  # pragma: no cover - not on the main thread
             pass
         if not await self.fleet.usage.sync(self.fleet.store):
@@ -72,6 +71,10 @@ class Ops:
         self._task = asyncio.create_task(self._maintain())
 
     def request_reload(self) -> None:
+        if self._closed:
+            # The handler stays installed while the fleet drains: SIGHUP's default would kill it.
+            log.info("shutting down: reload ignored")
+            return
         if self._reloading is not None and not self._reloading.done():
             log.info("reload already running")
             return
@@ -107,9 +110,7 @@ class Ops:
 
     async def close(self) -> None:
         """Before fleet.stop(): stop serving and maintaining, push the last counts, drop the pid file."""
-        if self._hup:
-            with contextlib.suppress(Exception):
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+        self._closed = True
         for task in (self._task, self._reloading):
             if task is not None and not task.done():
                 task.cancel()

@@ -81,54 +81,52 @@ def make_client(
     return Redis.from_pool(pool)
 
 
+async def stop_task(task: asyncio.Task[Any]) -> None:
+    """Cancel a task and wait for it, cancelling again if a cancellation gets swallowed.
+
+    On Python 3.11 a cancel() that lands while an asyncio.timeout() is expiring can come out as the
+    TimeoutError a loop then catches and survives; asking again until the task ends is the fix.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.5)
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("task %s ended with %r", task.get_name(), task.exception())
+
+
 # --- rate limits --------------------------------------------------------------------------------
 
-# ARGV[1]: key prefix. ARGV[2]: JSON list of decisions, each [max_grants, candidate, ...], a candidate
-# a flat [key, limit, period_s, cost, ...] list of its rates. ARGV[3]: "" to use the server's clock,
-# or a time in microseconds that tests pin it to.
+# ARGV[1]: JSON list of the batch's distinct keys. ARGV[2]: JSON [limits, decision, decision, ...]:
+# `limits` is flat [key_index, increment_us, period_us, ...], one triple per distinct (key, rate)
+# pair, increment = period/limit*cost; a decision is [max_grants, candidate, ...] and a candidate the
+# list of its rates' indexes into `limits` (all indexes 0-based). ARGV[3]: "" to use the server's
+# clock, or a time in microseconds that tests pin it to.
 # Returns JSON: per candidate two numbers, (0, 0) admitted, (-1, 0) capped by max_grants, or
 # (k, retry_us) blocked by the k-th rate of that candidate.
 # The keys travel inside ARGV rather than KEYS: redis-py packs each KEYS entry on its own, which at
 # thousands of keys per batch costs more than the script; a single Redis (not a cluster) does not
-# mind where a script's key names come from. Rates travel whole and unindexed because the client's
-# time per rate is the bottleneck of the batch, and the script dedupes keys faster.
+# mind where a script's key names come from. Keys are deduplicated and the arithmetic done by the
+# client, because the server's CPU is what limits throughput (see bench/limits.py).
 LIMIT_LUA = """
 -- GCRA over whole routing decisions: one tat (theoretical arrival time) per key, in microseconds;
 -- a rate of `limit` per `period` has interval period/limit and lets a burst of `limit` through.
+local call, fmt, ceil, max = redis.call, string.format, math.ceil, math.max
 local now
 if ARGV[3] == '' then
-  local t = redis.call('TIME')
+  local t = call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
   now = tonumber(ARGV[3])
 end
-local prefix = ARGV[1]
+local keys = cjson.decode(ARGV[1])
 local batch = cjson.decode(ARGV[2])
--- One slot per distinct key: a key shared by candidates (the channel) is read once, and each
--- candidate sees what the candidates admitted before it consumed.
-local slot, keys, n = {}, {}, 0
-for d = 1, #batch do
-  local decision = batch[d]
-  for c = 2, #decision do
-    local cand = decision[c]
-    for p = 1, #cand, 4 do
-      local key = cand[p]
-      local s = slot[key]
-      if not s then
-        n = n + 1
-        s = n
-        keys[n] = prefix .. key
-        slot[key] = n
-      end
-      cand[p] = s
-    end
-  end
-end
+local limits = batch[1]
+local n = #keys
 local tat = {}
 local i = 1
 while i <= n do
   local j = math.min(i + 999, n)
-  local vals = redis.call('MGET', unpack(keys, i, j))
+  local vals = call('MGET', unpack(keys, i, j))
   for k = i, j do
     local v = vals[k - i + 1]
     if v then tat[k] = tonumber(v) end
@@ -139,7 +137,7 @@ local dirty = {}
 local out, o = {}, 0
 -- Scratch for one candidate (its keys and would-be tats), reused to spare the allocator.
 local ck, cv = {}, {}
-for d = 1, #batch do
+for d = 2, #batch do
   local decision = batch[d]
   local max_grants = decision[1]
   local granted = 0
@@ -151,11 +149,10 @@ for d = 1, #batch do
       local cand = decision[c]
       local blocked, retry = 0, 0
       local m = 0
-      for p = 1, #cand, 4 do
-        local k = cand[p]
-        -- Whole microseconds, the increment rounded down so that `limit` grants fit the period.
-        local period = math.floor(cand[p + 2] * 1000000 + 0.5)
-        local inc = math.floor(period * cand[p + 3] / cand[p + 1])
+      for r = 1, #cand do
+        local l = cand[r] * 3
+        local k = limits[l + 1] + 1
+        local period = limits[l + 3]
         local cur = tat[k]
         -- The same key twice in one candidate sees its own first consumption.
         for q = 1, m do
@@ -163,9 +160,9 @@ for d = 1, #batch do
         end
         local base = now
         if cur and cur > now then base = cur end
-        local new = base + inc
+        local new = base + limits[l + 2]
         if new - period > now then
-          blocked = (p + 3) / 4
+          blocked = r
           retry = new - period - now
           break
         end
@@ -192,7 +189,7 @@ end
 for k in pairs(dirty) do
   local v = tat[k]
   -- Past its tat a key says nothing more than an absent one: that is exactly its lifetime.
-  redis.call('SET', keys[k], string.format('%d', v), 'PX', math.max(1, math.ceil((v - now) / 1000)))
+  call('PSETEX', keys[k], max(1, ceil((v - now) / 1000)), fmt('%d', v))
 end
 return cjson.encode(out)
 """
@@ -306,8 +303,7 @@ class _Batcher:
             self._timer.cancel()
             self._timer = None
         for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            await stop_task(task)
         for job in self._pending:
             if not job.future.done():
                 job.future.cancel()
@@ -352,21 +348,52 @@ class RedisRateLimiter:
         return await future
 
     async def _send(self, jobs: list[_Job]) -> None:
-        # The hot loop of the Redis path: one tuple and one extend per rate.
-        batch: list[list[Any]] = []
+        prefix = self._prefix
+        keys: list[str] = []
+        slot: dict[str, int] = {}
+        limits: list[int] = []
+        # The hot loop of the Redis path. A key nearly always carries one rate, so a rate seen before
+        # in the batch costs a lookup and an identity or value check; only a key used with two
+        # different rates takes the slow path through `other`.
+        first: dict[str, tuple[int, Rate]] = {}
+        other: dict[tuple[str, int, float, float], int] = {}
+        batch: list[Any] = [limits]
         for job in jobs:
             decision: list[Any] = [job.max_grants]
             for rates in job.candidates:
-                cand: list[Any] = []
+                cand: list[int] = []
                 for r in rates:
-                    cand += (r.key, r.limit, r.period, r.cost)
+                    seen = first.get(r.key)
+                    if seen is not None:
+                        s = seen[1]
+                        if s is r or (s.limit == r.limit and s.period == r.period and s.cost == r.cost):
+                            cand.append(seen[0])
+                            continue
+                        spec = (r.key, r.limit, r.period, r.cost)
+                        li = other.get(spec)
+                        if li is not None:
+                            cand.append(li)
+                            continue
+                    k = slot.get(r.key)
+                    if k is None:
+                        k = slot[r.key] = len(keys)
+                        keys.append(prefix + r.key)
+                    li = len(limits) // 3
+                    period_us = int(r.period * 1_000_000)
+                    # Whole microseconds, the increment rounded down so that `limit` grants fit the period.
+                    limits += (k, int(period_us * r.cost) // r.limit, period_us)
+                    if seen is None:
+                        first[r.key] = (li, r)
+                    else:
+                        other[(r.key, r.limit, r.period, r.cost)] = li
+                    cand.append(li)
                 decision.append(cand)
             batch.append(decision)
         self.calls += 1
         self.decisions += len(jobs)
-        payload = json.dumps(batch, separators=(",", ":"))
+        dumps = json.dumps
         pinned = "" if self.pinned_time is None else str(int(self.pinned_time * 1e6))
-        raw = await self._script(args=[self._prefix, payload, pinned])
+        raw = await self._script(args=[dumps(keys), dumps(batch, separators=(",", ":")), pinned])
         out = json.loads(raw)
         pos = 0
         for job in jobs:
@@ -744,8 +771,7 @@ class RedisHealth:
         if self._users > 0:
             return
         if self._probe is not None:
-            self._probe.cancel()
-            await asyncio.gather(self._probe, return_exceptions=True)
+            await stop_task(self._probe)
         if self._owns_client:
             await self.client.aclose()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import random
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_asyncio
 from aiohttp import web
 
@@ -51,8 +51,9 @@ def make_persona(pid: str, name: str, *, token: str = "", **extra: Any) -> Perso
 def default_personas() -> list[Persona]:
     return [
         make_persona("skeptic", "Skeptic", token=TOKENS["skeptic"]),
-        make_persona("optimist", "Optimist", token=TOKENS["optimist"],
-                     reactions=[{"keywords": ["great"], "emoji": "🎉"}]),  # fmt: skip
+        make_persona(
+            "optimist", "Optimist", token=TOKENS["optimist"], reactions=[{"keywords": ["great"], "emoji": "🎉"}]
+        ),
         make_persona("realist", "The Realist", avatar=AVATAR, reactions=[{"keywords": ["hmm"], "emoji": "🤔"}]),
         make_persona("nerd", "Discord Nerd"),
     ]
@@ -123,11 +124,13 @@ class World:
         return str(self.bots[pid]["id"])
 
     def persona_messages(self, channel: JsonDict | str) -> list[JsonDict]:
-        humans = {self.alice["id"]}
+        """What personas said there: own accounts' messages and webhook messages (not command answers)."""
+        own = {b["id"] for b in self.bots.values()}
         return [
-            m for m in self.fake.messages(channel)
-            if m["author"]["id"] not in humans and m.get("type") != 20 and "interaction_metadata" not in m
-        ]  # fmt: skip
+            m
+            for m in self.fake.messages(channel)
+            if m["author"]["id"] in own or (m.get("webhook_id") and "interaction_metadata" not in m)
+        ]
 
     def author_of(self, message: JsonDict) -> str:
         """The persona behind a message: an own account's id, or the webhook's override name."""
@@ -228,7 +231,7 @@ async def test_a_mention_gets_one_reply_from_that_account_referencing_the_messag
 
 async def test_webhook_personas_speak_with_name_and_avatar_and_survive_a_deleted_webhook(world: World) -> None:
     fake = world.fake
-    async with running(world) as (fleet, _):
+    async with running(world):
         posted = await fake.post_message(world.general, world.alice, "realist, what do you make of it?")
         (said,) = await fake.wait_for(lambda: world.persona_messages(world.general))
         (hook,) = fake.channel_webhooks(world.general)
@@ -284,6 +287,37 @@ async def test_keyword_reactions_land_on_the_message_from_the_right_account(worl
         assert got == {("🎉", int(world.bot_id("optimist"))), ("🤔", int(world.host["id"]))}
 
 
+async def test_reply_ping_pings_only_the_person_answered(world: World) -> None:
+    fake, alice = world.fake, world.alice["id"]
+    async with running(world, discord={"reply_ping": True}):
+        await fake.post_message(world.general, world.alice, f"<@{world.bot_id('skeptic')}> and realist, ping me")
+        said = await fake.wait_for(lambda: (m := world.persona_messages(world.general)) and len(m) == 2 and m)
+        assert [[u["id"] for u in m["mentions"]] for m in said] == [[alice], [alice]]
+        assert all(m["mention_everyone"] is False and m["mention_roles"] == [] for m in said)
+
+
+async def test_accounts_connect_and_disconnect_and_any_account_can_still_send(world: World) -> None:
+    fake = world.fake
+    everyone = {int(world.host["id"]), *(int(b["id"]) for b in world.bots.values())}
+    async with running(world) as (_, adapter):
+        assert sorted(adapter.accounts()) == ["discord:host", "discord:optimist", "discord:skeptic"]
+        assert fake.connected_bot_ids() == everyone
+        # Another process holds the skeptic's gateway lease: this one only sends as it.
+        await adapter.disconnect("discord:skeptic")
+        assert fake.connected_bot_ids() == everyone - {int(world.bot_id("skeptic"))}
+        await fake.post_message(world.general, world.alice, f"<@{world.bot_id('skeptic')}> are you there?")
+        (said,) = await fake.wait_for(lambda: world.persona_messages(world.general))
+        assert said["author"]["id"] == world.bot_id("skeptic")
+        assert await adapter.connect("discord:skeptic") and fake.connected_bot_ids() == everyone
+
+        # Bots outside the fleet are not answered.
+        other = fake.add_bot("other-token", "Stranger")
+        await fake.post_message(world.general, other, f"<@{world.bot_id('skeptic')}> hello fellow bot")
+        await settle()
+        assert len(world.persona_messages(world.general)) == 1
+    assert fake.connected_bot_ids() == set()  # stop() closed every client
+
+
 # --- slash commands -----------------------------------------------------------------------------------
 
 
@@ -292,8 +326,19 @@ async def test_panel_is_deferred_then_several_personas_answer_and_ask_autocomple
     async with running(world):
         app = int(world.host["id"])
         names = {c["name"] for c in fake.commands[(app, None)]}
-        assert {"ask", "panel", "personas", "about", "optout", "optin", "forget", "mute", "unmute",
-                "followers", "more"} <= names  # fmt: skip
+        assert {
+            "ask",
+            "panel",
+            "personas",
+            "about",
+            "optout",
+            "optin",
+            "forget",
+            "mute",
+            "unmute",
+            "followers",
+            "more",
+        } <= names
         mute = next(c for c in fake.commands[(app, None)] if c["name"] == "mute")
         assert int(mute["default_member_permissions"]) == 1 << 13  # Manage Messages
 
@@ -441,14 +486,16 @@ async def test_a_rejected_token_is_reported_and_the_rest_of_the_fleet_runs(world
     personas = [*default_personas(), make_persona("ghost", "Ghost", token="not-a-real-token")]
     caplog.set_level(logging.ERROR, "botfleet.discord")
     async with running(world, personas) as (_, adapter):
-        assert "discord:ghost" in adapter.failed and "discord:ghost" not in adapter.accounts()
+        assert "discord:ghost" in adapter.failed and not await adapter.connect("discord:ghost")
         assert any("discord:ghost" in r.getMessage() and "401" in r.getMessage() for r in caplog.records)
         assert fake.connected_bot_ids() == {int(world.host["id"]), *(int(b["id"]) for b in world.bots.values())}
         await fake.post_message(world.general, world.alice, f"<@{world.bot_id('skeptic')}> still up?")
         await fake.wait_for(lambda: world.persona_messages(world.general))
         # Its persona is not lost: it speaks through the host's webhook.
         await fake.post_message(world.general, world.alice, "ghost, are you there?")
-        await fake.wait_for(lambda: any(m["author"]["username"] == "Ghost" for m in world.persona_messages(world.general)))
+        await fake.wait_for(
+            lambda: any(m["author"]["username"] == "Ghost" for m in world.persona_messages(world.general))
+        )
 
 
 async def test_streaming_edits_at_most_once_a_second_and_a_cut_off_stream_is_marked(tmp_path: Path) -> None:
@@ -458,19 +505,23 @@ async def test_streaming_edits_at_most_once_a_second_and_a_cut_off_stream_is_mar
         async with running(world) as (fleet, _):
             skeptic = world.bot_id("skeptic")
             await fake.post_message(world.general, world.alice, f"<@{skeptic}> go slowly")
-            await fake.wait_for(lambda: (m := world.persona_messages(world.general)) and m[0]["content"] == text,
-                                timeout=10)  # fmt: skip
+            await fake.wait_for(
+                lambda: (m := world.persona_messages(world.general)) and m[0]["content"] == text, timeout=10
+            )
             (message,) = world.persona_messages(world.general)
             shown = [c for c in writes(fake) if c.bot_id == int(skeptic)]
             assert [c.method for c in shown][:2] == ["POST", "PATCH"] and len(shown) >= 3
             times = [fake.arrived[id(c)] for c in shown]
-            assert all(b - a >= 0.9 for a, b in zip(times, times[1:], strict=False)), times
-            assert fleet.persona_of("discord", message["id"]) == "skeptic"
+            assert all(b - a >= 0.9 for a, b in itertools.pairwise(times)), times
+            # Fed back as the persona's turn once the last edit is done.
+            await fake.wait_for(lambda: fleet.persona_of("discord", message["id"]) == "skeptic")
 
             llm.script(Truncated())
             await fake.post_message(world.general, world.alice, f"<@{skeptic}> again")
-            cut = await fake.wait_for(lambda: (m := world.persona_messages(world.general)[1:])
-                                      and m[0]["content"].endswith(CUT_MARK) and m, timeout=10)  # fmt: skip
+            cut = await fake.wait_for(
+                lambda: (m := world.persona_messages(world.general)[1:]) and m[0]["content"].endswith(CUT_MARK) and m,
+                timeout=10,
+            )
             assert cut[0]["content"].startswith("step0 step1")
             assert fleet.persona_of("discord", cut[0]["id"]) is None  # not fed back as a finished turn
 

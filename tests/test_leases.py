@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -295,28 +294,31 @@ async def test_killed_process_accounts_taken_over(
     """A real second process holds half the accounts; SIGKILL it, and this one has them all within
     the lease time, never both receiving."""
     accounts = ACCOUNTS[:2]
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, redis_url, redis_prefix, ",".join(accounts), str(LEASE)],
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CHILD,
+        redis_url,
+        redis_prefix,
+        ",".join(accounts),
+        str(LEASE),
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        text=True,
     )
     try:
         assert child.stdout is not None
-        first = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 10)
-        assert first.startswith("connected")
+        first = await asyncio.wait_for(child.stdout.readline(), 10)
+        assert first.startswith(b"connected")
         world = Platform()
         me = managers(FakeAdapter(world, "parent", accounts))
         await me.start()
         await eventually(lambda: len(me.connected) == 1, 3 * LEASE, "the child hands one account over")
         child.send_signal(signal.SIGKILL)
-        child.wait(5)
+        await child.wait()
         took = await eventually(lambda: len(me.connected) == 2, LEASE + 0.5, "takeover")
         assert took <= LEASE + 0.3
     finally:
-        if child.poll() is None:
+        if child.returncode is None:
             child.kill()
-            child.wait(5)
-        if child.stdout is not None:
-            child.stdout.close()
+            await child.wait()
