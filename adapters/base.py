@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
+from bots.config import FleetConfig
 from bots.events import Event, Notice, React, Reply, Sent
 from bots.persona import Persona
 
@@ -14,6 +15,11 @@ class FleetView(Protocol):
 
     @property
     def personas(self) -> Mapping[str, Persona]: ...
+
+    @property
+    def config(self) -> FleetConfig:
+        """The fleet's configuration (adapters read their feed channels from it)."""
+        ...
 
     async def dispatch(self, event: Event) -> None: ...
 

@@ -371,9 +371,7 @@ class DiscordAdapter:
         edit_interval: float = 1.0,
     ) -> None:
         self.config = config
-        # `command_state_file` is not a DiscordConfig field yet; read it the day it becomes one.
-        configured = getattr(config, "command_state_file", None)
-        self.command_state = command_state or (Path(configured) if configured else default_command_state())
+        self.command_state = command_state or config.command_state_file or default_command_state()
         self.guild_ready_timeout = guild_ready_timeout
         self.ready_timeout = ready_timeout
         self.edit_interval = edit_interval
@@ -444,8 +442,7 @@ class DiscordAdapter:
 
     async def start(self, fleet: FleetView) -> None:
         self._fleet = fleet
-        feeds = getattr(getattr(fleet, "config", None), "feeds", None)
-        self._feeds = tuple(getattr(feeds, PLATFORM, ()) or ())
+        self._feeds = fleet.config.feeds.discord
         self._point_discord_py()
         await asyncio.gather(*(self._login(a) for a in self._accounts.values()))
         for a in self._accounts.values():
@@ -912,16 +909,15 @@ class DiscordAdapter:
         for role in message.role_mentions:
             # Picking a bot in the mention menu sometimes inserts its managed role instead of the user.
             bot_id = role.tags.bot_id if role.tags else None
-            if bot_id in self._persona_of_user:
-                found.add(self._persona_of_user[bot_id])  # type: ignore[index]
+            if bot_id is not None and bot_id in self._persona_of_user:
+                found.add(self._persona_of_user[bot_id])
         return frozenset(found)
 
     def _replied(self, message: discord.Message) -> tuple[str | None, str | None]:
         ref = message.reference
         if ref is None or ref.message_id is None:
             return None, None
-        persona_of = getattr(self._fleet, "persona_of", None)
-        persona = persona_of(PLATFORM, str(ref.message_id)) if persona_of else None
+        persona = self._fleet.persona_of(PLATFORM, str(ref.message_id)) if self._fleet else None
         resolved = ref.resolved
         if persona is None and isinstance(resolved, discord.Message):
             if resolved.author.id in self._persona_of_user:
@@ -1053,10 +1049,9 @@ class DiscordAdapter:
             return _DMTarget(host, channel, persona.name)
         header = f"-# ↪ <@{to_user}>" if answering is not None and to_user is not None else ""
         mentions = nobody()
-        if ping and header:
-            mentions = discord.AllowedMentions(
-                everyone=False, roles=False, replied_user=False, users=[discord.Object(to_user)]
-            )  # type: ignore[arg-type]
+        if ping and header and to_user is not None:
+            user = discord.Object(to_user)
+            mentions = discord.AllowedMentions(everyone=False, roles=False, replied_user=False, users=[user])
         username = webhook_username(persona.name, persona.id)
         return _WebhookTarget(self, host, channel, where, username, persona.avatar, mentions, header)
 

@@ -524,8 +524,7 @@ class TelegramAdapter:
         if owner is None:
             return None, reply_id
         # The host bot speaks for many personas: only the fleet knows which one wrote that message.
-        persona_of = getattr(self._fleet, "persona_of", None)
-        written_by = persona_of(PLATFORM, reply_id) if persona_of else None
+        written_by = self._fleet.persona_of(PLATFORM, reply_id) if self._fleet else None
         return written_by or owner.persona_id, reply_id
 
     async def _is_admin(self, bot: _Bot, msg: TgMessage) -> bool:

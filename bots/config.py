@@ -97,6 +97,8 @@ class DiscordConfig(_Strict):
     stream_edits: bool = True
     reply_ping: bool = False
     ignore_foreign_bots: bool = True
+    # Where the hash of the registered slash commands is kept, so they are synced only when they change.
+    command_state_file: Path | None = None
 
 
 class TelegramConfig(_Strict):
@@ -239,6 +241,10 @@ def parse_config(data: Any, file: str, lines: dict[Any, int], base: Path) -> Fle
         update["personas_dir"] = base / cfg.personas_dir
     if cfg.pid_file is not None and not cfg.pid_file.is_absolute():
         update["pid_file"] = base / cfg.pid_file
+    state = cfg.adapters.discord.command_state_file
+    if state is not None and not state.is_absolute():
+        discord = cfg.adapters.discord.model_copy(update={"command_state_file": base / state})
+        update["adapters"] = cfg.adapters.model_copy(update={"discord": discord})
     return cfg.model_copy(update=update) if update else cfg
 
 

@@ -474,8 +474,13 @@ class Fleet:
             self._authored.popitem(last=False)
         replied = self.audit.get(f"{reply.platform}:{reply.reply_to}") if reply.reply_to else None
         replied_persona = None
-        if replied is not None and isinstance(replied.event, Message):
-            replied_persona = replied.event.author.persona_id
+        channel_name, parent = "", None
+        if replied is not None:
+            if isinstance(replied.event, Message):
+                replied_persona = replied.event.author.persona_id
+            if replied.event.channel == reply.channel:
+                # Channel allow/deny lists name channels; ids alone would deny every persona-to-persona reply.
+                channel_name, parent = replied.event.channel_name, replied.event.parent_channel
         echo = Message(
             platform=reply.platform,
             id=sent.message_ids[0],
@@ -487,6 +492,8 @@ class Fleet:
             reply_to_persona=replied_persona,
             reply_to_id=reply.reply_to,
             chain=reply.chain,
+            channel_name=channel_name,
+            parent_channel=parent,
         )
         await self.dispatch(echo)
 

@@ -223,7 +223,7 @@ class _Batcher:
         send: Callable[[list[_Job]], Awaitable[None]],
         *,
         timeout: float | None = CALL_TIMEOUT,
-        max_batch: int = 256,
+        max_batch: int = 128,
         max_in_flight: int = 2,
         max_pending: int = 10_000,
     ) -> None:
@@ -325,7 +325,7 @@ class RedisRateLimiter:
         *,
         prefix: str = PREFIX,
         timeout: float | None = CALL_TIMEOUT,
-        max_batch: int = 256,
+        max_batch: int = 128,
         max_in_flight: int = 2,
         max_pending: int = 10_000,
     ) -> None:
