@@ -8,13 +8,10 @@ has seen told, so a conversation costs one store call per persona and person, no
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from typing import Any
 
 from bots.events import Reply
-
-log = logging.getLogger("botfleet.disclosure")
 
 
 class Disclosure:
@@ -22,13 +19,18 @@ class Disclosure:
         self.remember = remember
         # (platform, user) -> personas known to have told them; LRU-bounded.
         self._told: OrderedDict[tuple[str, str], set[str]] = OrderedDict()
-        self._warned = False
+        # (platform, user, persona) whose disclosing reply was planned but never delivered.
+        self._owed: set[tuple[str, str, str]] = set()
 
     async def footer(self, store: Any, text: str, reply: Reply, now: float) -> str:
         """The reply's footer with the disclosure in front when this is the first contact."""
         if not text or not reply.to_user:
             return reply.footer
         who = (reply.platform, reply.to_user)
+        owed = (reply.platform, reply.to_user, reply.persona_id)
+        if owed in self._owed:
+            self._owed.discard(owed)
+            return f"{text}\n{reply.footer}" if reply.footer else text
         told = self._told.get(who)
         if told is not None and reply.persona_id in told:
             self._told.move_to_end(who)
@@ -45,15 +47,14 @@ class Disclosure:
         return f"{text}\n{reply.footer}" if reply.footer else text
 
     async def _first_contact(self, store: Any, reply: Reply, now: float) -> bool:
-        record = getattr(store, "first_contact", None)
-        if record is None:
-            # A store from before first contacts were stored: tell once per process rather than never.
-            if not self._warned:
-                self._warned = True
-                log.warning("the store does not record first contacts; disclosure is per process")
-            return True
         assert reply.to_user is not None
-        return bool(await record(reply.platform, reply.persona_id, reply.to_user, now))
+        return bool(await store.first_contact(reply.platform, reply.persona_id, reply.to_user, now))
+
+    def owe(self, reply: Reply, text: str) -> None:
+        """A reply that carried the disclosure was dropped or cut: the store already counts the person
+        as told, so this process makes sure the persona's next reply to them carries it instead."""
+        if text and reply.to_user and reply.footer.startswith(text) and len(self._owed) < self.remember:
+            self._owed.add((reply.platform, reply.to_user, reply.persona_id))
 
     def forget(self, platform: str, user_id: str) -> None:
         """After /forget the store has no record either: the next reply discloses again."""

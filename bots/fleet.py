@@ -410,6 +410,12 @@ class Fleet:
                 listener(outcome, action)
 
     async def _reply(self, adapter: Adapter, reply: Reply) -> str:
+        outcome = await self._write_reply(adapter, reply)
+        if outcome != "sent":
+            self.disclosure.owe(reply, self.config.about.disclosure)
+        return outcome
+
+    async def _write_reply(self, adapter: Adapter, reply: Reply) -> str:
         persona = self._personas.get(reply.persona_id)
         if persona is None:
             return "gone"

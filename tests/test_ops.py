@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from bots.llm import CannedClient
 from bots.admin import AdminServer, explain
 from bots.breaker import Breaker, RetryBudget
 from bots.config import FleetConfig, Price, load_config
@@ -97,6 +98,21 @@ async def test_disclosure_on_first_reply_to_each_person_only() -> None:
     assert await store.first_told("test", "a", "u1") is None
     await say(fleet, "x once more")
     assert adapter.replies[-1][1] == f"ok\n\n{DISCLOSURE}"
+
+
+async def test_a_dropped_first_reply_leaves_the_disclosure_for_the_next_one() -> None:
+    from tests.test_fleet import Failing
+
+    fleet, adapter, clock = make_fleet([persona("a", triggers=[{"keywords": ["x"]}])], llm=Failing())
+    await say(fleet, "x")
+    assert adapter.replies == []
+    fleet.brain.client = CannedClient("ok")
+    clock.advance(60)
+    await say(fleet, "x")
+    assert adapter.replies[0][1] == f"ok\n\n{DISCLOSURE}"
+    clock.advance(60)
+    await say(fleet, "x")
+    assert adapter.replies[1][1] == "ok"
 
 
 async def test_persona_to_persona_replies_and_empty_text_carry_no_disclosure() -> None:
