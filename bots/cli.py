@@ -124,18 +124,30 @@ async def _run(args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
             pass
-    await fleet.start()
+    leases = None
+    if cfg.store.startswith("memory://"):
+        await fleet.start()
+    else:
+        from bots.leases import LeaseManager
+
+        # Other processes may share this store: receive only on the accounts this one holds a lease on.
+        await fleet.start(connect=False)
+        leases = LeaseManager(cfg.store, list(fleet.adapters.values()), lease_seconds=cfg.fleet.lease_seconds)
+        await leases.start()
     log.info("fleet running: %d personas on %s", len(personas), ", ".join(a.platform for a in adapters))
     waiters = [asyncio.ensure_future(stop.wait())]
     console = fleet.adapters.get("console")
     if console is not None and len(fleet.adapters) == 1:
         waiters.append(asyncio.ensure_future(console.closed.wait()))  # type: ignore[attr-defined]
-    done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     for w in waiters:
         w.cancel()
     if not stop.is_set():
         # End of console input: every reply already asked for still gets written.
         await fleet.drain()
+    if leases is not None:
+        # Stop receiving and hand the accounts back first, so another process takes over at once.
+        await leases.stop()
     await ops.close()
     await fleet.stop()
     return 0
@@ -212,6 +224,29 @@ def cmd_reload(args: argparse.Namespace) -> int:
     return 0 if pid is not None else 1
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 2
+    where = cfg.store.split("@")[-1]  # never print a password from the URL
+    if cfg.store.startswith("memory://"):
+        print("store is memory://: one process, nothing shared (set store: redis://... or REDIS_URL)")
+        return 1
+    from redis.exceptions import RedisError
+
+    from bots.leases import status
+
+    try:
+        print(asyncio.run(status(cfg.store)))
+    except (RedisError, OSError) as exc:
+        print(f"botfleet: cannot read {where}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="botfleet", description="Run a fleet of AI personas.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -244,6 +279,8 @@ def parser() -> argparse.ArgumentParser:
     why.add_argument("--url", help="the fleet's metrics endpoint (default: from metrics.host/port in the config)")
     why.add_argument("--json", action="store_true", help="print the raw JSON")
     why.set_defaults(func=cmd_why)
+    st = with_config(sub.add_parser("status", help="which process holds which platform account (Redis store)"))
+    st.set_defaults(func=cmd_status)
     reload = with_config(sub.add_parser("reload", help="validate, then make the running fleet re-read its files"))
     reload.set_defaults(func=cmd_reload)
     return ap

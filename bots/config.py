@@ -68,6 +68,8 @@ class FleetRules(_Strict):
     history_size: int = Field(default=50, gt=0)
     dedupe_seconds: float = Field(default=600.0, gt=0)
     shutdown_seconds: float = Field(default=10.0, ge=0)
+    # With a Redis store, how long an account lease lasts: a dead process's accounts move within this.
+    lease_seconds: float = Field(default=15.0, ge=1)
     # Tokens spent on replies to one human per UTC day, across all personas.
     user_daily_tokens: int | None = Field(default=None, gt=0)
 

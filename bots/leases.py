@@ -2,7 +2,7 @@
 
 Only one process may receive on an account (Telegram allows one getUpdates consumer per token; two
 Discord gateway sessions would answer twice), so each account's receiving connection is held under a
-lease: a Redis key set with NX and an expiry, renewed while held. Processes that serve the same set
+lease: a Redis key set only if absent (NX) with an expiry (PX), renewed while held. Processes that serve the same set
 of accounts register as members of one pool, and each takes its fair share, ceil(accounts /
 members), so that two processes split the accounts instead of the first one taking everything.
 
@@ -14,7 +14,10 @@ ticks, never inside them, so renewals are never late because a platform is slow.
 Leases fail closed: a process that could not renew within three quarters of the lease time stops
 receiving on its accounts itself, before the lease can expire and another process take over, so
 there are never two receivers on purpose. When a process dies, its leases and its membership expire
-together and the others take the accounts over within the lease time (they wake up for it).
+together and the others take the accounts over within the lease time (they wake up for it). A Redis
+that lost its data (restarted without persistence, or brand new) lets nobody take a free account for
+one lease time, while the processes that still receive re-assert their leases; so the very first
+`botfleet run` on an empty Redis starts receiving after one lease time.
 """
 
 from __future__ import annotations
@@ -41,16 +44,27 @@ log = logging.getLogger("botfleet.leases")
 LEASE_SECONDS = 15.0
 
 # KEYS[1]: the pool's member zset (score: expiry, ms). KEYS[2]: zset of known accounts (for status).
-# KEYS[3..]: one lease key per account, in this process's order of preference.
+# KEYS[3]: the epoch: when this Redis started holding leases. KEYS[4..]: one lease key per account,
+# in this process's order of preference.
 # ARGV[1]: this process, ARGV[2]: lease ms, ARGV[3]: "1" to stay a member, "0" to leave,
 # ARGV[4..]: per account, 0 = take if free and under the share, 1 = hold (renew), 2 = release,
-# 3 = leave alone. Returns {share, ms until another member's entry expires (-1: none), then per
-# account the holder ("" if free) and its lease's remaining ms}.
+# 3 = leave alone; then the lease key prefix. Returns {share, ms until another member's entry expires
+# (-1: none), ms until free accounts may be taken (<= 0: now), then per account the holder ("" if
+# free) and its lease's remaining ms}.
 TICK_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local me, ttl = ARGV[1], tonumber(ARGV[2])
 local members = KEYS[1]
+-- A Redis that lost its data (restarted without persistence) has forgotten every lease, but the
+-- processes that held them may still be receiving. For one lease time nobody takes a free account;
+-- holders re-assert theirs (flag 1) in that time, or have stopped by then (they fail closed).
+local epoch = redis.call('GET', KEYS[3])
+if not epoch then
+  epoch = now
+  redis.call('SET', KEYS[3], now)
+end
+local grace = tonumber(epoch) + ttl - now
 redis.call('ZREMRANGEBYSCORE', members, '-inf', now)
 if ARGV[3] == '1' then
   redis.call('ZADD', members, now + ttl, me)
@@ -67,17 +81,18 @@ for i = 1, #list, 2 do
     if soonest < 0 or left < soonest then soonest = left end
   end
 end
-local n = #KEYS - 2
+local n = #KEYS - 3
 local share = n
 if count > 0 then share = math.ceil(n / count) end
+local prefix_len = #ARGV[4 + n]
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
 local held = 0
 local holder = {}
 for i = 1, n do
-  local key, flag = KEYS[i + 2], ARGV[i + 3]
-  if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], now + 2 * ttl, string.sub(key, #ARGV[4 + n] + 1)) end
+  local key, flag = KEYS[i + 3], ARGV[i + 3]
+  if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], now + 2 * ttl, string.sub(key, prefix_len + 1)) end
   local cur = redis.call('GET', key)
-  -- A missing key is nobody's (it expired, or Redis restarted): holding it on is as safe as taking it.
+  -- Our own lease gone missing can only mean lost data (we stop before a lease can lapse): re-assert.
   if flag == '1' and (cur == me or not cur) then
     redis.call('SET', key, me, 'PX', ttl)
     held = held + 1
@@ -88,20 +103,22 @@ for i = 1, n do
   end
   holder[i] = cur
 end
-for i = 1, n do
-  if held >= share then break end
-  if ARGV[i + 3] == '0' and not holder[i] then
-    redis.call('SET', KEYS[i + 2], me, 'PX', ttl)
-    holder[i] = me
-    held = held + 1
+if grace <= 0 then
+  for i = 1, n do
+    if held >= share then break end
+    if ARGV[i + 3] == '0' and not holder[i] then
+      redis.call('SET', KEYS[i + 3], me, 'PX', ttl)
+      holder[i] = me
+      held = held + 1
+    end
   end
 end
 redis.call('PEXPIRE', KEYS[2], 2 * ttl)
-local out = {share, soonest}
+local out = {share, soonest, grace}
 for i = 1, n do
   if holder[i] then
     out[#out + 1] = holder[i]
-    out[#out + 1] = redis.call('PTTL', KEYS[i + 2])
+    out[#out + 1] = redis.call('PTTL', KEYS[i + 3])
   else
     out[#out + 1] = ''
     out[#out + 1] = -2
@@ -204,7 +221,8 @@ class LeaseManager:
     # --- lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._task is None:
+        # No account to receive on (the console only): nothing to share with other processes.
+        if self._task is None and self.accounts:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="botfleet-leases")
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -293,17 +311,26 @@ class LeaseManager:
         now = self.clock()
         flags = [self._flag(a, now) if member else (RELEASE if a in self._releasing else SKIP) for a in self.accounts]
         lease_prefix = f"{self.prefix}lease:"
-        keys = [self._members_key, f"{self.prefix}accounts", *(lease_prefix + a for a in self.accounts)]
+        keys = [
+            self._members_key,
+            f"{self.prefix}accounts",
+            f"{self.prefix}epoch",
+            *(lease_prefix + a for a in self.accounts),
+        ]
         ms = max(1, int(self.lease_seconds * 1000))
         raw = await self._script(keys=keys, args=[self.identity, ms, "1" if member else "0", *flags, lease_prefix])
         self.share = int(raw[0])
         soonest = int(raw[1])
+        grace = int(raw[2])
         wait = self.interval
         if not member:
             return wait
         under_share = len(self._held) < self.share
+        if grace > 0 and under_share:
+            # Redis lost its data a moment ago: free accounts may be taken once the grace is over.
+            wait = min(wait, grace / 1000 + 0.02)
         for i, account in enumerate(self.accounts):
-            holder, pttl = _text(raw[2 + 2 * i]), int(raw[3 + 2 * i])
+            holder, pttl = _text(raw[3 + 2 * i]), int(raw[4 + 2 * i])
             self.holders[account] = (holder, max(0, pttl) / 1000)
             mine = holder == self.identity
             if account in self._releasing:

@@ -97,12 +97,10 @@ class Ops:
                 await self.fleet.usage.sync(self.fleet.store)
                 if loop.time() >= next_prune:
                     next_prune = loop.time() + self.prune_seconds
-                    prune = getattr(self.fleet.store, "prune", None)
-                    if prune is not None:
-                        removed = await prune(self.fleet.clock())
-                        if removed:
-                            days = self.fleet.config.retention_days
-                            log.info("retention: deleted %d message(s) older than %d days", removed, days)
+                    removed = await self.fleet.store.prune(self.fleet.clock())
+                    if removed:
+                        days = self.fleet.config.retention_days
+                        log.info("retention: deleted %d message(s) older than %d days", removed, days)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -10,9 +10,11 @@ consumes only for the candidates it admits, and gives every key an expiry equal 
 still matters. Concurrent decisions are coalesced into one EVALSHA (`_Batcher`), so a decision costs
 one round trip at most and usually a fraction of one.
 
-The store keeps per conversation a capped list of JSON turns, dedupe keys set with SET NX PX, and sets
-for opt-outs and mutes. Appends and /forget are Lua scripts, so an opted-out user's turn can never
-slip in between the opt-out check and the write, and /forget sees a consistent history.
+The store keeps per conversation a capped list of JSON turns that also ages out after the retention
+period, dedupe keys set with SET NX PX, sets for opt-outs and mutes, a hash of first contacts per
+user, and a hash of token usage per day. Appends and /forget are Lua scripts, so an opted-out user's
+turn can never slip in between the opt-out check and the write, and /forget sees a consistent
+history; a per-user index of conversations lets /forget find every one of them without a scan.
 
 `open_redis_state(cfg)` wraps both in `FallbackStore`/`FallbackRateLimiter`: each Redis call is bounded
 (`CALL_TIMEOUT`); on a timeout or connection error the fleet switches to the in-memory
@@ -49,7 +51,7 @@ T = TypeVar("T")
 PREFIX = "botfleet:"
 # The longest a message handler waits for Redis before deciding locally.
 CALL_TIMEOUT = 0.3
-# Conversation history older than this is dropped (and its keys expire) even if never pushed out.
+# The default for how long history is kept (config: retention_days).
 RETENTION_SECONDS = 30 * 86400.0
 # What counts as "Redis is away": the server, the network or our own timeout, not a bad command.
 FAULTS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
@@ -96,71 +98,82 @@ async def stop_task(task: asyncio.Task[Any]) -> None:
 
 # --- rate limits --------------------------------------------------------------------------------
 
-# ARGV[1]: JSON list of the batch's distinct keys. ARGV[2]: JSON [limits, decision, decision, ...]:
-# `limits` is flat [key_index, increment_us, period_us, ...], one triple per distinct (key, rate)
-# pair, increment = period/limit*cost; a decision is [max_grants, candidate, ...] and a candidate the
-# list of its rates' indexes into `limits` (all indexes 0-based). ARGV[3]: "" to use the server's
+# ARGV[1]: JSON list of the batch's distinct keys. ARGV[2]: JSON flat [key_index, limit, period_us,
+# cost_millionths, ...], one quadruple per distinct (key, rate) pair. ARGV[3]: JSON flat decisions:
+# per decision max_grants and the number of candidates, then per candidate the number of its rates
+# and their indexes into ARGV[2]'s quadruples (all indexes 0-based). ARGV[4]: "" to use the server's
 # clock, or a time in microseconds that tests pin it to.
 # Returns JSON: per candidate two numbers, (0, 0) admitted, (-1, 0) capped by max_grants, or
 # (k, retry_us) blocked by the k-th rate of that candidate.
-# The keys travel inside ARGV rather than KEYS: redis-py packs each KEYS entry on its own, which at
-# thousands of keys per batch costs more than the script; a single Redis (not a cluster) does not
-# mind where a script's key names come from. Keys are deduplicated and the arithmetic done by the
-# client, because the server's CPU is what limits throughput (see bench/limits.py).
+# Both sides' CPU time per rate matters (see bench/limits.py): the client numbers the distinct keys,
+# so the script reads and writes each once per batch, and sends flat arrays, which decode without a
+# table per candidate; the server does the arithmetic, once per distinct key. Keys travel in ARGV
+# rather than KEYS because redis-py packs each KEYS entry on its own, which at thousands of keys per
+# batch costs more than the script; a single Redis (not a cluster) does not mind where a script's
+# key names come from.
 LIMIT_LUA = """
 -- GCRA over whole routing decisions: one tat (theoretical arrival time) per key, in microseconds;
 -- a rate of `limit` per `period` has interval period/limit and lets a burst of `limit` through.
 local call, fmt, ceil, max = redis.call, string.format, math.ceil, math.max
 local now
-if ARGV[3] == '' then
+if ARGV[4] == '' then
   local t = call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
-  now = tonumber(ARGV[3])
+  now = tonumber(ARGV[4])
 end
 local keys = cjson.decode(ARGV[1])
-local batch = cjson.decode(ARGV[2])
-local limits = batch[1]
-local n = #keys
-local tat = {}
-local i = 1
-while i <= n do
-  local j = math.min(i + 999, n)
-  local vals = call('MGET', unpack(keys, i, j))
-  for k = i, j do
-    local v = vals[k - i + 1]
-    if v then tat[k] = tonumber(v) end
-  end
-  i = j + 1
+local limits = cjson.decode(ARGV[2])
+local d = cjson.decode(ARGV[3])
+-- Per distinct rate: its key's slot, its period and the increment of one grant, in whole
+-- microseconds, the increment rounded down so that `limit` grants fit the period exactly.
+local slot, span, step = {}, {}, {}
+for l = 0, #limits / 4 - 1 do
+  local b = l * 4
+  local period = limits[b + 3]
+  slot[l] = limits[b + 1] + 1
+  span[l] = period
+  step[l] = math.floor(period * (limits[b + 4] / 1000000) / limits[b + 2])
 end
+-- Keys are read when a check first needs them: capped candidates, and the keys after the one that
+-- blocks a candidate, are never read. false marks a key that was read and found absent.
+local tat = {}
 local dirty = {}
 local out, o = {}, 0
 -- Scratch for one candidate (its keys and would-be tats), reused to spare the allocator.
 local ck, cv = {}, {}
-for d = 2, #batch do
-  local decision = batch[d]
-  local max_grants = decision[1]
+local p, total = 1, #d
+while p <= total do
+  local max_grants, candidates = d[p], d[p + 1]
+  p = p + 2
   local granted = 0
-  for c = 2, #decision do
+  for _ = 1, candidates do
+    local rates = d[p]
+    local first = p + 1
+    p = first + rates
     if granted >= max_grants then
       out[o + 1] = -1
       out[o + 2] = 0
     else
-      local cand = decision[c]
       local blocked, retry = 0, 0
       local m = 0
-      for r = 1, #cand do
-        local l = cand[r] * 3
-        local k = limits[l + 1] + 1
-        local period = limits[l + 3]
+      for r = 1, rates do
+        local l = d[first + r - 1]
+        local k = slot[l]
+        local period = span[l]
         local cur = tat[k]
+        if cur == nil then
+          local v = call('GET', keys[k])
+          cur = v and tonumber(v) or false
+          tat[k] = cur
+        end
         -- The same key twice in one candidate sees its own first consumption.
         for q = 1, m do
           if ck[q] == k then cur = cv[q] end
         end
         local base = now
         if cur and cur > now then base = cur end
-        local new = base + limits[l + 2]
+        local new = base + step[l]
         if new - period > now then
           blocked = r
           retry = new - period - now
@@ -350,50 +363,45 @@ class RedisRateLimiter:
     async def _send(self, jobs: list[_Job]) -> None:
         prefix = self._prefix
         keys: list[str] = []
-        slot: dict[str, int] = {}
         limits: list[int] = []
-        # The hot loop of the Redis path. A key nearly always carries one rate, so a rate seen before
-        # in the batch costs a lookup and an identity or value check; only a key used with two
-        # different rates takes the slow path through `other`.
-        first: dict[str, tuple[int, Rate]] = {}
+        flat: list[int] = []
+        # The hot loop of the Redis path, so it is written for speed. A key nearly always carries one
+        # rate: a key seen before in the batch costs a lookup and an identity or value check, and only
+        # a key used with two different rates takes the slow path through `other`.
+        first: dict[str, tuple[int, Rate, int]] = {}
         other: dict[tuple[str, int, float, float], int] = {}
-        batch: list[Any] = [limits]
+        append = flat.append
         for job in jobs:
-            decision: list[Any] = [job.max_grants]
-            for rates in job.candidates:
-                cand: list[int] = []
+            candidates = job.candidates
+            flat += (job.max_grants, len(candidates))
+            for rates in candidates:
+                append(len(rates))
                 for r in rates:
-                    seen = first.get(r.key)
-                    if seen is not None:
-                        s = seen[1]
-                        if s is r or (s.limit == r.limit and s.period == r.period and s.cost == r.cost):
-                            cand.append(seen[0])
-                            continue
-                        spec = (r.key, r.limit, r.period, r.cost)
-                        li = other.get(spec)
-                        if li is not None:
-                            cand.append(li)
-                            continue
-                    k = slot.get(r.key)
-                    if k is None:
-                        k = slot[r.key] = len(keys)
-                        keys.append(prefix + r.key)
-                    li = len(limits) // 3
-                    period_us = int(r.period * 1_000_000)
-                    # Whole microseconds, the increment rounded down so that `limit` grants fit the period.
-                    limits += (k, int(period_us * r.cost) // r.limit, period_us)
+                    key = r.key
+                    seen = first.get(key)
                     if seen is None:
-                        first[r.key] = (li, r)
-                    else:
-                        other[(r.key, r.limit, r.period, r.cost)] = li
-                    cand.append(li)
-                decision.append(cand)
-            batch.append(decision)
+                        k = len(keys)
+                        keys.append(prefix + key)
+                        li = len(limits) >> 2
+                        limits += (k, r.limit, int(r.period * 1e6 + 0.5), int(r.cost * 1e6 + 0.5))
+                        first[key] = (li, r, k)
+                        append(li)
+                        continue
+                    s = seen[1]
+                    if s is r or (s.limit == r.limit and s.period == r.period and s.cost == r.cost):
+                        append(seen[0])
+                        continue
+                    spec = (key, r.limit, r.period, r.cost)
+                    li = other.get(spec, -1)
+                    if li < 0:
+                        li = other[spec] = len(limits) >> 2
+                        limits += (seen[2], r.limit, int(r.period * 1e6 + 0.5), int(r.cost * 1e6 + 0.5))
+                    append(li)
         self.calls += 1
         self.decisions += len(jobs)
         dumps = json.dumps
-        pinned = "" if self.pinned_time is None else str(int(self.pinned_time * 1e6))
-        raw = await self._script(args=[dumps(keys), dumps(batch, separators=(",", ":")), pinned])
+        pinned = "" if self.pinned_time is None else str(round(self.pinned_time * 1e6))
+        raw = await self._script(args=[dumps(keys), dumps(limits), dumps(flat), pinned])
         out = json.loads(raw)
         pos = 0
         for job in jobs:

@@ -57,6 +57,10 @@ class Store(Protocol):
         """Delete every stored turn of that user; returns how many were removed."""
         ...
 
+    async def prune(self, now: float) -> int:
+        """Delete history older than the retention period; returns how many turns were removed."""
+        ...
+
     async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None: ...
 
     async def is_opted_out(self, platform: str, user_id: str) -> bool: ...
@@ -133,7 +137,7 @@ class MemoryStore:
 
     async def history(self, conversation: str, limit: int) -> list[Turn]:
         turns = self._history.get(conversation)
-        if not turns:
+        if not turns or limit <= 0:
             return []
         return list(turns)[-limit:]
 

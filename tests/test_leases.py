@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 import pytest_asyncio
+import redis
 
 from adapters.base import FleetView
 from bots.events import Notice, React, Reply, Sent
@@ -108,8 +109,24 @@ async def eventually(cond: Callable[[], bool], within: float, what: str) -> floa
 async def managers(redis_url: str, redis_prefix: str) -> AsyncIterator[Callable[..., LeaseManager]]:
     made: list[LeaseManager] = []
 
-    def make(adapter: FakeAdapter, url: str = redis_url, **kw: object) -> LeaseManager:
-        m = LeaseManager(url, [adapter], lease_seconds=LEASE, prefix=redis_prefix, identity=adapter.name, **kw)  # type: ignore[arg-type]
+    def make(
+        adapter: FakeAdapter,
+        url: str = redis_url,
+        connect_backoff: tuple[float, float] = (5.0, 300.0),
+        established: bool = True,
+    ) -> LeaseManager:
+        if established:
+            # A Redis that has held leases for long, not one that just lost its data: no grace.
+            with redis.Redis.from_url(url) as settle:
+                settle.set(f"{redis_prefix}epoch", 0, nx=True)
+        m = LeaseManager(
+            url,
+            [adapter],
+            lease_seconds=LEASE,
+            prefix=redis_prefix,
+            identity=adapter.name,
+            connect_backoff=connect_backoff,
+        )
         made.append(m)
         return m
 
@@ -211,7 +228,7 @@ async def test_status_shows_holders(managers: Callable[..., LeaseManager], redis
 
 
 async def test_fails_closed_when_redis_freezes(
-    managers: Callable[..., LeaseManager], redis_servers: Callable[[], RedisServer]
+    redis_servers: Callable[[], RedisServer], managers: Callable[..., LeaseManager]
 ) -> None:
     """Cannot renew: the holder stops receiving by itself, before its lease could lapse."""
     server = redis_servers()
@@ -233,7 +250,7 @@ async def test_fails_closed_when_redis_freezes(
 
 
 async def test_survives_a_redis_restart(
-    managers: Callable[..., LeaseManager], redis_servers: Callable[[], RedisServer]
+    redis_servers: Callable[[], RedisServer], managers: Callable[..., LeaseManager]
 ) -> None:
     """A quick restart loses every lease key; the holder re-takes its own without dropping them."""
     server = redis_servers()
@@ -258,6 +275,23 @@ async def test_survives_a_redis_restart(
         await client.aclose()
     assert a.connected == frozenset(ACCOUNTS)
     assert adapter.connects == connects, "no reconnect: the leases were never lost"
+
+
+async def test_after_redis_loses_its_data_nobody_takes_a_receiving_account(
+    redis_servers: Callable[[], RedisServer], managers: Callable[..., LeaseManager]
+) -> None:
+    """Every lease key is gone, but "a" still receives: a newcomer must not take those accounts."""
+    server = redis_servers()
+    world = Platform()
+    a = managers(FakeAdapter(world, "a", ACCOUNTS), url=server.url)
+    await a.start()
+    await eventually(lambda: len(a.connected) == 4, 3 * LEASE, "a connects")
+    await asyncio.to_thread(server.restart)
+    b = managers(FakeAdapter(world, "b", ACCOUNTS), url=server.url, established=False)
+    await b.start()
+    # a re-asserts its leases and later hands two over; b only ever gets what a let go.
+    await eventually(lambda: len(a.connected) == 2 and len(b.connected) == 2, 4 * LEASE, "a 2/2 split")
+    assert world.overlaps == []
 
 
 # --- real processes -----------------------------------------------------------------------------
@@ -322,3 +356,166 @@ async def test_killed_process_accounts_taken_over(
         if child.returncode is None:
             child.kill()
             await child.wait()
+
+
+# --- `botfleet run`, twice, against the fake Telegram -------------------------------------------
+
+TG_TOKENS = {
+    "host": "5000:host-secret-AAAAAAAAAAAAAAAA",
+    "skeptic": "5001:skeptic-secret-BBBBBBBBBBBBBBBB",
+    "optimist": "5002:optimist-secret-CCCCCCCCCCCCCCCC",
+}
+TG_PERSONAS = {
+    "skeptic": """id: skeptic
+name: The Skeptic
+prompt: You doubt things.
+triggers: [{mention: true}, {reply: true}, {command: true}]
+platforms: {telegram: {token: "${SKEPTIC_TELEGRAM_TOKEN}"}}
+""",
+    "optimist": """id: optimist
+name: The Optimist
+prompt: You look on the bright side.
+triggers: [{mention: true}, {reply: true}, {command: true}]
+platforms: {telegram: {token: "${OPTIMIST_TELEGRAM_TOKEN}"}}
+""",
+}
+TG_ACCOUNTS = {"telegram:host", "telegram:skeptic", "telegram:optimist"}
+RUN_LEASE = 2.0
+
+
+async def test_two_botfleet_runs_split_accounts_take_over_and_answer_once(
+    tmp_path: Path, redis_servers: Callable[[], RedisServer]
+) -> None:
+    """Two real `botfleet run` processes on one Redis and the fake Bot API: they split the three bot
+    accounts, a mention that two bots receive (in different processes) is answered once, and when
+    one process is SIGKILLed the other receives on every account within the lease time."""
+    from tests.fakes.openai_server import FakeOpenAI
+    from tests.fakes.telegram_server import FakeTelegram
+
+    server = redis_servers()
+    async with FakeTelegram() as fake, FakeOpenAI(reply=lambda body: "I doubt that.") as ai:
+        host = fake.add_bot(TG_TOKENS["host"], "fleet_host_bot", "Fleet")
+        skeptic = fake.add_bot(TG_TOKENS["skeptic"], "skeptic_bot", "Skeptic", can_read_all_group_messages=True)
+        optimist = fake.add_bot(TG_TOKENS["optimist"], "optimist_bot", "Optimist")
+        alice = fake.add_user("Alice", "alice")
+        # The host bot is an admin and the skeptic reads everything: a mention reaches both bots.
+        group = fake.add_group("Lounge", admins=[host["id"]], members=[skeptic["id"], optimist["id"], alice["id"]])
+        (tmp_path / "personas").mkdir()
+        for pid, text in TG_PERSONAS.items():
+            (tmp_path / "personas" / f"{pid}.yaml").write_text(text)
+        config = (
+            f"store: {server.url}\n"
+            "llm: {provider: openai, model: fake-gpt, timeout_seconds: 5, max_retries: 0}\n"
+            f"fleet: {{reply_delay_seconds: [0, 0], lease_seconds: {RUN_LEASE}}}\n"
+            f"adapters: {{telegram: {{token: '{TG_TOKENS['host']}', base_url: '{fake.base_url}'}}}}\n"
+            "pid_file: null\n"
+        )
+        (tmp_path / "config.yaml").write_text(config)
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "OPENAI_BASE_URL": ai.base_url,
+            "OPENAI_API_KEY": "test-key",
+            "SKEPTIC_TELEGRAM_TOKEN": TG_TOKENS["skeptic"],
+            "OPTIMIST_TELEGRAM_TOKEN": TG_TOKENS["optimist"],
+        }
+        env.pop("REDIS_URL", None)
+        procs: list[asyncio.subprocess.Process] = []
+        logs: list[Path] = []
+
+        async def run() -> asyncio.subprocess.Process:
+            log_file = tmp_path / f"run-{len(procs)}.log"
+            logs.append(log_file)
+            with log_file.open("wb") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "bots",
+                    "run",
+                    "--config",
+                    str(tmp_path / "config.yaml"),
+                    "--adapter",
+                    "telegram",
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=out,
+                    stderr=out,
+                )
+            procs.append(proc)
+            return proc
+
+        client = make_client(server.url)
+
+        async def holders() -> dict[str, int]:
+            """account -> pid of the process holding its lease."""
+            leases, _ = await read_leases(client)
+            return {x.account: int(x.holder.split(":")[1]) for x in leases if x.holder}
+
+        async def until(cond: Callable[[dict[str, int]], bool], within: float, what: str) -> dict[str, int]:
+            deadline = time.monotonic() + within
+            while True:
+                held = await holders()
+                if cond(held):
+                    return held
+                if time.monotonic() > deadline:
+                    tails = "\n".join(f.read_text(errors="replace")[-2000:] for f in logs)
+                    raise AssertionError(f"not within {within}s: {what}; leases {held}\n{tails}")
+                await asyncio.sleep(0.05)
+
+        def skeptic_replies() -> list[object]:
+            return [s for s in fake.sent(group["id"]) if s.bot_username == "skeptic_bot"]
+
+        try:
+            a = await run()
+            await until(lambda h: set(h) == TG_ACCOUNTS and set(h.values()) == {a.pid}, 30, "a holds all")
+            b = await run()
+            split = await until(lambda h: set(h) == TG_ACCOUNTS and set(h.values()) == {a.pid, b.pid}, 30, "a split")
+            status = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bots",
+                "status",
+                "--config",
+                str(tmp_path / "config.yaml"),
+                cwd=tmp_path,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            out, _ = await status.communicate()
+            assert status.returncode == 0
+            table = out.decode()
+            assert "processes: 2" in table
+            for account, pid in split.items():
+                assert any(account in line and f":{pid}:" in line for line in table.splitlines()), table
+
+            said = await fake.user_says(group, alice, "@skeptic_bot is this legit?")
+            await fake.wait_for(skeptic_replies, timeout=15)
+            # Both bots received it, possibly in different processes: still one answer.
+            await asyncio.sleep(1.0)
+            replies = skeptic_replies()
+            assert len(replies) == 1, replies
+            assert replies[0].reply_to_message_id == said["message_id"]
+
+            victim = procs[0] if split["telegram:skeptic"] == a.pid else procs[1]
+            survivor = b if victim is a else a
+            killed_at = time.monotonic()
+            victim.kill()
+            await victim.wait()
+            await until(lambda h: h and set(h.values()) == {survivor.pid} and set(h) == TG_ACCOUNTS, 10, "takeover")
+            assert time.monotonic() - killed_at < RUN_LEASE + 1.5
+
+            await fake.user_says(group, alice, "@skeptic_bot and now?")
+            await fake.wait_for(lambda: len(skeptic_replies()) >= 2, timeout=15)
+            await asyncio.sleep(1.0)
+            assert len(skeptic_replies()) == 2
+        finally:
+            for proc in procs:
+                if proc.returncode is None:
+                    proc.terminate()
+            for proc in procs:
+                try:
+                    await asyncio.wait_for(proc.wait(), 10)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+            await client.aclose()

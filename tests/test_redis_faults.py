@@ -24,6 +24,7 @@ from bots.redis_backend import (
     CALL_TIMEOUT,
     FallbackRateLimiter,
     FallbackStore,
+    RedisHealth,
     RedisRateLimiter,
     make_client,
     open_redis_state,
@@ -48,7 +49,7 @@ class Rig:
         self.latencies: list[float] = []
 
     @property
-    def health(self):  # type: ignore[no-untyped-def]
+    def health(self) -> RedisHealth:
         return self.store.health
 
     async def say(self, channel: str = "g1") -> float:
@@ -179,22 +180,30 @@ async def test_opt_out_and_forget_during_outage_reach_redis(server: RedisServer)
         store = rig.store
         from bots.store import Turn
 
-        await store.append("tg:g1", Turn(speaker="Ann", text="remember me", at=1.0, user_id="ann"))
+        now = time.time()
+        await store.append("tg:g1", Turn(speaker="Ann", text="remember me", at=now, user_id="ann"))
         assert await store.is_opted_out("tg", "bob") is False
+        assert await store.add_usage("2026-01-01", {"fleet": 100}) == {"fleet": 100}
         server.freeze()
         await store.set_opt_out("tg", "ann", True)
         assert await store.forget_user("tg", "ann") == 1
         await store.set_muted("tg:g1", "skeptic", True)
-        # Locally it holds at once.
+        await store.set_followers("tg", "bob", ("skeptic",))
+        # Budgets go on from the shared total last seen, plus what this process spends meanwhile.
+        assert await store.add_usage("2026-01-01", {"fleet": 7}) == {"fleet": 107}
+        # Locally it all holds at once.
         assert await store.is_opted_out("tg", "ann")
         assert await store.history("tg:g1", 10) == []
         assert await store.muted("tg:g1") == frozenset({"skeptic"})
+        assert await store.followers("tg", "bob") == ("skeptic",)
         server.thaw()
         await rig.wait_up()
         # And Redis got the journal before it was trusted again.
         assert await store.primary.is_opted_out("tg", "ann")
         assert await store.primary.history("tg:g1", 10) == []
         assert await store.primary.muted("tg:g1") == frozenset({"skeptic"})
+        assert await store.primary.followers("tg", "bob") == ("skeptic",)
+        assert await store.primary.add_usage("2026-01-01", {}) == {"fleet": 107}
         assert len(store.journal) == 0
     finally:
         await rig.close()

@@ -23,6 +23,7 @@ from bots.redis_backend import FallbackStore, RedisHealth, RedisStore, make_clie
 from bots.store import MemoryStore, Store, Turn
 
 HISTORY = 5
+RETENTION = 1000.0
 PERSONAS = load_personas(Path(__file__).resolve().parent.parent / "personas")
 BACKENDS = ["memory", "redis", "redis+fallback"]
 
@@ -37,13 +38,15 @@ class Backend:
     now: float = 1_000.0
 
     @property
-    def redis(self) -> bool:
-        return self.name != "memory"
+    def full(self) -> MemoryStore | RedisStore | FallbackStore:
+        """The store with what every implementation has beyond the protocol (first_told, prune)."""
+        assert isinstance(self.store, MemoryStore | RedisStore | FallbackStore)
+        return self.store
 
 
 async def open_backend(name: str, url: str, prefix: str) -> tuple[Backend, Redis | None]:
     if name == "memory":
-        backend = Backend(name, MemoryStore(history_size=HISTORY), asyncio.sleep)
+        backend = Backend(name, MemoryStore(history_size=HISTORY, retention_seconds=RETENTION), asyncio.sleep)
 
         async def elapse_virtual(seconds: float) -> None:
             backend.now += seconds
@@ -51,7 +54,7 @@ async def open_backend(name: str, url: str, prefix: str) -> tuple[Backend, Redis
         backend.elapse = elapse_virtual
         return backend, None
     client = make_client(url)
-    raw = RedisStore(client, prefix=prefix, history_size=HISTORY)
+    raw = RedisStore(client, prefix=prefix, history_size=HISTORY, retention_seconds=RETENTION)
     store: Store = raw
     if name == "redis+fallback":
         store = FallbackStore(raw, RedisHealth(client, owns_client=False))
@@ -70,8 +73,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         await client.aclose()
 
 
-def turn(text: str, user: str = "u1", at: float = 1_000.0, **kw: object) -> Turn:
-    return Turn(speaker=user or "persona", text=text, at=at, user_id=user, **kw)  # type: ignore[arg-type]
+def turn(text: str, user: str = "u1", at: float = 1_000.0) -> Turn:
+    return Turn(speaker=user or "persona", text=text, at=at, user_id=user)
 
 
 # --- dedupe -------------------------------------------------------------------------------------
@@ -192,6 +195,71 @@ async def test_mutes_per_conversation(backend: Backend) -> None:
     assert await s.muted("tg:b") == frozenset({"stoic"})
 
 
+# --- followers, first contacts, usage -----------------------------------------------------------
+
+
+async def test_followers(backend: Backend) -> None:
+    s = backend.store
+    assert await s.followers("tg", "u1") is None
+    await s.set_followers("tg", "u1", ("skeptic", "nerd"))
+    assert await s.followers("tg", "u1") == ("skeptic", "nerd")
+    assert await s.followers("dc", "u1") is None
+    await s.set_followers("tg", "u1", ())
+    assert await s.followers("tg", "u1") == ()
+    await s.set_followers("tg", "u1", None)
+    assert await s.followers("tg", "u1") is None
+
+
+async def test_first_contact_once_per_persona_and_again_after_forget(backend: Backend) -> None:
+    s = backend.store
+    assert await s.first_contact("tg", "skeptic", "u1", 1000.0)
+    assert not await s.first_contact("tg", "skeptic", "u1", 1001.0)
+    assert await s.first_contact("tg", "nerd", "u1", 1002.0)
+    assert await s.first_contact("tg", "skeptic", "u2", 1003.0)
+    assert await s.first_contact("dc", "skeptic", "u1", 1004.0)
+    assert await backend.full.first_told("tg", "skeptic", "u1") == 1000.0
+    await s.forget_user("tg", "u1")
+    assert await backend.full.first_told("tg", "skeptic", "u1") is None
+    assert await s.first_contact("tg", "skeptic", "u1", 1005.0)
+    assert not await s.first_contact("tg", "skeptic", "u2", 1006.0)
+
+
+async def test_usage_totals_per_day(backend: Backend) -> None:
+    s = backend.store
+    assert await s.add_usage("2026-01-01", {"fleet": 10, "p:skeptic": 10}) == {"fleet": 10, "p:skeptic": 10}
+    assert await s.add_usage("2026-01-01", {"fleet": 5, "u:tg:1": 5}) == {"fleet": 15, "p:skeptic": 10, "u:tg:1": 5}
+    assert await s.add_usage("2026-01-02", {"fleet": 1}) == {"fleet": 1}
+    assert await s.add_usage("2026-01-01", {}) == {"fleet": 15, "p:skeptic": 10, "u:tg:1": 5}
+
+
+async def test_concurrent_usage_adds_up(backend: Backend) -> None:
+    s = backend.store
+    await asyncio.gather(*(s.add_usage("2026-01-01", {"fleet": 3}) for _ in range(30)))
+    assert (await s.add_usage("2026-01-01", {}))["fleet"] == 90
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+
+async def test_old_turns_age_out_when_the_conversation_moves_on(backend: Backend) -> None:
+    s = backend.store
+    await s.append("tg:a", turn("ancient", "u1", at=1000.0))
+    await s.append("tg:a", turn("old", "u2", at=1500.0))
+    await s.append("tg:a", turn("new", "u2", at=1000.0 + RETENTION + 100))
+    assert [t.text for t in await s.history("tg:a", 10)] == ["old", "new"]
+
+
+async def test_prune_clears_idle_conversations(backend: Backend) -> None:
+    s = backend.store
+    await s.append("tg:idle", turn("stale 1", "u1", at=1000.0))
+    await s.append("tg:idle", turn("stale 2", "u1", at=1100.0))
+    await s.append("tg:busy", turn("fresh", "u2", at=1900.0))
+    assert await backend.full.prune(1000.0 + RETENTION + 50) == 1
+    assert [t.text for t in await s.history("tg:idle", 10)] == ["stale 2"]
+    assert await backend.full.prune(3000.0) == 2
+    assert await s.history("tg:idle", 10) == [] and await s.history("tg:busy", 10) == []
+
+
 # --- through the fleet: /optout and /forget -----------------------------------------------------
 
 
@@ -254,18 +322,6 @@ async def test_redis_keys_all_expire(redis_url: str, redis_prefix: str) -> None:
         for key in [k async for k in client.scan_iter(match=f"{redis_prefix}*")]:
             ttl = await client.pttl(key)
             assert 0 < ttl <= 2 * 3600 * 1000, key
-    finally:
-        await client.aclose()
-
-
-async def test_redis_history_ages_out_old_turns(redis_url: str, redis_prefix: str) -> None:
-    client = make_client(redis_url)
-    try:
-        s = RedisStore(client, prefix=redis_prefix, history_size=HISTORY, retention_seconds=100)
-        await s.append("tg:a", turn("ancient", "u1", at=1000.0))
-        await s.append("tg:a", turn("old", "u2", at=1050.0))
-        await s.append("tg:a", turn("new", "u2", at=1120.0))
-        assert [t.text for t in await s.history("tg:a", 10)] == ["old", "new"]
     finally:
         await client.aclose()
 
