@@ -115,8 +115,8 @@ class ConsoleAdapter:
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
         text = ""
         try:
-            async for text in snapshots:
-                pass
+            async for snapshot in snapshots:
+                text = snapshot
         except IncompleteReply as cut:
             if cut.partial:
                 self._print(f"[{persona.name}] {cut.partial} [cut off]")

@@ -19,6 +19,8 @@ def check_reactions(personas: Iterable[Persona]) -> list[Problem]:
             if rule.emoji not in ALLOWED:
                 file, line = p.line_of("reactions", n, "emoji")
                 problems.append(
-                    Problem(file, line, f"reactions[{n}].emoji", f"{rule.emoji!r} is not a reaction Telegram bots may use")
+                    Problem(
+                        file, line, f"reactions[{n}].emoji", f"{rule.emoji!r} is not a reaction Telegram bots may use"
+                    )
                 )
     return problems

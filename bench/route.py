@@ -24,8 +24,32 @@ from bots.triggers import TriggerIndex
 
 VOCAB_SIZE = 20_000
 FILLER = [
-    "the", "a", "i", "you", "we", "should", "think", "about", "my", "job", "friend", "money", "today",
-    "really", "maybe", "not", "sure", "if", "what", "would", "do", "this", "week", "plan", "idea", "help",
+    "the",
+    "a",
+    "i",
+    "you",
+    "we",
+    "should",
+    "think",
+    "about",
+    "my",
+    "job",
+    "friend",
+    "money",
+    "today",
+    "really",
+    "maybe",
+    "not",
+    "sure",
+    "if",
+    "what",
+    "would",
+    "do",
+    "this",
+    "week",
+    "plan",
+    "idea",
+    "help",
 ]
 
 
@@ -127,9 +151,11 @@ def main() -> None:
         index = TriggerIndex(ps)
         naive = Naive(ps)
         r1, r2 = random.Random(1), random.Random(1)
-        fast = rate(lambda m: index.match(m, r1), msgs, args.seconds)
+        fast = rate(lambda m, index=index, r1=r1: index.match(m, r1), msgs, args.seconds)
         # The naive loop is slow at large sizes; a smaller sample measures it just as well.
-        slow = rate(lambda m: naive.match(m, r2), msgs[: max(20, 2000 * 10 // max(n, 10))], args.seconds)
+        slow = rate(
+            lambda m, naive=naive, r2=r2: naive.match(m, r2), msgs[: max(20, 2000 * 10 // max(n, 10))], args.seconds
+        )
         print(
             json.dumps(
                 {

@@ -205,7 +205,9 @@ async def _about(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 async def _optout(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     await fleet.store.set_opt_out(cmd.platform, cmd.author.id, True)
     plan.actions.append(
-        _notice(cmd, "Done: the personas will not answer, react to or store your messages. /optin to undo.", private=True)
+        _notice(
+            cmd, "Done: the personas will not answer, react to or store your messages. /optin to undo.", private=True
+        )
     )
 
 

@@ -190,6 +190,7 @@ class FleetConfig(_Strict):
     @classmethod
     def _store_mapping(cls, data: Any) -> Any:
         return lift_store(data)
+
     feeds: FeedsConfig = FeedsConfig()
 
     @field_validator("store")

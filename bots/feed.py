@@ -87,9 +87,7 @@ async def plan_post(fleet: Fleet, msg: Message, plan: Plan, now: float, feed: Fe
 
     names = (msg.channel, msg.channel_name, msg.parent_channel or "")
     pool = await _usable(fleet, await follower_pool(fleet, feed, msg.platform, msg.author.id), msg.conversation, names)
-    commenters = await _choose(
-        fleet, pool, msg.text, msg.platform, msg.conversation, msg.author.id, feed.comments, now
-    )
+    commenters = await _choose(fleet, pool, msg.text, msg.platform, msg.conversation, msg.author.id, feed.comments, now)
     delays = comment_delays(fleet, len(commenters), feed.window_seconds) if commenters else []
     instruction = COMMENT.format(author=msg.author.name)
     for p, delay in zip(commenters, delays, strict=True):

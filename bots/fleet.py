@@ -106,9 +106,7 @@ class Fleet:
     def load(self, personas: Sequence[Persona]) -> None:
         """Swap in a persona set; the index is rebuilt once, off the per-message path."""
         self._personas = {p.id: p for p in personas}
-        self.index = TriggerIndex(
-            list(self._personas.values()), free_will_cap=self.config.fleet.max_responders
-        )
+        self.index = TriggerIndex(list(self._personas.values()), free_will_cap=self.config.fleet.max_responders)
 
     @property
     def personas(self) -> Mapping[str, Persona]:
@@ -349,9 +347,7 @@ class Fleet:
                 plan.decisions.append(Decision(p.id, "skip", f"react:{reason}"))
                 continue
             plan.decisions.append(Decision(p.id, "react", f"keywords:{r.detail}"))
-            plan.actions.append(
-                React(p.id, msg.platform, msg.channel, msg.id, r.emoji, reason=f"keywords:{r.detail}")
-            )
+            plan.actions.append(React(p.id, msg.platform, msg.channel, msg.id, r.emoji, reason=f"keywords:{r.detail}"))
 
     def rates(self, p: Persona, platform: str, conversation: str, user: str | None) -> list[Rate]:
         """Every limit a reply by p in this conversation must fit."""

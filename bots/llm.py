@@ -170,9 +170,7 @@ class OpenAIClient:
                                 started = True
                                 yield Chunk(text=text, finish_reason=choice.finish_reason)
                         if usage is not None:
-                            yield Chunk(
-                                prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
-                            )
+                            yield Chunk(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
                 return
             except Exception as exc:
                 # Once words have gone out, a retry would repeat them: only retry a clean failure.
@@ -263,7 +261,9 @@ class LocalClient:
                     text = choice.get("delta", {}).get("content") or ""
                     if text:
                         completion += 1
-                    loop.call_soon_threadsafe(queue.put_nowait, Chunk(text=text, finish_reason=choice.get("finish_reason")))
+                    loop.call_soon_threadsafe(
+                        queue.put_nowait, Chunk(text=text, finish_reason=choice.get("finish_reason"))
+                    )
                 # llama.cpp's stream carries no usage: count the prompt the way the model sees it.
                 prompt_tokens = sum(len(llm.tokenize(m["content"].encode(), add_bos=False)) for m in request.messages)
                 loop.call_soon_threadsafe(

@@ -228,5 +228,3 @@ def load_personas(directory: Path, env: Any = None) -> list[Persona]:
     if problems:
         raise ConfigError(problems)
     return personas
-
-

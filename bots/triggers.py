@@ -167,9 +167,7 @@ class TriggerIndex:
         if not self._empty:
             auto.make_automaton()
         self._auto = auto
-        self._chance = [
-            (p, idx, math.log1p(-p) if p < 1 else 0.0, f"{p:g}") for p, idx in chance_groups.items()
-        ]
+        self._chance = [(p, idx, math.log1p(-p) if p < 1 else 0.0, f"{p:g}") for p, idx in chance_groups.items()]
 
     def __len__(self) -> int:
         return len(self.personas)

@@ -86,8 +86,8 @@ class RecordingAdapter:
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
         text = ""
         try:
-            async for text in snapshots:
-                pass
+            async for snapshot in snapshots:
+                text = snapshot
         except IncompleteReply as exc:
             self.cut_off.append(exc.partial)
             return Sent(complete=False)

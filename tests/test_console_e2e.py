@@ -15,9 +15,10 @@ from tests.fakes.openai_server import Delay, FakeOpenAI, Status
 ROOT = Path(__file__).resolve().parent.parent
 
 PERSONAS = {
-    "skeptic": "id: skeptic\nname: The Skeptic\nprompt: You doubt things.\ntriggers:\n  - mention: true\n  - command: true\n",
+    "skeptic": "id: skeptic\nname: The Skeptic\nprompt: You doubt things.\n"
+    "triggers:\n  - mention: true\n  - command: true\n",
     "nerd": "id: nerd\nname: The Nerd\nprompt: You love numbers.\ntriggers:\n  - mention: true\n  - command: true\n"
-    "reactions:\n  - keywords: [math]\n    emoji: \"🤓\"\n",
+    'reactions:\n  - keywords: [math]\n    emoji: "🤓"\n',
 }
 
 
@@ -50,9 +51,9 @@ class Console:
         self.proc.stdin.write((line + "\n").encode())
         await self.proc.stdin.drain()
 
-    async def expect(self, prefix: str, timeout: float = 15) -> str:
+    async def expect(self, prefix: str, within: float = 15) -> str:
         assert self.proc.stdout is not None
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(within):
             while True:
                 line = (await self.proc.stdout.readline()).decode()
                 if not line:
@@ -117,9 +118,7 @@ async def test_console_fleet_answers_through_a_real_openai_client(tmp_path: Path
 async def test_piped_input_waits_for_replies_then_exits_0(tmp_path: Path) -> None:
     async with FakeOpenAI(reply=persona_reply) as fake:
         console = await start_console(write_fleet(tmp_path, True), fake)
-        out, err = await asyncio.wait_for(
-            console.proc.communicate(b"@skeptic one\n/panel two?\n"), timeout=30
-        )
+        out, err = await asyncio.wait_for(console.proc.communicate(b"@skeptic one\n/panel two?\n"), timeout=30)
         assert console.proc.returncode == 0, err.decode()
         lines = out.decode().splitlines()
         assert any(line.startswith("[The Skeptic] skeptic says") for line in lines)

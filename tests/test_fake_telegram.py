@@ -132,9 +132,7 @@ async def test_mention_reaches_only_the_mentioned_privacy_bot_which_replies_quot
         assert list(seen.parse_entities([MessageEntity.MENTION]).values()) == ["@alpha_bot"]
         assert reply.bot_username == "alpha_bot"
         assert reply.reply_to_message_id == said["message_id"]
-        assert fake.calls_to("sendMessage")[0].params["reply_parameters"] == {
-            "message_id": said["message_id"]
-        }
+        assert fake.calls_to("sendMessage")[0].params["reply_parameters"] == {"message_id": said["message_id"]}
         assert fake.delivered("beta_bot") == []
 
         # A plain reply to the bot's own message reaches it without a mention.
@@ -221,9 +219,7 @@ async def test_html_is_validated_like_telegram(fake: FakeTelegram) -> None:
             await app.bot.send_message(group["id"], "🙂" * 2049)
 
         raw = "<script> & 1 < 2"
-        escaped = await app.bot.send_message(
-            group["id"], f"<b>{html.escape(raw)}</b> ok", parse_mode=ParseMode.HTML
-        )
+        escaped = await app.bot.send_message(group["id"], f"<b>{html.escape(raw)}</b> ok", parse_mode=ParseMode.HTML)
 
     assert escaped.text == f"{raw} ok"
     assert escaped.entities == (MessageEntity(MessageEntity.BOLD, 0, len(raw)),)
@@ -425,9 +421,7 @@ async def send_as_bot(http: aiohttp.ClientSession, fake: FakeTelegram, token: st
 
 @pytest.mark.asyncio
 async def test_routing_rules_for_admins_replies_bot_to_bot_and_last_bot_commands(fake: FakeTelegram) -> None:
-    tokens = {
-        name: f"{2000 + i}:test-token-{name}" for i, name in enumerate(["shy", "coy", "boss", "loud", "pal"])
-    }
+    tokens = {name: f"{2000 + i}:test-token-{name}" for i, name in enumerate(["shy", "coy", "boss", "loud", "pal"])}
     fake.add_bot(tokens["shy"], "shy_bot", "Shy")
     fake.add_bot(tokens["coy"], "coy_bot", "Coy")
     fake.add_bot(tokens["boss"], "boss_bot", "Boss")  # privacy on, but admins read everything

@@ -1,3 +1,4 @@
+import itertools
 from collections.abc import AsyncIterator
 
 from bots.events import Author, Command, React, Reply
@@ -181,7 +182,7 @@ async def test_replies_are_staggered_within_the_delay_range() -> None:
     fleet, _, _ = make_fleet(ps, reply_delay_seconds=[1, 3])
     delays = [a.delay for a in (await fleet.handle(msg("x"))).actions]
     assert len(delays) == 3 and delays == sorted(delays)
-    gaps = [delays[0]] + [b - a for a, b in zip(delays, delays[1:], strict=False)]
+    gaps = [delays[0]] + [b - a for a, b in itertools.pairwise(delays)]
     assert all(1 <= g <= 3 for g in gaps)
 
 

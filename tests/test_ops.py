@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 
-from bots.llm import CannedClient
 from bots.admin import AdminServer, explain
 from bots.breaker import Breaker, RetryBudget
 from bots.config import FleetConfig, Price, load_config
 from bots.events import Author, Reply
-from bots.llm import Chunk, LLMError, LLMRequest, OpenAIClient
+from bots.llm import CannedClient, Chunk, LLMError, LLMRequest, OpenAIClient
 from bots.logs import JsonFormatter, RedactingFormatter, secrets_of
 from bots.metrics import Metrics, reason_label
 from bots.store import MemoryStore, Turn

@@ -20,14 +20,12 @@ def fleet_dir(tmp_path: Path) -> Path:
     (tmp_path / "personas").mkdir()
     (tmp_path / "personas" / "a.yaml").write_text(
         "id: a\nname: Ann\nprompt: x\ntriggers:\n  - mention: true\n  - reply: true\n  - keywords: [money]\n"
-        "reactions:\n  - keywords: [party]\n    emoji: \"🎉\"\nlimits: {cooldown_seconds: 30}\n"
+        'reactions:\n  - keywords: [party]\n    emoji: "🎉"\nlimits: {cooldown_seconds: 30}\n'
     )
     (tmp_path / "personas" / "b.yaml").write_text(
         "id: b\nname: Bo\nprompt: x\ntriggers:\n  - keywords: [money]\n  - chance: 0.3\n"
     )
-    (tmp_path / "config.yaml").write_text(
-        "personas_dir: personas\nfleet: {max_responders: 1, max_bot_chain: 1}\n"
-    )
+    (tmp_path / "config.yaml").write_text("personas_dir: personas\nfleet: {max_responders: 1, max_bot_chain: 1}\n")
     return tmp_path
 
 
@@ -41,8 +39,10 @@ def test_simulate_replays_on_virtual_time_with_limits(fleet_dir: Path, capsys: p
     ]
     out = run(fleet_dir, rows, capsys, "--all")
     assert {"i": 0, "persona": "a", "action": "reply", "reason": "mention:platform"} in out
-    assert any(r["i"] == 1 and r["persona"] == "a" and r["action"] == "skip" and r["reason"].startswith("cooldown")
-               for r in out)
+    assert any(
+        r["i"] == 1 and r["persona"] == "a" and r["action"] == "skip" and r["reason"].startswith("cooldown")
+        for r in out
+    )
     assert {"i": 2, "persona": "a", "action": "reply", "reason": "reply"} in out
     assert {"i": 3, "persona": "a", "action": "react", "emoji": "🎉", "reason": "keywords:party"} in out
     assert not [r for r in out if r["i"] == 4]  # bots outside the fleet are ignored

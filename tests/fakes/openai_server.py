@@ -254,11 +254,7 @@ class FakeOpenAI:
 
         behaviour = self._script.popleft() if self._script else None
         if isinstance(behaviour, Status):
-            payload = (
-                error_body(f"HTTP {behaviour.code}", "fake_error")
-                if behaviour.body is None
-                else behaviour.body
-            )
+            payload = error_body(f"HTTP {behaviour.code}", "fake_error") if behaviour.body is None else behaviour.body
             return web.json_response(payload, status=behaviour.code, headers=behaviour.headers)
         if isinstance(behaviour, Delay):
             await asyncio.sleep(behaviour.seconds)

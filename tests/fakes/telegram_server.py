@@ -249,9 +249,7 @@ def utf16_len(text: str) -> int:
 _COMMAND_RE = re.compile(r"(?<![\w/@<>])/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{3,32}))?(?![\w/@<>])")
 _MENTION_RE = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,32})(?![\w@])")
 # Auto-detection skips text already covered by these: Telegram finds no mentions inside code.
-_OPAQUE_ENTITIES = frozenset(
-    {"code", "pre", "text_link", "text_mention", "mention", "bot_command", "url", "email"}
-)
+_OPAQUE_ENTITIES = frozenset({"code", "pre", "text_link", "text_mention", "mention", "bot_command", "url", "email"})
 
 
 def auto_entities(text: str, existing: Iterable[JSONDict] = ()) -> list[JSONDict]:
@@ -384,8 +382,7 @@ def parse_html(text: str, *, strict: bool = True) -> tuple[str, list[JSONDict]]:
             tag = stack.pop()
             if end_name and end_name != tag.name:
                 raise fail(
-                    f'Unmatched end tag at byte offset {byte(begin)}, expected "</{tag.name}>", '
-                    f'found "</{end_name}>"'
+                    f'Unmatched end tag at byte offset {byte(begin)}, expected "</{tag.name}>", found "</{end_name}>"'
                 )
             _close_tag(tag, pos, "".join(out), stack, entities)
             continue
@@ -637,9 +634,7 @@ class FakeTelegram:
         self._users[bot_id] = bot.public
         return copy.deepcopy(bot.public)
 
-    def add_user(
-        self, first_name: str, username: str | None = None, *, last_name: str | None = None
-    ) -> JSONDict:
+    def add_user(self, first_name: str, username: str | None = None, *, last_name: str | None = None) -> JSONDict:
         user: JSONDict = {"id": next(self._user_ids), "is_bot": False, "first_name": first_name}
         if last_name:
             user["last_name"] = last_name
@@ -817,9 +812,7 @@ class FakeTelegram:
             }.get(error_code, "Error")
         parameters = {"retry_after": retry_after} if error_code == 429 else None
         target = chat_id if chat_id is None or isinstance(chat_id, str) else _ref_id(chat_id)
-        self._faults.append(
-            _Fault(method.lower(), target, bot, ApiError(error_code, description, parameters))
-        )
+        self._faults.append(_Fault(method.lower(), target, bot, ApiError(error_code, description, parameters)))
 
     def block_chat(self, chat_id: ChatRef, bot_token: str) -> None:
         """The bot is kicked from the group (or blocked by the user, for a private chat)."""
@@ -850,14 +843,10 @@ class FakeTelegram:
     def calls_to(self, method: str, bot: str | None = None) -> list[Call]:
         wanted = self._bot(bot) if bot else None
         return [
-            c
-            for c in self.calls
-            if c.method.lower() == method.lower() and (wanted is None or c.token == wanted.token)
+            c for c in self.calls if c.method.lower() == method.lower() and (wanted is None or c.token == wanted.token)
         ]
 
-    def reactions_on(
-        self, chat: ChatRef, message_id: int, *, dm_bot: str | None = None
-    ) -> dict[str, list[str]]:
+    def reactions_on(self, chat: ChatRef, message_id: int, *, dm_bot: str | None = None) -> dict[str, list[str]]:
         """Bot username -> emoji it set on a message."""
         conv_bot = self._bot(dm_bot).id if dm_bot else 0
         key = (_ref_id(chat), conv_bot, message_id)
@@ -1292,9 +1281,7 @@ class FakeTelegram:
     def _group_recipients(self, state: _Chat, message: JSONDict, author: _Bot | None) -> list[_Bot]:
         """Which bots get a group message, per Telegram's privacy rules (module docstring)."""
         bots = [
-            b
-            for b in self._bots.values()
-            if b.id in state.members and b.id not in state.kicked and b is not author
+            b for b in self._bots.values() if b.id in state.members and b.id not in state.kicked and b is not author
         ]
         text = message.get("text", "")
         entities = message.get("entities", [])
@@ -1311,11 +1298,7 @@ class FakeTelegram:
 
         if author is not None:
             # Bot-to-Bot mode: only commands addressed to the bot and direct replies to it.
-            return [
-                b
-                for b in bots
-                if b.bot_to_bot and (b.id == replied_bot or command_target == b.username.lower())
-            ]
+            return [b for b in bots if b.bot_to_bot and (b.id == replied_bot or command_target == b.username.lower())]
 
         def reads_all(b: _Bot) -> bool:
             privacy_off = bool(b.user["can_read_all_group_messages"])
