@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from bots.config import FleetConfig, load_config
 from bots.persona import Persona, load_personas
@@ -59,13 +59,20 @@ def platform_problems(cfg: FleetConfig, personas: list[Persona]) -> list[Problem
     return check_reactions(personas)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def loaded_or_reported(config: Path | None, out: TextIO | None = None) -> tuple[FleetConfig, list[Persona]] | None:
+    """load_all, printing every problem as FILE:LINE: field: problem instead of raising."""
     try:
-        cfg, personas = load_all(args.config)
+        return load_all(config)
     except ConfigError as exc:
         for p in exc.problems:
-            print(p)
+            print(p, file=out or sys.stdout)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if (loaded := loaded_or_reported(args.config)) is None:
         return 2
+    cfg, personas = loaded
     for p in personas:
         print(p.describe())
     print(f"ok: {len(personas)} personas, store {cfg.store.split('@')[-1]}", file=sys.stderr)
@@ -73,13 +80,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
-    try:
-        _, personas = load_all(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p)
+    if (loaded := loaded_or_reported(args.config)) is None:
         return 2
-    for p in personas:
+    for p in loaded[1]:
         print(f"{p.id:<18} {p.name:<24} {p.display_bio}")
     return 0
 
@@ -87,12 +90,9 @@ def cmd_personas(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace) -> int:
     from bots.app import SetupError, build_fleet, make_adapters, make_llm
 
-    try:
-        cfg, personas = load_all(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
+    if (loaded := loaded_or_reported(args.config, sys.stderr)) is None:
         return 2
+    cfg, personas = loaded
     from bots.logs import configure, persona_secrets
 
     # Before anything logs: the chosen format, and every configured secret masked.
@@ -161,12 +161,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from bots.simulate import simulate
 
-    try:
-        cfg, personas = load_all(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
+    if (loaded := loaded_or_reported(args.config, sys.stderr)) is None:
         return 2
+    cfg, personas = loaded
     try:
         lines = Path(args.transcript).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -212,14 +209,10 @@ def cmd_why(args: argparse.Namespace) -> int:
 def cmd_reload(args: argparse.Namespace) -> int:
     from bots.reload import signal_reload
 
-    try:
-        cfg, _ = load_all(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p)
+    if (loaded := loaded_or_reported(args.config)) is None:
         print("not reloading: the running fleet would reject these files (it keeps its current ones)", file=sys.stderr)
         return 2
-    pid, said = signal_reload(cfg)
+    pid, said = signal_reload(loaded[0])
     print(f"botfleet: {said}", file=sys.stderr)
     return 0 if pid is not None else 1
 

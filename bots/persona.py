@@ -13,6 +13,15 @@ from bots.yamlfile import ConfigError, Problem, load_yaml, problems_from
 TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm")
 
 
+def _compiles(pattern: str | None) -> str | None:
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from None
+    return pattern
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,12 +62,7 @@ class Trigger(_Strict):
     @field_validator("regex")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return v
+        return _compiles(v)
 
     @model_validator(mode="after")
     def _one_kind(self) -> Trigger:
@@ -98,12 +102,7 @@ class ReactionRule(_Strict):
     @field_validator("regex")
     @classmethod
     def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return v
+        return _compiles(v)
 
     @model_validator(mode="after")
     def _has_match(self) -> ReactionRule:
