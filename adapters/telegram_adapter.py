@@ -759,6 +759,7 @@ class TelegramAdapter:
                 chat_id,
                 chunk,
                 reply_parameters=_reply_to(_anchor(place, reply_to, previous, n)),
+                message_thread_id=place.thread,
             )
             try:
                 sent = await self._call(bot, lane, chat_id, send, pace=True)
@@ -846,9 +847,11 @@ class _Post:
         assert app is not None
         chat = self.place.chat_id
         reply = _reply_to(_anchor(self.place, self.reply_to, self.ids[-1] if self.ids else None, len(self.ids)))
+        # A topic's id as well as the reply: a reply to nothing (or to a deleted message) stays in it.
+        thread = self.place.thread
         send_html = partial(
             app.bot.send_message, chat, self.prefix_html + html.escape(chunk, quote=False),
-            parse_mode=ParseMode.HTML, reply_parameters=reply,
+            parse_mode=ParseMode.HTML, reply_parameters=reply, message_thread_id=thread,
         )  # fmt: skip
         try:
             sent = await self.adapter._call(self.bot, self.lane, chat, send_html, pace=True)
@@ -856,7 +859,9 @@ class _Post:
             if "parse entities" not in exc.message.lower():
                 raise
             log.info("telegram: Telegram refused the formatting of a reply; sending it as plain text")
-            send_plain = partial(app.bot.send_message, chat, self.prefix_plain + chunk, reply_parameters=reply)
+            send_plain = partial(
+                app.bot.send_message, chat, self.prefix_plain + chunk, reply_parameters=reply, message_thread_id=thread
+            )
             sent = await self.adapter._call(self.bot, self.lane, chat, send_plain, pace=True)
         if sent is None:
             self.failed = True

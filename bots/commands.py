@@ -188,6 +188,7 @@ async def _summon(
                 to_user=cmd.author.id,
                 instruction=instruction,
                 footer=fleet.footer(p),
+                queue=cmd.key if panel_pool else "",
             )
         )
     return len(chosen)

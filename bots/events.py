@@ -93,6 +93,8 @@ class Reply:
     instruction: str = ""
     # Text appended after the model's words (AI disclosure, sponsor line): never left to the model.
     footer: str = ""
+    # Replies sharing a queue are written one at a time in delay order (a post's comments, a panel).
+    queue: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,6 +103,7 @@ async def plan_post(fleet: Fleet, msg: Message, plan: Plan, now: float, feed: Fe
                 to_user=msg.author.id,
                 instruction=instruction,
                 footer=fleet.footer(p),
+                queue=msg.key,
             )
         )
     speaking = {p.id for p in commenters}
@@ -152,6 +153,7 @@ async def more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
                 to_user=cmd.author.id,
                 instruction=MORE_COMMENT.format(author=cmd.author.name),
                 footer=fleet.footer(p),
+                queue=cmd.key,
             )
         )
 

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -99,6 +100,8 @@ class Fleet:
         # Platform message id -> persona that wrote it, so adapters can turn "a reply to that message"
         # into a reply trigger for the right persona (webhook and host-bot messages included).
         self._authored: OrderedDict[str, str] = OrderedDict()
+        # Reply queues by name; a lock lives only while replies of its queue are waiting or writing.
+        self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.load(personas)
 
     # --- personas ---------------------------------------------------------------------------------
@@ -346,8 +349,8 @@ class Fleet:
             if reason and not reason.startswith("chain_depth"):
                 plan.decisions.append(Decision(p.id, "skip", f"react:{reason}"))
                 continue
-            plan.decisions.append(Decision(p.id, "react", f"keywords:{r.detail}"))
-            plan.actions.append(React(p.id, msg.platform, msg.channel, msg.id, r.emoji, reason=f"keywords:{r.detail}"))
+            plan.decisions.append(Decision(p.id, "react", f"{r.kind}:{r.detail}"))
+            plan.actions.append(React(p.id, msg.platform, msg.channel, msg.id, r.emoji, reason=f"{r.kind}:{r.detail}"))
 
     def rates(self, p: Persona, platform: str, conversation: str, user: str | None) -> list[Rate]:
         """Every limit a reply by p in this conversation must fit."""
@@ -417,6 +420,17 @@ class Fleet:
             return "gone"
         if reply.delay > 0:
             await self.sleep(reply.delay)  # type: ignore[misc]
+        if not reply.queue:
+            return await self._compose(adapter, persona, reply)
+        # Comments on one post (and the answers of one panel) are written one after another, so each
+        # prompt already holds the ones before it, however close their delays or slow the model.
+        lock = self._queues.get(reply.queue)
+        if lock is None:
+            lock = self._queues[reply.queue] = asyncio.Lock()
+        async with lock:
+            return await self._compose(adapter, persona, reply)
+
+    async def _compose(self, adapter: Adapter, persona: Persona, reply: Reply) -> str:
         conversation = f"{reply.platform}:{reply.channel}"
         if persona.id in await self.store.muted(conversation):
             return "muted"

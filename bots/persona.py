@@ -74,6 +74,8 @@ class Trigger(_Strict):
         for k in ("mention", "reply", "command", "dm"):
             if getattr(self, k) is False:
                 raise ValueError(f"{k}: false is not a trigger; leave it out")
+            if getattr(self, k) is not None and self.chance is not None:
+                raise ValueError(f"chance applies to keywords, regex and free will, not to {k}")
         return self
 
     @property

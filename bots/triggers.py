@@ -50,6 +50,7 @@ class ReactionHit:
     persona: int
     emoji: str
     detail: str
+    kind: str = "keywords"
 
 
 def _is_word(ch: str) -> bool:
@@ -130,6 +131,9 @@ class TriggerIndex:
         self._dm: list[int] = []
         self._dm_set: set[int] = set()
 
+        # Keyword rules are numbered so a rule with a chance rolls once per message, however many
+        # of its keywords the message contains.
+        rule = 0
         for i, p in enumerate(self.personas):
             has_mention = p.has("mention")
             self._mention.append(has_mention)
@@ -142,8 +146,9 @@ class TriggerIndex:
                     add(name, ("name", i, 1.0, name))
             for t in p.triggers:
                 if t.keywords:
+                    rule += 1
                     for kw in t.keywords:
-                        add(kw, ("kw", i, t.probability, kw))
+                        add(kw, ("kw", i, t.probability, kw, rule))
                 elif t.regex is not None:
                     rid = len(self._regexes)
                     self._regexes.append((i, re.compile(t.regex), t.probability, t.regex))
@@ -157,8 +162,9 @@ class TriggerIndex:
                     chance_groups.setdefault(t.probability, []).append(i)
             for r in p.reactions:
                 if r.keywords:
+                    rule += 1
                     for kw in r.keywords:
-                        add(kw, ("react", i, r.chance, kw, r.emoji))
+                        add(kw, ("react", i, r.chance, kw, r.emoji, rule))
                 if r.regex:
                     self._reaction_regexes.append((i, re.compile(r.regex), r.emoji, r.chance))
         for word, payloads in entries.items():
@@ -172,7 +178,9 @@ class TriggerIndex:
     def __len__(self) -> int:
         return len(self.personas)
 
-    def match(self, msg: Message, rng: random.Random) -> tuple[dict[int, Hit], list[ReactionHit]]:
+    def match(
+        self, msg: Message, rng: random.Random, *, free_will: bool = True
+    ) -> tuple[dict[int, Hit], list[ReactionHit]]:
         """Every persona whose trigger fires for msg (its best hit), and the reactions that fire."""
         best: dict[int, Hit] = {}
         reactions: list[ReactionHit] = []
@@ -202,6 +210,7 @@ class TriggerIndex:
         text = msg.text
         lowered = text.lower()
         regex_ids: set[int] = set()
+        rolled: set[int] = set()
         if not self._empty and lowered:
             n = len(lowered)
             for end, (length, payloads) in self._auto.iter(lowered):
@@ -216,13 +225,21 @@ class TriggerIndex:
                     elif not bounded:
                         continue
                     elif tag == "kw":
-                        _, i, chance, kw = payload
-                        if i not in best and (chance >= 1 or rng.random() < chance):
-                            offer(i, "keywords", kw)
+                        _, i, chance, kw, rule = payload
+                        if i in best or rule in rolled:
+                            continue
+                        if chance < 1:
+                            rolled.add(rule)
+                            if rng.random() >= chance:
+                                continue
+                        offer(i, "keywords", kw)
                     elif tag == "name":
                         offer(payload[1], "mention", "name")
                     else:
-                        _, i, chance, kw, emoji = payload
+                        _, i, chance, kw, emoji, rule = payload
+                        if rule in rolled:
+                            continue
+                        rolled.add(rule)
                         if chance >= 1 or rng.random() < chance:
                             reactions.append(ReactionHit(i, emoji, kw))
         if self._always:
@@ -236,9 +253,9 @@ class TriggerIndex:
                 offer(i, "regex", src)
         for i, rx, emoji, chance in self._reaction_regexes:
             if rx.search(text) and (chance >= 1 or rng.random() < chance):
-                reactions.append(ReactionHit(i, emoji, rx.pattern))
+                reactions.append(ReactionHit(i, emoji, rx.pattern, "regex"))
         fired = 0
-        cap = self.free_will_cap
+        cap = self.free_will_cap if free_will else 0
         rand = rng.random
         log = math.log
         for p, members, log_q, label in self._chance:
@@ -264,7 +281,8 @@ class TriggerIndex:
     def rank(self, text: str, candidates: Sequence[int], rng: random.Random) -> list[int]:
         """Order candidates by how well text matches their triggers (for /ask and /panel), ties at random."""
         probe = Message(platform="", id="", channel="", author=_NOBODY, text=text)
-        hits, _ = self.match(probe, _Certain())
+        # Free will says nothing about relevance: left in, it would rank the same few personas first.
+        hits, _ = self.match(probe, _Certain(), free_will=False)
         keyed = [(-(hits[i].score if i in hits else 0), rng.random(), i) for i in candidates]
         return [i for *_, i in sorted(keyed)]
 

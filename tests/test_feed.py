@@ -108,3 +108,27 @@ def test_simulate_shows_feed_decisions(tmp_path: Path, capsys: pytest.CaptureFix
     out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len([r for r in out if r["action"] == "reply" and r["reason"] == "feed:post"]) == 3
     assert len([r for r in out if r["action"] == "skip" and r["reason"] == "feed:not_chosen"]) == 2
+
+
+async def test_comments_are_written_in_turn_so_each_prompt_holds_the_earlier_ones() -> None:
+    prompts: list[str] = []
+
+    class Slow:
+        name = "slow"
+
+        async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+            prompts.append("\n".join(m["content"] for m in request.messages))
+            await asyncio.sleep(0.02)  # a slow model: without the queue, all three would start at once
+            yield Chunk(text=f"comment {len(prompts)}", finish_reason="stop")
+
+        async def close(self) -> None:
+            return None
+
+    ps = [persona(f"p{i}", triggers=[{"mention": True}]) for i in range(3)]
+    cfg = {"feeds": {"telegram": [{"channel": "feed", "comments": 3, "window_seconds": 0, "reactions": False}]}}
+    fleet, adapter, _ = make_fleet(ps, llm=Slow(), config=cfg)
+    fleet.adapters["telegram"] = adapter
+    await fleet.dispatch(post("big news"))
+    await fleet.drain()
+    assert len(prompts) == 3
+    assert "comment 1" in prompts[1] and "comment 1" in prompts[2] and "comment 2" in prompts[2]

@@ -443,3 +443,17 @@ async def test_a_channel_post_gets_comments_in_its_thread_which_is_its_own_conve
         assert answer.bot_username == "fleet_host_bot" and answer.message.get("message_thread_id") == thread
         history = await w.fleet.store.history(f"telegram:{w.gid}/{thread}", 50)
         assert history[0].text == "We launch a podcast next week" and len(history) == 5
+
+
+async def test_replies_and_notices_in_a_forum_topic_name_the_topic(tmp_path: Path) -> None:
+    async with telegram_fleet(tmp_path) as w:
+        topic = 77
+        said = await w.fake.user_says(w.group, w.alice, "@skeptic_bot is this legit?", topic=topic)
+        await w.handled(said, thread=topic)
+        refused = await w.fake.user_says(w.group, w.alice, "/mute skeptic", topic=topic)
+        await w.handled(refused, thread=topic)
+        sends = [c for c in w.fake.calls_to("sendMessage") if c.params.get("chat_id") == w.gid]
+        # The reply and the notice: each names the topic, so neither can land outside it.
+        assert [c.bot_username for c in sends] == ["skeptic_bot", "fleet_host_bot"]
+        assert all(c.params.get("message_thread_id") == topic for c in sends)
+        assert all(s.message.get("message_thread_id") == topic for s in w.fake.sent(w.group))

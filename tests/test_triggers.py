@@ -81,3 +81,27 @@ def test_persona_author_is_indexed_like_anyone_else() -> None:
     index = TriggerIndex([persona("a"), persona("b")])
     bot = Author(id="persona:a", name="A", is_bot=True, persona_id="a")
     assert hits_for(index, "b what do you think", author=bot) == {"b": "mention"}
+
+
+def test_a_keyword_rule_with_a_chance_rolls_once_per_message() -> None:
+    index = TriggerIndex([persona("a", triggers=[{"keywords": ["invest", "stocks"], "chance": 0.5}])])
+    once = sum(bool(hits_for(index, "invest", seed=s)) for s in range(400)) / 400
+    many = sum(bool(hits_for(index, "invest in stocks invest invest", seed=s)) for s in range(400)) / 400
+    assert 0.4 < once < 0.6 and 0.4 < many < 0.6
+
+
+def test_ranking_ignores_free_will() -> None:
+    ps = [persona(f"p{i}", triggers=[{"command": True}, {"chance": 0.5}]) for i in range(8)]
+    ps.append(persona("money", triggers=[{"command": True}, {"keywords": ["money"]}]))
+    index = TriggerIndex(ps)
+    firsts = {index.personas[index.rank("hello there", range(8), random.Random(s))[0]].id for s in range(40)}
+    assert len(firsts) >= 5  # ties broken at random, not by whoever free will picked first
+    assert index.personas[index.rank("money?", range(9), random.Random(1))[0]].id == "money"
+
+
+def test_chance_on_a_mention_is_refused_rather_than_ignored() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="chance applies to keywords"):
+        persona("a", triggers=[{"mention": True, "chance": 0.5}])

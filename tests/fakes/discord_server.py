@@ -294,6 +294,7 @@ class FakeDiscord:
         self._nonces: dict[tuple[int, int, str], int] = {}
         self._bot_roles: dict[tuple[int, int], int] = {}
         self._denials: set[tuple[int, int | None]] = set()
+        self._gateway_refused: set[str] = set()
         self._faults: list[_Fault] = []
         self._sessions: dict[str, _Session] = {}
         self._writers: set[asyncio.Task[None]] = set()
@@ -458,6 +459,13 @@ class FakeDiscord:
 
     def allow_channel(self, channel_id: IdLike, bot_id: IdLike | None = None) -> None:
         self._denials.discard((_id(channel_id), _id(bot_id) if bot_id is not None else None))
+
+    def revoke_token(self, token: str, *, rest: bool = True) -> None:
+        """Invalidate a bot token: the gateway closes IDENTIFY with 4004, and with ``rest`` every REST
+        call gets 401 (``rest=False`` refuses only the gateway, as with a token reset mid-connect)."""
+        self._gateway_refused.add(token)
+        if rest:
+            self._tokens.pop(token, None)
 
     def delete_webhook(self, webhook_id: IdLike) -> None:
         """Delete a webhook behind the bots' backs: later executes get 404 code 10015."""
@@ -1146,8 +1154,9 @@ class FakeDiscord:
         return ws
 
     def _identify(self, ws: web.WebSocketResponse, data: JsonDict) -> _Session | None:
-        bot_id = self._tokens.get(str(data.get("token", "")))
-        if bot_id is None:
+        token = str(data.get("token", ""))
+        bot_id = self._tokens.get(token)
+        if bot_id is None or token in self._gateway_refused:
             return None
         session = _Session(session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0)))
         self._sessions[session.session_id] = session
@@ -1657,8 +1666,11 @@ class FakeDiscord:
         return _json_response(message)
 
     async def _delete_wh_message(self, request: web.Request, call: Call) -> web.Response:
-        message, _ = self._wh_message(request, call)
+        message, interaction = self._wh_message(request, call)
         self._delete(message)
+        if interaction is not None and int(message["id"]) == interaction.original_message_id:
+            # A deleted "thinking" message is gone: the next follow-up is a message of its own.
+            interaction.loading = False
         return web.Response(status=204)
 
     # ----------------------------------------------------------------- REST: application commands

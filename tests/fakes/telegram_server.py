@@ -696,8 +696,12 @@ class FakeTelegram:
         text: str,
         reply_to: int | None = None,
         entities: Iterable[JSONDict] | None = None,
+        topic: int | None = None,
     ) -> JSONDict:
-        """A human posts in a group; the message goes to the bots that would see it."""
+        """A human posts in a group; the message goes to the bots that would see it.
+
+        ``topic``: the forum topic it is posted in (``message_thread_id``, ``is_topic_message``).
+        """
         state = self._group(chat)
         if state.type == "channel":
             raise ValueError("use channel_post() for channels")
@@ -711,6 +715,7 @@ class FakeTelegram:
             text=text,
             entities=self._user_entities(text, entities),
             reply_to=self._lookup_reply(conv, reply_to),
+            extra={"message_thread_id": topic, "is_topic_message": True} if topic is not None else None,
         )
         for bot in self._group_recipients(state, message, author=None):
             self._enqueue(bot, "message", message)
