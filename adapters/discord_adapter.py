@@ -93,6 +93,36 @@ def commands_digest(tree: app_commands.CommandTree[Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _option_shape(option: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": int(option.get("type") or 0),
+        "name": option.get("name"),
+        "description": option.get("description") or "",
+        "required": bool(option.get("required")),
+        "autocomplete": bool(option.get("autocomplete")),
+        "choices": [[c.get("name"), c.get("value")] for c in option.get("choices") or []],
+        "options": [_option_shape(o) for o in option.get("options") or []],
+    }
+
+
+def command_shapes(commands: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What users see of a command set, in one form for local definitions and Discord's copy: Discord
+    leaves out false flags and gives permissions as strings."""
+    shapes = []
+    for c in commands:
+        perms = c.get("default_member_permissions")
+        shapes.append(
+            {
+                "type": int(c.get("type") or 1),
+                "name": c.get("name"),
+                "description": c.get("description") or "",
+                "options": [_option_shape(o) for o in c.get("options") or []],
+                "default_member_permissions": str(perms) if perms is not None else None,
+            }
+        )
+    return sorted(shapes, key=lambda c: (str(c["name"]), c["type"]))
+
+
 def gateway_intents() -> discord.Intents:
     intents = discord.Intents.default()
     # Privileged: without it guild messages arrive empty unless they mention the receiving bot.
@@ -154,6 +184,7 @@ class _FeedPost:
 class _Pending:
     interaction: discord.Interaction[Any]
     at: float
+    private: bool = False  # deferred ephemerally: the first follow-up is private whatever it asks
     answered: bool = False
 
 
@@ -176,9 +207,15 @@ class _Target(Protocol):
     """Where one reply goes: an account's channel, or a channel's webhook under a persona's name."""
 
     key: tuple[str, int]  # (account, channel) for permission bookkeeping
+    # The key whose refusal also silences this target: a thread's parent, whose webhook it posts through.
+    scope: tuple[str, int]
     limit: int
 
     async def typing(self) -> None: ...
+
+    async def prepare(self) -> None:
+        """Get what posting needs (a webhook), so a refusal shows before the LLM is paid for."""
+        ...
 
     async def post(self, text: str, first: bool) -> int: ...
 
@@ -196,7 +233,7 @@ class _AccountTarget:
         reference: discord.MessageReference | None,
         mentions: discord.AllowedMentions,
     ) -> None:
-        self.key = (account, channel)
+        self.key = self.scope = (account, channel)
         self.limit = LIMIT
         self._client = client
         self._channel = client.get_partial_messageable(channel)
@@ -205,6 +242,9 @@ class _AccountTarget:
 
     async def typing(self) -> None:
         await self._client.http.send_typing(self._channel.id)
+
+    async def prepare(self) -> None:
+        return None
 
     async def post(self, text: str, first: bool) -> int:
         reference = self._reference if first else None
@@ -239,6 +279,7 @@ class _WebhookTarget:
         self._channel = channel
         self._parent = where.parent if where.kind == "thread" and where.parent else channel
         self._thread = discord.Object(channel) if self._parent != channel else None
+        self.scope = (HOST, self._parent)
         self._username = username
         self._avatar = avatar
         self._mentions = mentions
@@ -250,6 +291,9 @@ class _WebhookTarget:
 
     async def typing(self) -> None:
         await self._host.http.send_typing(self._channel)
+
+    async def prepare(self) -> None:
+        await self._adapter.webhook(self._parent)
 
     async def post(self, text: str, first: bool) -> int:
         content = self._content(text, first)
@@ -504,6 +548,10 @@ class DiscordAdapter:
             self._command_tree(client)
         try:
             await client.login(acct.token)
+        except discord.LoginFailure:
+            await client.close()
+            await self._revoke(acct, "token rejected by Discord (401)")
+            return False
         except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
             log.error("discord: %s could not log in: %s", account, exc)
             await client.close()
@@ -515,7 +563,10 @@ class DiscordAdapter:
             ready.cancel()
             await client.close()
             await asyncio.wait([gateway])
-            log.error("discord: %s did not connect: %s", account, self._gateway_problem(gateway))
+            if self._token_refused(gateway):
+                await self._revoke(acct, self._gateway_problem(gateway))
+            else:
+                log.error("discord: %s did not connect: %s", account, self._gateway_problem(gateway))
             return False
         acct.receiver, acct.gateway = client, gateway
         gateway.add_done_callback(lambda task: self._gateway_ended(acct, client, task))
@@ -532,13 +583,32 @@ class DiscordAdapter:
             return "token rejected by the gateway (4004)"
         return repr(exc) if exc else "closed"
 
+    @staticmethod
+    def _token_refused(task: asyncio.Task[None]) -> bool:
+        exc = task.exception() if task.done() and not task.cancelled() else None
+        return isinstance(exc, discord.ConnectionClosed) and exc.code == 4004
+
+    async def _revoke(self, acct: _Account, reason: str) -> None:
+        """Discord refused the token after start-up: report it, and neither send nor connect with it again
+        (each try would count against us). Its persona speaks through the host's webhooks instead."""
+        acct.error = reason
+        if acct.name not in self.failed:
+            self.failed[acct.name] = reason
+            log.error("discord: %s: %s; it stays offline until restarted with a valid token", acct.name, reason)
+        sender, acct.sender = acct.sender, None
+        if sender is not None:
+            await sender.close()
+
     def _gateway_ended(self, acct: _Account, client: discord.Client, task: asyncio.Task[None]) -> None:
         # After `disconnect` the account no longer points at this client: only an unasked end is news.
         if acct.receiver is not client:
             return
-        log.error("discord: %s lost its gateway: %s", acct.name, self._gateway_problem(task))
         acct.receiver, acct.gateway = None, None
         self._spawn(client.close())
+        if self._token_refused(task):
+            self._spawn(self._revoke(acct, self._gateway_problem(task)))
+            return
+        log.error("discord: %s lost its gateway: %s", acct.name, self._gateway_problem(task))
 
     async def disconnect(self, account: str) -> None:
         acct = self._accounts.get(account)
@@ -663,8 +733,15 @@ class DiscordAdapter:
             log.debug("discord: slash commands unchanged, not syncing")
             return
         try:
-            await tree.sync()
-        except discord.HTTPException as exc:
+            # A fresh container has no state file: Discord's own copy says whether anything changed.
+            remote = await host.http.get_global_commands(host.application_id or 0)
+            local = [c.to_dict(tree) for c in tree.get_commands()]
+            if command_shapes(local) == command_shapes(list(remote)):  # type: ignore[arg-type]
+                log.info("discord: slash commands already up to date on Discord")
+            else:
+                await tree.sync()
+                log.info("discord: slash commands synced")
+        except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
             log.warning("discord: syncing slash commands failed: %s", exc)
             return
         state[key] = digest
@@ -675,7 +752,6 @@ class DiscordAdapter:
             tmp.replace(self.command_state)
         except OSError as exc:
             log.warning("discord: cannot remember the command sync in %s: %s", self.command_state, exc)
-        log.info("discord: slash commands synced")
 
     def _read_command_state(self) -> dict[str, str]:
         try:
@@ -692,41 +768,47 @@ class DiscordAdapter:
         private = name in PRIVATE_COMMANDS or (name in ("mute", "unmute") and not is_admin)
         try:
             # Within 3 s, before anything slow: the answers come as follow-ups.
-            await interaction.response.defer(ephemeral=private, thinking=True)
+            deferred = await interaction.response.defer(ephemeral=private, thinking=True)
         except discord.HTTPException as exc:
             log.warning("discord: /%s could not be acknowledged: %s", name, exc)
             return
-        pending = _Pending(interaction, time.monotonic())
+        pending = _Pending(interaction, time.monotonic(), private)
         self._remember(str(interaction.id), pending)
-        reply_to = await self._summon_intro(pending, name, args, persona, private)
+        intro = self._intro(interaction, name, args, persona)
+        # Persona answers reply to the "thinking…" message, which the intro then fills in.
+        thinking = deferred.message_id if deferred is not None else None
+        reply_to = str(thinking) if intro and thinking and not private else None
         command = self._command_event(interaction, name, args, persona, is_admin, reply_to)
         if self._fleet is not None:
             await self._fleet.dispatch(command)
+        # Only once the core has decided: an opted-out user's question is not announced to the channel.
+        if intro and self._will_reply(command.key):
+            await self._post_intro(pending, name, intro)
         self._spawn(self._settle(pending, command.key))
 
-    async def _summon_intro(
-        self, pending: _Pending, name: str, args: str, persona: str | None, private: bool
-    ) -> str | None:
-        """/ask, /panel, /more: say what is happening; persona answers then reply to that message."""
-        user = pending.interaction.user.display_name
+    def _intro(self, interaction: discord.Interaction, name: str, args: str, persona: str | None) -> str:
+        """/ask, /panel, /more: what is happening, said before the personas answer ("" for the rest)."""
+        user = interaction.user.display_name
         if name == "ask":
             target = self._named(persona or "")
-            text = f"**{user}** asked {target.name if target else 'the personas'}: {args}"
-        elif name == "panel":
-            text = f"**{user}** asked the panel: {args}"
-        elif name == "more":
-            text = "Asking two more followers…"
-        else:
-            return None
+            return f"**{user}** asked {target.name if target else 'the personas'}: {args}"[:LIMIT]
+        if name == "panel":
+            return f"**{user}** asked the panel: {args}"[:LIMIT]
+        return "Asking two more followers…" if name == "more" else ""
+
+    def _will_reply(self, key: str) -> bool:
+        """Whether the core's plan for an event has replies (True when there is no audit to read)."""
+        audit = getattr(self._fleet, "audit", None)
+        plan = audit.get(key) if isinstance(audit, dict) else None
+        return plan is None or any(isinstance(a, Reply) for a in plan.actions)
+
+    async def _post_intro(self, pending: _Pending, name: str, text: str) -> None:
         try:
-            sent = await pending.interaction.followup.send(
-                text[:LIMIT], wait=True, ephemeral=private, allowed_mentions=nobody()
-            )
+            await pending.interaction.followup.send(text, ephemeral=pending.private, allowed_mentions=nobody())
         except discord.HTTPException as exc:
             log.warning("discord: /%s follow-up failed: %s", name, exc)
-            return None
+            return
         pending.answered = True
-        return None if private else str(sent.id)
 
     def _command_event(
         self,
@@ -778,6 +860,9 @@ class DiscordAdapter:
         pending.answered = True
         text = OPTED_OUT if getattr(plan, "note", "") == "opted_out" else "Done."
         with contextlib.suppress(discord.HTTPException):
+            if not pending.private:
+                # The first follow-up would fill in the public "thinking…" message: remove it instead.
+                await pending.interaction.delete_original_response()
             await pending.interaction.followup.send(text, ephemeral=True, allowed_mentions=nobody())
 
     # --- receiving ----------------------------------------------------------------------------------
@@ -1074,24 +1159,29 @@ class DiscordAdapter:
             self._deny(target.key, "send messages")
             return Sent()
         except discord.HTTPException as exc:
-            log.warning("discord: reply by %s in %s failed: %s", persona.id, reply.channel, exc)
+            acct = self._accounts.get(target.key[0])
+            if exc.status == 401 and acct is not None and isinstance(target, _AccountTarget):
+                await self._revoke(acct, "token rejected by Discord (401)")
+            else:
+                log.warning("discord: reply by %s in %s failed: %s", persona.id, reply.channel, exc)
             return Sent()
         finally:
             typing.cancel()
 
     async def _probe(self, target: _Target) -> bool:
-        """Show typing, and so learn whether the channel lets us in before the LLM is paid for.
+        """Show typing and find the webhook, and so learn whether the channel lets us in before the
+        LLM is paid for.
 
-        The first contact with a channel holds a lock, so replies racing into a channel that refuses
-        us make one refused request between them, not one each.
+        The first contact with a channel (or a parent's threads) holds a lock, so replies racing into
+        a channel that refuses us make one refused request between them, not one each.
         """
-        if self._is_denied(target.key):
+        if self._is_denied(target.key) or self._is_denied(target.scope):
             return False
         if target.key in self._welcome:
             await self._typing(target)
             return True
-        async with self._probe_locks.setdefault(target.key, asyncio.Lock()):
-            if self._is_denied(target.key):
+        async with self._probe_locks.setdefault(target.scope, asyncio.Lock()):
+            if self._is_denied(target.key) or self._is_denied(target.scope):
                 return False
             try:
                 await target.typing()
@@ -1100,6 +1190,13 @@ class DiscordAdapter:
                 return False
             except (discord.HTTPException, aiohttp.ClientError) as exc:
                 log.debug("discord: typing failed: %s", exc)
+            try:
+                await target.prepare()
+            except discord.Forbidden:
+                self._deny(target.scope, "manage webhooks")
+                return False
+            except (discord.HTTPException, aiohttp.ClientError, LookupError) as exc:
+                log.debug("discord: finding the webhook failed: %s", exc)
                 return True
             self._welcome[target.key] = True
             return True

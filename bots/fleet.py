@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -210,8 +211,9 @@ class Fleet:
             if await self.store.is_opted_out(event.platform, author.id) and not (
                 isinstance(event, Command) and event.name in OPTED_OUT_COMMANDS
             ):
-                plan.note = "opted_out"
-                return self._record(plan)
+                # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
+                plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
+                return self._record(self._ignored(plan, "opted_out", event))
         if isinstance(event, Command):
             from bots.commands import run_command
 
@@ -219,8 +221,7 @@ class Fleet:
             await self._finish(plan, now)
             return self._record(plan)
         if author.is_bot and author.persona_id is None and self.config.fleet.ignore_foreign_bots:
-            plan.note = "foreign_bot"
-            return self._record(plan)
+            return self._record(self._ignored(plan, "foreign_bot", event))
         await self.store.append(
             event.conversation,
             Turn(
@@ -235,6 +236,16 @@ class Fleet:
         await self._route(event, plan, now)
         await self._finish(plan, now)
         return self._record(plan)
+
+    def _ignored(self, plan: Plan, why: str, event: Event) -> Plan:
+        """A message the fleet will not answer at all: the personas whose triggers matched it are
+        recorded as skipped with the reason, so `why` and `simulate --all` can show it."""
+        plan.note = why
+        if isinstance(event, Message):
+            hits, _ = self.index.match(event, self.rng)
+            personas = self.index.personas
+            plan.decisions.extend(Decision(personas[i].id, "skip", why) for i in hits)
+        return plan
 
     def quiet(self, p: Persona, platform: str, user: str | None, now: float) -> str:
         """Why p may not start a reply now, whatever the rate limits say ("" if it may): the LLM

@@ -24,6 +24,7 @@ implementations (logged once), probes Redis with backoff, and switches back when
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -94,6 +95,41 @@ async def stop_task(task: asyncio.Task[Any]) -> None:
         await asyncio.wait([task], timeout=0.5)
     if not task.cancelled() and task.exception() is not None:
         log.debug("task %s ended with %r", task.get_name(), task.exception())
+
+
+async def subscribe(
+    client: Redis,
+    channel: str,
+    handle: Callable[[bytes], Awaitable[None]],
+    *,
+    backoff: tuple[float, float] = (0.25, 10.0),
+) -> None:
+    """Call `handle` with every message published on `channel`, for as long as the task runs.
+
+    Reconnects with backoff when Redis goes away. Pub/sub is at most once: whatever is published while
+    this is reconnecting is lost, so every use must tolerate a missed message.
+    """
+    delay = backoff[0]
+    while True:
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(channel)
+            delay = backoff[0]
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None or message.get("type") != "message":
+                    continue
+                try:
+                    await handle(message["data"])
+                except Exception:
+                    log.exception("handling a message on %s failed", channel)
+        except (*FAULTS, RedisError) as exc:
+            log.debug("subscription to %s lost: %r", channel, exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        delay = min(delay * 2, backoff[1])
 
 
 # --- rate limits --------------------------------------------------------------------------------
@@ -547,6 +583,14 @@ class RedisStore:
         self._prune = client.register_script(PRUNE_LUA)
         self._usage = client.register_script(USAGE_LUA)
 
+    @property
+    def client(self) -> Redis:
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        return self._p
+
     def _history_key(self, conversation: str) -> str:
         return f"{self._p}h:{conversation}"
 
@@ -673,7 +717,9 @@ class RedisHealth:
     Each transition is logged once, whatever the message rate.
 
     A call that times out while other calls keep completing is overload (a burst queued for the
-    bounded pool), not an outage: that call is decided locally and Redis stays in use.
+    bounded pool), not an outage: that call is decided locally, and for `slow_seconds` after it every
+    call except dedupe goes local at once (`usable` is False), so one message never waits the budget
+    on each of several calls in a row. Redis stays in use for everything else.
     """
 
     def __init__(
@@ -699,6 +745,13 @@ class RedisHealth:
         self.overloaded = 0
         # When a Redis call last succeeded (monotonic): tells a slow queue from a silent server.
         self.last_ok = 0.0
+        self.slow_seconds = 1.0
+        self._slow_until = 0.0
+
+    @property
+    def usable(self) -> bool:
+        """Up, and no call timed out on a queue lately: worth waiting for."""
+        return self.up and time.monotonic() >= self._slow_until
 
     def on_recover(self, hook: Callable[[], Awaitable[None]]) -> None:
         self._recover_hooks.append(hook)
@@ -722,6 +775,7 @@ class RedisHealth:
         # Our own timeout with answers arriving in the last half of it: Redis is alive, we are queued.
         if type(exc) is TimeoutError and now - self.last_ok < self.timeout / 2:
             self.overloaded += 1
+            self._slow_until = now + self.slow_seconds
             if now - self._last_overload_log > 60:
                 self._last_overload_log = now
                 log.warning("redis calls queue beyond %.0f ms: deciding some messages locally", self.timeout * 1000)
@@ -801,7 +855,7 @@ class FallbackRateLimiter:
     async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
         if not candidates:
             return []
-        if self.health.up:
+        if self.health.usable:
             try:
                 verdicts = await self.primary.acquire(candidates, max_grants, now)
                 self.health.last_ok = time.monotonic()
@@ -846,13 +900,22 @@ class _Journal:
 
 
 class FallbackStore:
-    """The Redis store, with a local mirror that answers while Redis is away.
+    """The Redis store, with local state that answers while Redis is away.
 
-    The mirror sees every write, and caches what Redis answered about opt-outs, mutes and followers,
-    so during an outage an opted-out user stays opted out and a muted persona stays muted as far as
-    this process has seen. Opt-outs, forgets, mutes, follower choices and token usage made during an
-    outage are journaled and replayed into Redis before it is used again; history written during an
-    outage stays local (it is only context for prompts).
+    The local store caches what Redis answered about opt-outs, mutes and followers, and sees every
+    such write, so during an outage an opted-out user stays opted out and a muted persona stays muted
+    as far as this process has seen. Opt-outs, forgets, mutes, follower choices and token usage made
+    during an outage are journaled and replayed into Redis before it is used again.
+
+    History is different, because /forget must reach it in every process. Mirroring every turn
+    locally would keep a copy that a forget handled by another process never touches, and the next
+    outage would put the forgotten words back into prompts. So the mirror (`_turns`) holds only
+    turns that did not reach Redis, written while Redis was marked down, and it starts empty at each
+    outage: nothing from before the current outage can come back from it. A forget reaches other
+    processes' mirrors too: it is published on `<prefix>forget`, which every FallbackStore applies
+    to its local state (first-contact records included). Pub/sub may miss a message while a
+    subscriber reconnects; the per-outage mirror bounds what such a miss can expose to turns written
+    in the same outage. History written during an outage stays local (it is only context for prompts).
     """
 
     def __init__(self, primary: RedisStore, health: RedisHealth, local: MemoryStore | None = None) -> None:
@@ -862,13 +925,47 @@ class FallbackStore:
         )
         self.health = health
         self.journal = _Journal()
+        self._turns = self._new_mirror()
+        self._turns_outage = health.outages
+        self.forget_channel = f"{primary.prefix}forget"
+        self._listener: asyncio.Task[None] | None = None
+        # Messages skipped because dedupe timed out while Redis was up (see first_seen).
+        self.dedupe_skipped = 0
         # The day's totals as Redis last gave them: the base for budgets while it is away.
         self._usage_seen: dict[str, dict[str, int]] = {}
         health.acquire_user()
         health.on_recover(self._replay)
 
+    def _new_mirror(self) -> MemoryStore:
+        return MemoryStore(history_size=self.primary.history_size, retention_seconds=self.primary.retention_seconds)
+
+    def _mirror(self) -> MemoryStore:
+        """The turns of the current outage only: a new outage starts an empty mirror."""
+        if self._turns_outage != self.health.outages:
+            self._turns = self._new_mirror()
+            self._turns_outage = self.health.outages
+        return self._turns
+
+    def _listen(self) -> None:
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(
+                subscribe(self.primary.client, self.forget_channel, self._forgotten, backoff=self.health.backoff),
+                name="botfleet-forget",
+            )
+
+    async def _forgotten(self, data: bytes) -> None:
+        platform, user_id = json.loads(data)
+        await self.local.forget_user(str(platform), str(user_id))
+        await self._turns.forget_user(str(platform), str(user_id))
+
+    async def _forget_everywhere(self, platform: str, user_id: str) -> int:
+        removed = await self.primary.forget_user(platform, user_id)
+        await self.primary.client.publish(self.forget_channel, json.dumps([platform, user_id]))
+        return removed
+
     async def _try(self, op: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
-        if not self.health.up:
+        self._listen()
+        if not self.health.usable:
             return False, None
         try:
             return True, await self.health.call(op)
@@ -876,22 +973,40 @@ class FallbackStore:
             return False, None
 
     async def first_seen(self, key: str, ttl: float, now: float) -> bool:
-        ok, first = await self._try(lambda: self.primary.first_seen(key, ttl, now))
+        self._listen()
         local_first = await self.local.first_seen(key, ttl, now)
-        return bool(first) if ok else local_first
+        # Not skipped when Redis is merely slow: dedupe comes first in a handler, so this is its one wait.
+        if not self.health.up:
+            return local_first
+        try:
+            return bool(await self.health.call(lambda: self.primary.first_seen(key, ttl, now)))
+        except FAULTS:
+            if not self.health.up:
+                return local_first  # the start of an outage: local dedupe from now on
+            # Redis is up but did not answer in time, and another process may have it already:
+            # dropping one reply is better than two processes both answering.
+            self.dedupe_skipped += 1
+            log.debug("dedupe of %s timed out while redis is up: skipping it", key)
+            return False
+        except RedisError:
+            return local_first
 
     async def append(self, conversation: str, turn: Turn) -> None:
-        await self.local.append(conversation, turn)
-        await self._try(lambda: self.primary.append(conversation, turn))
+        ok, _ = await self._try(lambda: self.primary.append(conversation, turn))
+        # A timed-out write with Redis up may well have landed: only an outage's turns stay local.
+        if not ok and not self.health.up:
+            await self._mirror().append(conversation, turn)
 
     async def history(self, conversation: str, limit: int) -> list[Turn]:
         ok, turns = await self._try(lambda: self.primary.history(conversation, limit))
         if ok and turns is not None:
             return turns
-        return await self.local.history(conversation, limit)
+        if self.health.up:
+            return []  # slow, not away: no mirror of this outage to offer
+        return await self._mirror().history(conversation, limit)
 
     async def prune(self, now: float) -> int:
-        local = await self.local.prune(now)
+        local = await self._turns.prune(now)
         if not self.health.up:
             return local
         try:
@@ -903,8 +1018,8 @@ class FallbackStore:
             return local
 
     async def forget_user(self, platform: str, user_id: str) -> int:
-        local = await self.local.forget_user(platform, user_id)
-        ok, removed = await self._try(lambda: self.primary.forget_user(platform, user_id))
+        local = await self.local.forget_user(platform, user_id) + await self._turns.forget_user(platform, user_id)
+        ok, removed = await self._try(lambda: self._forget_everywhere(platform, user_id))
         if ok and removed is not None:
             return removed
         self._journal(lambda j: j.forget.add((platform, user_id)))
@@ -995,7 +1110,7 @@ class FallbackStore:
             await self.primary.set_opt_out(platform, user, opted)
             del j.opt_out[(platform, user)]
         for platform, user in list(j.forget):
-            await self.primary.forget_user(platform, user)
+            await self._forget_everywhere(platform, user)
             j.forget.discard((platform, user))
         for (conversation, pid), muted in list(j.muted.items()):
             await self.primary.set_muted(conversation, pid, muted)
@@ -1006,8 +1121,12 @@ class FallbackStore:
         for day, deltas in list(j.usage.items()):
             self._usage_seen = {day: await self.primary.add_usage(day, deltas)}
             del j.usage[day]
+        # The outage's turns are not needed once Redis is back (history reads Redis then).
+        self._turns = self._new_mirror()
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await stop_task(self._listener)
         await self.primary.close()
         await self.local.close()
         await self.health.release_user()

@@ -100,3 +100,26 @@ def test_check_succeeds_on_the_shipped_config(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out.splitlines()
     assert len(out) >= 9
     assert any(line.startswith("skeptic  triggers=mention") and "limits=" in line for line in out)
+
+
+def test_check_reports_persona_errors_even_when_the_config_is_broken(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = tmp_path / "people"
+    write(d, "a.yaml", "id: a\nname: A\nprompt: hi\ntriggers:\n  - chance: 2\n")
+    cfg = write(tmp_path, "config.yaml", "personas_dir: people\nfleet: {max_bot_chain: -1}\n")
+    assert main(["check", "--config", str(cfg)]) == 2
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{cfg}:2: fleet.max_bot_chain:") for line in out), out
+    assert any(line.startswith(f"{d / 'a.yaml'}:5: triggers[0].chance:") for line in out), out
+
+
+def test_check_flags_feed_personas_that_do_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path / "personas", "a.yaml", "id: a\nname: A\nprompt: hi\n")
+    cfg = write(
+        tmp_path,
+        "config.yaml",
+        "personas_dir: personas\nfeeds:\n  discord:\n    - {channel: f, personas: [a, skeptci]}\n",
+    )
+    assert main(["check", "--config", str(cfg)]) == 2
+    assert f"{cfg}:4: feeds.discord[0].personas: no persona with id 'skeptci'" in capsys.readouterr().out

@@ -45,7 +45,8 @@ def test_simulate_replays_on_virtual_time_with_limits(fleet_dir: Path, capsys: p
     )
     assert {"i": 2, "persona": "a", "action": "reply", "reason": "reply"} in out
     assert {"i": 3, "persona": "a", "action": "react", "emoji": "🎉", "reason": "keywords:party"} in out
-    assert not [r for r in out if r["i"] == 4]  # bots outside the fleet are ignored
+    # Bots outside the fleet are ignored: --all only says who stayed away and why.
+    assert {(r["action"], r["reason"]) for r in out if r["i"] == 4} == {("skip", "foreign_bot")}
     without_all = run(fleet_dir, rows, capsys)
     assert all(r["action"] != "skip" for r in without_all)
     assert without_all == [r for r in out if r["action"] != "skip"]
@@ -85,3 +86,17 @@ def test_bad_transcript_line_is_a_clear_error(fleet_dir: Path, capsys: pytest.Ca
     transcript.write_text('{"at": 0, "channel": "c"}\n')
     assert main(["simulate", str(transcript), "--config", str(fleet_dir / "config.yaml")]) == 2
     assert "line 1: missing 'author'" in capsys.readouterr().err
+
+
+def test_all_shows_personas_that_stayed_away_from_opted_out_users_and_foreign_bots(
+    fleet_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [
+        {"at": 0, "channel": "c", "author": "u", "text": "/optout"},
+        {"at": 1, "channel": "c", "author": "u", "text": "@a money"},
+        {"at": 2, "channel": "c", "author": "robot", "text": "@a money", "bot": True},
+    ]
+    out = run(fleet_dir, rows, capsys, "--all")
+    assert {"i": 1, "persona": "a", "action": "skip", "reason": "opted_out"} in out
+    assert {"i": 2, "persona": "a", "action": "skip", "reason": "foreign_bot"} in out
+    assert not [r for r in out if r["action"] != "skip"]

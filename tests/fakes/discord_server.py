@@ -1171,7 +1171,8 @@ class FakeDiscord:
 
     def _resume(self, ws: web.WebSocketResponse, data: JsonDict) -> _Session | None:
         session = self._sessions.get(str(data.get("session_id")))
-        if session is None or self._tokens.get(str(data.get("token"))) != session.bot_id:
+        token = str(data.get("token"))
+        if session is None or self._tokens.get(token) != session.bot_id or token in self._gateway_refused:
             return None
         if session.ws is not None and not session.ws.closed:
             return None
