@@ -92,8 +92,12 @@ def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None
     path = config or Path("config.yaml")
     _, lines = load_yaml(path)
     return [
-        Problem(str(path), line_of(lines, ("feeds", platform, n, "personas")), f"feeds.{platform}[{n}].personas",
-                f"no persona with id {pid!r}")  # fmt: skip
+        Problem(
+            str(path),
+            line_of(lines, ("feeds", platform, n, "personas")),
+            f"feeds.{platform}[{n}].personas",
+            f"no persona with id {pid!r}",
+        )
         for platform, n, pid in missing
     ]
 

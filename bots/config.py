@@ -158,6 +158,10 @@ class FeedsConfig(_Strict):
     discord: tuple[FeedConfig, ...] = ()
     telegram: tuple[FeedConfig, ...] = ()
 
+    @property
+    def any(self) -> bool:
+        return bool(self.console or self.discord or self.telegram)
+
     def find(self, platform: str, names: tuple[str, ...]) -> FeedConfig | None:
         """The feed configured for a channel; on a platform with no section (simulate), any platform's."""
         if platform in type(self).model_fields:

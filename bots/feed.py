@@ -58,10 +58,10 @@ def comment_delays(fleet: Fleet, n: int, window: float) -> list[float]:
     return [first, *rest]
 
 
-async def _usable(fleet: Fleet, pool: list[Persona], conversation: str, names: tuple[str, ...]) -> list[Persona]:
+async def _usable(fleet: Fleet, pool: list[Persona], event: Message | Command, names: tuple[str, ...]) -> list[Persona]:
     from bots.fleet import channel_allowed
 
-    muted = await fleet.store.muted(conversation)
+    muted = await fleet.muted_in(event.platform, event.channel, event.parent_channel)
     return [p for p in pool if p.id not in muted and channel_allowed(p, names)]
 
 
@@ -86,7 +86,7 @@ async def plan_post(fleet: Fleet, msg: Message, plan: Plan, now: float, feed: Fe
     from bots.fleet import Decision
 
     names = (msg.channel, msg.channel_name, msg.parent_channel or "")
-    pool = await _usable(fleet, await follower_pool(fleet, feed, msg.platform, msg.author.id), msg.conversation, names)
+    pool = await _usable(fleet, await follower_pool(fleet, feed, msg.platform, msg.author.id), msg, names)
     commenters = await _choose(fleet, pool, msg.text, msg.platform, msg.conversation, msg.author.id, feed.comments, now)
     delays = comment_delays(fleet, len(commenters), feed.window_seconds) if commenters else []
     instruction = COMMENT.format(author=msg.author.name)
@@ -128,9 +128,12 @@ async def more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 
     names = (cmd.channel, cmd.channel_name, cmd.parent_channel or "")
     feed = fleet.config.feeds.find(cmd.platform, names)
+    if feed is None:
+        plan.actions.append(_notice(cmd, "/more works in a feed post's thread."))
+        return
     history = await fleet.store.history(cmd.conversation, fleet.config.fleet.history_size)
     spoken = {t.persona_id for t in history if t.persona_id}
-    pool = await _usable(fleet, await follower_pool(fleet, feed, cmd.platform, cmd.author.id), cmd.conversation, names)
+    pool = await _usable(fleet, await follower_pool(fleet, feed, cmd.platform, cmd.author.id), cmd, names)
     pool = [p for p in pool if p.id not in spoken]
     post = next((t for t in history if t.user_id), None)
     chosen = await _choose(
@@ -139,7 +142,7 @@ async def more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     if not chosen:
         plan.actions.append(_notice(cmd, "Every follower has had their say here (or is resting)."))
         return
-    delays = comment_delays(fleet, len(chosen), feed.window_seconds / 2 if feed else 20.0)
+    delays = comment_delays(fleet, len(chosen), feed.window_seconds / 2)
     for p, delay in zip(chosen, delays, strict=True):
         plan.decisions.append(Decision(p.id, "reply", "feed:more"))
         plan.actions.append(

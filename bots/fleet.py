@@ -27,7 +27,7 @@ from bots.persona import Persona
 from bots.ratelimit import Rate, RateLimiter
 from bots.store import Store, Turn
 from bots.text import sanitize
-from bots.triggers import Hit, TriggerIndex
+from bots.triggers import SCORES, Hit, TriggerIndex
 from bots.usage import UsageMeter
 
 log = logging.getLogger("botfleet.fleet")
@@ -237,6 +237,13 @@ class Fleet:
         await self._finish(plan, now)
         return self._record(plan)
 
+    async def muted_in(self, platform: str, channel: str, parent: str | None) -> frozenset[str]:
+        """Personas muted here; a mute in a channel also covers its threads and topics."""
+        muted = await self.store.muted(f"{platform}:{channel}")
+        if parent and parent != channel:
+            muted |= await self.store.muted(f"{platform}:{parent}")
+        return muted
+
     def _ignored(self, plan: Plan, why: str, event: Event) -> Plan:
         """A message the fleet will not answer at all: the personas whose triggers matched it are
         recorded as skipped with the reason, so `why` and `simulate --all` can show it."""
@@ -286,19 +293,24 @@ class Fleet:
         return plan
 
     async def _route(self, msg: Message, plan: Plan, now: float) -> None:
-        if msg.is_post and msg.author.persona_id is None:
-            feed = self.config.feeds.find(msg.platform, (msg.channel, msg.channel_name, msg.parent_channel or ""))
-            if feed is not None:
-                from bots.feed import plan_post
+        names = (msg.channel, msg.channel_name, msg.parent_channel or "")
+        feed = self.config.feeds.find(msg.platform, names) if self.config.feeds.any else None
+        if feed is not None and msg.is_post and msg.author.persona_id is None:
+            from bots.feed import plan_post
 
-                await plan_post(self, msg, plan, now, feed)
-                return
+            await plan_post(self, msg, plan, now, feed)
+            return
         hits, reactions = self.index.match(msg, self.rng)
+        # In a feed, answering a reply to a comment is the conversation the post started: the persona
+        # answers even without a reply trigger, and its per-channel limit and cooldown do not apply.
+        in_thread_reply = feed is not None and msg.reply_to_persona is not None and msg.author.persona_id is None
+        if in_thread_reply and (i := self.index.by_id.get(msg.reply_to_persona or "")) is not None:
+            if i not in hits or hits[i].score < SCORES["reply"]:
+                hits[i] = Hit(i, "reply", "feed")
         if not hits and not reactions:
             return
         personas = self.index.personas
-        muted = await self.store.muted(msg.conversation)
-        names = (msg.channel, msg.channel_name, msg.parent_channel or "")
+        muted = await self.muted_in(msg.platform, msg.channel, msg.parent_channel)
         rules = self.config.fleet
         from_persona = msg.author.persona_id
         chain = msg.chain + 1 if from_persona else 0
@@ -328,7 +340,16 @@ class Fleet:
         candidates.sort(key=lambda h: (-h.score, self.rng.random()))
         if candidates:
             verdicts = await self.limiter.acquire(
-                [self.rates(personas[h.persona], msg.platform, msg.conversation, user) for h in candidates],
+                [
+                    self.rates(
+                        personas[h.persona],
+                        msg.platform,
+                        msg.conversation,
+                        user,
+                        conversing=in_thread_reply and personas[h.persona].id == msg.reply_to_persona,
+                    )
+                    for h in candidates
+                ],
                 rules.max_responders,
                 now,
             )
@@ -363,12 +384,17 @@ class Fleet:
             plan.decisions.append(Decision(p.id, "react", f"{r.kind}:{r.detail}"))
             plan.actions.append(React(p.id, msg.platform, msg.channel, msg.id, r.emoji, reason=f"{r.kind}:{r.detail}"))
 
-    def rates(self, p: Persona, platform: str, conversation: str, user: str | None) -> list[Rate]:
-        """Every limit a reply by p in this conversation must fit."""
+    def rates(
+        self, p: Persona, platform: str, conversation: str, user: str | None, *, conversing: bool = False
+    ) -> list[Rate]:
+        """Every limit a reply by p in this conversation must fit. `conversing`: someone answered p's
+        feed comment, so only p's overall rate and the channel's cap apply."""
         lim = p.limits
         out = [Rate(f"chan:{conversation}", self.config.fleet.channel_per_minute, 60.0, "channel_per_minute")]
         if lim.per_minute:
             out.append(Rate(f"p:{p.id}", lim.per_minute, 60.0, "per_minute"))
+        if conversing:
+            return out
         if lim.per_channel_per_minute:
             out.append(Rate(f"pc:{p.id}:{conversation}", lim.per_channel_per_minute, 60.0, "per_channel_per_minute"))
         if lim.per_user_per_minute and user:

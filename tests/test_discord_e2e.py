@@ -155,6 +155,7 @@ async def running(
     feeds: JsonDict | None = None,
     llm: JsonDict | None = None,
     seed: int = 7,
+    command_state: Path | None = None,
 ) -> AsyncIterator[tuple[Fleet, DiscordAdapter]]:
     """A fleet built as bots.app builds it, with the Discord adapter pointed at the fake by config."""
     fake = world.fake
@@ -181,7 +182,10 @@ async def running(
     )
     fleet_ = build_fleet(cfg, personas, llm=client, rng=random.Random(seed))
     adapter = DiscordAdapter(
-        cfg.adapters.discord, personas, command_state=world.tmp / "commands.json", guild_ready_timeout=0.05
+        cfg.adapters.discord,
+        personas,
+        command_state=command_state or world.tmp / "commands.json",
+        guild_ready_timeout=0.05,
     )
     fleet_.attach(adapter)
     # The adapter sets discord.py's process-wide URLs from its config; this puts them back afterwards.
@@ -399,19 +403,56 @@ async def test_notices_answer_the_interaction_privately_when_the_core_says_so(wo
         assert refused["flags"] & 64 and "Only admins" in refused["content"]
 
 
-async def test_commands_are_synced_only_when_their_definition_changes(world: World) -> None:
+async def test_commands_are_synced_only_when_their_definition_changes(world: World, caplog: Any) -> None:
     fake = world.fake
     scope = (int(world.host["id"]), None)
+    commands = rf"^/applications/{world.host['id']}/commands$"
     async with running(world):
         pass
     async with running(world):
         pass
     assert fake.command_syncs == {scope: 1}
+    assert len(fake.calls_to("GET", commands)) == 1  # the state file spared the second look
+
+    # A fresh container (no state file) asks Discord, which has them already: no sync.
+    fresh = world.tmp / "fresh" / "commands.json"
+    async with running(world, command_state=fresh):
+        pass
+    assert fake.command_syncs == {scope: 1} and fresh.exists()
+    assert len(fake.calls_to("GET", commands)) == 2
+
+    # What Discord has differs (an older version of ours): synced again.
+    fake.commands[scope][0]["description"] = "an older description"
     state = world.tmp / "commands.json"
     state.write_text(json.dumps({world.host["id"]: "an older definition"}))
     async with running(world):
         pass
     assert fake.command_syncs == {scope: 2}
+
+    # A sync Discord refuses is logged, and the fleet starts anyway.
+    caplog.set_level(logging.WARNING, "botfleet.discord")
+    fake.commands[scope][0]["description"] = "an older description"
+    fake.fail_next("PUT", commands, 400, code=50035, message="Invalid Form Body")
+    async with running(world, command_state=world.tmp / "other" / "commands.json") as (_, adapter):
+        assert await adapter.connect("discord:host")
+    assert fake.command_syncs == {scope: 2}
+    assert any("syncing slash commands failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_opted_out_users_panel_is_not_announced_and_gets_a_private_answer(world: World) -> None:
+    fake = world.fake
+    async with running(world):
+        optout = await fake.send_interaction(HOST_TOKEN, world.general, world.alice, "optout")
+        await fake.wait_for(lambda: optout.callbacks and not optout.loading)
+        question = [{"name": "question", "type": 3, "value": "Should I buy a boat?"}]
+        panel = await fake.send_interaction(HOST_TOKEN, world.general, world.alice, "panel", question)
+        await fake.wait_for(lambda: panel.followup_ids)
+        await settle()
+        public = [m for m in fake.messages(world.general) if not m["flags"] & 64]
+        assert not any("asked the panel" in m["content"] or "boat" in m["content"] for m in public)
+        (answer,) = [fake.message(i) for i in panel.followup_ids]
+        assert answer["flags"] & 64 and "opted out" in answer["content"]
+        assert world.llm.requests == [] and world.persona_messages(world.general) == []
 
 
 # --- persona chains, mention safety, long and streamed replies ------------------------------------------
@@ -479,6 +520,57 @@ async def test_a_channel_that_refuses_us_is_skipped_without_retries(world: World
         # The rest of the server is unaffected.
         await fake.post_message(world.general, world.alice, f"<@{world.bot_id('skeptic')}> and here?")
         await fake.wait_for(lambda: world.persona_messages(world.general))
+
+
+async def test_threads_of_a_channel_that_refuses_webhooks_cost_no_llm_call_and_one_log_line(
+    world: World, caplog: Any
+) -> None:
+    fake = world.fake
+    fake.fail_next("POST", rf"^/channels/{world.forum['id']}/webhooks$", 403, times=10, code=50013)
+    caplog.set_level(logging.WARNING, "botfleet.discord")
+    async with running(world):
+        for title in ("Boats", "Cars"):
+            await fake.create_forum_post(world.forum, world.alice, title, f"realist, should I buy {title.lower()}?")
+        await settle(0.8)
+        assert world.llm.requests == []  # found out before paying for a reply
+        assert len(fake.calls_to("POST", rf"^/channels/{world.forum['id']}/webhooks$")) == 1
+        refused = [r.getMessage() for r in caplog.records if "manage webhooks" in r.getMessage()]
+        assert len(refused) == 1 and str(world.forum["id"]) in refused[0]
+        # Own accounts do not need the webhook.
+        thread, _ = await fake.create_forum_post(world.forum, world.alice, "Bikes", f"<@{world.bot_id('skeptic')}> ?")
+        await fake.wait_for(lambda: world.persona_messages(thread))
+
+
+async def test_a_token_revoked_after_start_up_is_reported_and_not_tried_again(world: World, caplog: Any) -> None:
+    fake = world.fake
+    caplog.set_level(logging.ERROR, "botfleet.discord")
+    async with running(world) as (_, adapter):
+        await adapter.disconnect("discord:skeptic")
+        fake.revoke_token(TOKENS["skeptic"])
+        assert not await adapter.connect("discord:skeptic")
+        assert "401" in adapter.failed["discord:skeptic"]
+        logins = len(fake.calls)
+        assert not await adapter.connect("discord:skeptic")
+        assert len(fake.calls) == logins  # no second try
+        # Its persona speaks through the host's webhook now.
+        await fake.post_message(world.general, world.alice, "skeptic, are you there?")
+        (said,) = await fake.wait_for(lambda: world.persona_messages(world.general))
+        assert said["author"]["username"] == "Skeptic" and said.get("webhook_id")
+    assert any("discord:skeptic" in r.getMessage() and "401" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_token_the_gateway_refuses_at_start_up_is_in_the_report(world: World) -> None:
+    fake = world.fake
+    fake.revoke_token(TOKENS["optimist"], rest=False)
+    async with running(world) as (_, adapter):
+        assert "4004" in adapter.failed["discord:optimist"]
+        assert not await adapter.connect("discord:optimist")
+        assert int(world.bot_id("optimist")) not in fake.connected_bot_ids()
+        # A token refused while connected: the lost gateway is reported the same way.
+        fake.revoke_token(TOKENS["skeptic"], rest=False)
+        await fake.drop_connections(world.bots["skeptic"], code=4004)
+        await fake.wait_for(lambda: "discord:skeptic" in adapter.failed)
+        assert "4004" in adapter.failed["discord:skeptic"] and not await adapter.connect("discord:skeptic")
 
 
 async def test_a_rejected_token_is_reported_and_the_rest_of_the_fleet_runs(world: World, caplog: Any) -> None:

@@ -132,3 +132,34 @@ async def test_comments_are_written_in_turn_so_each_prompt_holds_the_earlier_one
     await fleet.drain()
     assert len(prompts) == 3
     assert "comment 1" in prompts[1] and "comment 1" in prompts[2] and "comment 2" in prompts[2]
+
+
+async def test_a_reply_to_a_comment_gets_that_personas_answer_despite_its_cooldown() -> None:
+    ps = [
+        persona("p0", triggers=[{"mention": True}], limits={"cooldown_seconds": 60, "per_channel_per_minute": 1,
+                                                              "per_user_per_minute": 1})  # fmt: skip
+    ]
+    cfg = {"feeds": {"telegram": [{"channel": "feed", "comments": 1, "window_seconds": 0, "reactions": False}]}}
+    fleet, _, clock = make_fleet(ps, config=cfg)
+    assert [a.persona_id for a in (await fleet.handle(post("my post"))).actions] == ["p0"]
+    clock.advance(5)
+    # p0 has no reply trigger and is inside every per-channel limit, yet the conversation goes on.
+    reply = msg("why do you say that?", channel="feed", reply_to_persona="p0")
+    reply = reply.__class__(**{**{f: getattr(reply, f) for f in reply.__slots__}, "platform": "telegram"})
+    plan = await fleet.handle(reply)
+    assert [a.persona_id for a in plan.actions if isinstance(a, Reply)] == ["p0"]
+    assert plan.decisions[0].reason == "reply:feed"
+
+
+async def test_a_mute_in_a_channel_covers_its_threads() -> None:
+    fleet, _, _ = make_fleet([persona("a", triggers=[{"keywords": ["x"]}])])
+    admin = Author("mod", "mod", is_admin=True)
+    await fleet.handle(Command("test", "mute1", "forum", admin, "mute", "a"))
+    plan = await fleet.handle(msg("x", channel="thread-1", parent_channel="forum"))
+    assert [d.reason for d in plan.decisions] == ["muted"]
+
+
+async def test_more_only_works_in_a_feed() -> None:
+    fleet, _, _ = fleet_with()
+    plan = await fleet.handle(cmd("more", channel="general"))
+    assert "feed post's thread" in plan.actions[0].text

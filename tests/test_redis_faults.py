@@ -257,3 +257,59 @@ async def test_script_reloads_after_restart(server: RedisServer) -> None:
     finally:
         await lim.close()
         await client.aclose()
+
+
+async def test_forget_in_one_process_stays_forgotten_in_another_during_an_outage(server: RedisServer) -> None:
+    """Process A wrote Ann's turn to Redis; B handled her /forget. When Redis later goes away, A's
+    local history must not bring her words back into prompts."""
+    from bots.store import Turn
+
+    a, b = Rig(server.url, "x:"), Rig(server.url, "x:")
+    try:
+        now = time.time()
+        await a.store.append("tg:g1", Turn(speaker="Ann", text="my secret", at=now, user_id="ann"))
+        await a.store.append("tg:g1", Turn(speaker="Bob", text="hello", at=now, user_id="bob"))
+        assert await b.store.forget_user("tg", "ann") == 1
+        server.freeze()
+        texts = [t.text for t in await a.store.history("tg:g1", 10)]
+        assert not a.health.up
+        assert "my secret" not in texts
+    finally:
+        server.thaw()
+        await a.close()
+        await b.close()
+
+
+async def test_forget_reaches_another_process_that_is_in_an_outage(redis_url: str, redis_prefix: str) -> None:
+    """A cannot reach Redis for its calls (marked down) and keeps this outage's turns locally; B can,
+    and handles Ann's /forget: the forget is published, and A drops her turns and first contacts."""
+    from bots.store import Turn
+
+    a, b = Rig(redis_url, redis_prefix), Rig(redis_url, redis_prefix)
+    try:
+        await a.store.is_opted_out("tg", "ann")  # both start listening for forgets
+        await b.store.is_opted_out("tg", "ann")
+        channel = f"{redis_prefix}forget"
+        client = make_client(redis_url)
+        try:
+            deadline = time.monotonic() + 5
+            while dict(await client.pubsub_numsub(channel)).get(channel.encode(), 0) < 2:
+                assert time.monotonic() < deadline, "the stores never subscribed"
+                await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+        a.health.backoff = (60.0, 60.0)  # stays down for the test
+        a.health.down(OSError("partitioned"))
+        now = time.time()
+        await a.store.append("tg:g1", Turn(speaker="Ann", text="my secret", at=now, user_id="ann"))
+        await a.store.first_contact("tg", "skeptic", "ann", now)
+        assert [t.text for t in await a.store.history("tg:g1", 10)] == ["my secret"]
+        await b.store.forget_user("tg", "ann")
+        deadline = time.monotonic() + 5
+        while await a.store.history("tg:g1", 10):
+            assert time.monotonic() < deadline, "the forget never reached the other process"
+            await asyncio.sleep(0.02)
+        assert await a.store.first_told("tg", "skeptic", "ann") is None
+    finally:
+        await a.close()
+        await b.close()
