@@ -134,43 +134,9 @@ class OpenAIClient:
         while True:
             started = False
             try:
-                async with asyncio.timeout(self.timeout):
-                    if not self.streaming:
-                        done = await self._client.chat.completions.create(
-                            model=request.model,
-                            messages=list(request.messages),  # type: ignore[arg-type]
-                            temperature=request.temperature,
-                            max_tokens=request.max_tokens,
-                        )
-                        choice = done.choices[0] if done.choices else None
-                        started = True
-                        yield Chunk(
-                            text=(choice.message.content or "") if choice else "",
-                            finish_reason=choice.finish_reason if choice else None,
-                        )
-                        if done.usage is not None:
-                            yield Chunk(
-                                prompt_tokens=done.usage.prompt_tokens,
-                                completion_tokens=done.usage.completion_tokens,
-                            )
-                        return
-                    stream = await self._client.chat.completions.create(
-                        model=request.model,
-                        messages=list(request.messages),  # type: ignore[arg-type]
-                        temperature=request.temperature,
-                        max_tokens=request.max_tokens,
-                        stream=True,
-                        stream_options={"include_usage": True},
-                    )
-                    async for event in stream:
-                        usage = getattr(event, "usage", None)
-                        for choice in event.choices or ():
-                            text = choice.delta.content or "" if choice.delta else ""
-                            if text or choice.finish_reason:
-                                started = True
-                                yield Chunk(text=text, finish_reason=choice.finish_reason)
-                        if usage is not None:
-                            yield Chunk(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
+                async for chunk in self._attempt(request):
+                    started = started or bool(chunk.text or chunk.finish_reason)
+                    yield chunk
                 return
             except Exception as exc:
                 # Once words have gone out, a retry would repeat them: only retry a clean failure.
@@ -182,6 +148,53 @@ class OpenAIClient:
                     wait = self.backoff * (2 ** (attempt - 1)) * (0.5 + self._rng.random())
                 log.info("llm %s, retry %d in %.2fs", self._kind(exc), attempt, wait)
                 await asyncio.sleep(min(wait, self.timeout))
+
+    async def _attempt(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        """One call. The timeout budget runs only while waiting for the endpoint, never while the
+        consumer (an adapter editing a message) holds a chunk, so it can only fire in here."""
+        budget = [self.timeout]
+
+        async def waited(awaitable: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                async with asyncio.timeout(max(budget[0], 0.0)):
+                    return await awaitable
+            finally:
+                budget[0] -= loop.time() - started
+
+        common = {
+            "model": request.model,
+            "messages": list(request.messages),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
+        if not self.streaming:
+            done = await waited(self._client.chat.completions.create(**common))
+            choice = done.choices[0] if done.choices else None
+            yield Chunk(
+                text=(choice.message.content or "") if choice else "",
+                finish_reason=choice.finish_reason if choice else None,
+            )
+            if done.usage is not None:
+                yield Chunk(prompt_tokens=done.usage.prompt_tokens, completion_tokens=done.usage.completion_tokens)
+            return
+        stream = await waited(
+            self._client.chat.completions.create(**common, stream=True, stream_options={"include_usage": True})
+        )
+        events = stream.__aiter__()
+        while True:
+            try:
+                event = await waited(events.__anext__())
+            except StopAsyncIteration:
+                return
+            for choice in event.choices or ():
+                text = (choice.delta.content or "") if choice.delta else ""
+                if text or choice.finish_reason:
+                    yield Chunk(text=text, finish_reason=choice.finish_reason)
+            usage = getattr(event, "usage", None)
+            if usage is not None:
+                yield Chunk(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
 
     def _may_retry(self) -> bool:
         if self.retry_budget is None or self.retry_budget.try_retry():

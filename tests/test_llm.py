@@ -1,5 +1,6 @@
 """The OpenAI-compatible client against a fake endpoint, through the real openai SDK."""
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -96,4 +97,15 @@ async def test_usage_is_reported(fake: FakeOpenAI) -> None:
     brain = Brain(c, LLMConfig(), on_usage=seen.append)
     out = [t async for t in brain.write(persona("a"), REQ)]
     assert out and seen and seen[0].completion_tokens > 0 and not seen[0].estimated
+    await c.close()
+
+
+async def test_time_the_consumer_spends_on_a_chunk_does_not_count_against_the_timeout(fake: FakeOpenAI) -> None:
+    fake.script(Reply("one two three four five six"))
+    c = client(fake, timeout=0.5)
+    parts = []
+    async for chunk in c.stream(REQ):
+        parts.append(chunk.text)
+        await asyncio.sleep(0.3)  # an adapter editing a message, say
+    assert "".join(parts) == "one two three four five six"
     await c.close()

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -19,16 +20,19 @@ from bots.events import Author, Message
 from bots.fleet import Fleet
 from bots.llm import CannedClient
 from bots.persona import load_personas
-from bots.ratelimit import Rate
+from bots.ratelimit import MemoryRateLimiter, Rate
 from bots.redis_backend import (
     CALL_TIMEOUT,
     FallbackRateLimiter,
     FallbackStore,
     RedisHealth,
     RedisRateLimiter,
+    RedisStore,
     make_client,
     open_redis_state,
+    stop_task,
 )
+from bots.store import Turn
 from tests.redis_server import RedisServer, free_port
 
 PERSONAS = load_personas(Path(__file__).resolve().parent.parent / "personas")
@@ -178,8 +182,6 @@ async def test_opt_out_and_forget_during_outage_reach_redis(server: RedisServer)
     rig = Rig(server.url, "o:")
     try:
         store = rig.store
-        from bots.store import Turn
-
         now = time.time()
         await store.append("tg:g1", Turn(speaker="Ann", text="remember me", at=now, user_id="ann"))
         assert await store.is_opted_out("tg", "bob") is False
@@ -262,8 +264,6 @@ async def test_script_reloads_after_restart(server: RedisServer) -> None:
 async def test_forget_in_one_process_stays_forgotten_in_another_during_an_outage(server: RedisServer) -> None:
     """Process A wrote Ann's turn to Redis; B handled her /forget. When Redis later goes away, A's
     local history must not bring her words back into prompts."""
-    from bots.store import Turn
-
     a, b = Rig(server.url, "x:"), Rig(server.url, "x:")
     try:
         now = time.time()
@@ -283,8 +283,6 @@ async def test_forget_in_one_process_stays_forgotten_in_another_during_an_outage
 async def test_forget_reaches_another_process_that_is_in_an_outage(redis_url: str, redis_prefix: str) -> None:
     """A cannot reach Redis for its calls (marked down) and keeps this outage's turns locally; B can,
     and handles Ann's /forget: the forget is published, and A drops her turns and first contacts."""
-    from bots.store import Turn
-
     a, b = Rig(redis_url, redis_prefix), Rig(redis_url, redis_prefix)
     try:
         await a.store.is_opted_out("tg", "ann")  # both start listening for forgets
@@ -313,3 +311,83 @@ async def test_forget_reaches_another_process_that_is_in_an_outage(redis_url: st
     finally:
         await a.close()
         await b.close()
+
+
+class SlowStore(RedisStore):
+    """A Redis store whose named calls hang while every other call answers at once: Redis up but slow."""
+
+    def __init__(self, *args: Any, slow: set[str], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.slow = slow
+
+    async def _maybe_hang(self, name: str) -> None:
+        if name in self.slow:
+            await asyncio.sleep(5)
+
+    async def first_seen(self, key: str, ttl: float, now: float) -> bool:
+        await self._maybe_hang("first_seen")
+        return await super().first_seen(key, ttl, now)
+
+    async def is_opted_out(self, platform: str, user_id: str) -> bool:
+        await self._maybe_hang("is_opted_out")
+        return await super().is_opted_out(platform, user_id)
+
+    async def append(self, conversation: str, turn: Turn) -> None:
+        await self._maybe_hang("append")
+        await super().append(conversation, turn)
+
+    async def muted(self, conversation: str) -> frozenset[str]:
+        await self._maybe_hang("muted")
+        return await super().muted(conversation)
+
+
+async def slow_store(url: str, prefix: str, slow: set[str]) -> tuple[FallbackStore, asyncio.Task[None]]:
+    client = make_client(url)
+    health = RedisHealth(client)
+    store = FallbackStore(SlowStore(client, prefix=prefix, slow=slow), health)
+
+    async def others_answer() -> None:
+        # Other calls keep completing, so a timeout means a queue, not an outage.
+        while True:
+            await client.ping()
+            health.last_ok = time.monotonic()
+            await asyncio.sleep(0.01)
+
+    return store, asyncio.create_task(others_answer())
+
+
+async def test_dedupe_timeout_with_redis_up_skips_the_message(redis_url: str, redis_prefix: str) -> None:
+    store, alive = await slow_store(redis_url, redis_prefix, {"first_seen"})
+    try:
+        await asyncio.sleep(0.05)
+        assert await store.first_seen("tg:1", 60, time.time()) is False
+        assert store.health.up
+        assert store.dedupe_skipped == 1
+    finally:
+        await stop_task(alive)
+        await store.close()
+
+
+async def test_slow_redis_costs_a_handler_one_wait_at_most(redis_url: str, redis_prefix: str) -> None:
+    store, alive = await slow_store(redis_url, redis_prefix, {"is_opted_out", "append", "muted"})
+    cfg = FleetConfig(store=redis_url)
+    fleet = Fleet(cfg, PERSONAS, store=store, limiter=MemoryRateLimiter(), brain=Brain(CannedClient(), cfg.llm))
+    try:
+        await asyncio.sleep(0.05)
+        persona = PERSONAS[0]
+        msg = Message(
+            platform="tg",
+            id="1",
+            channel="g1",
+            author=Author(id="u1", name="someone"),
+            text=f"@{persona.id} hi",
+            mentions=frozenset({persona.id}),
+        )
+        start = time.perf_counter()
+        plan = await fleet.handle(msg)
+        assert time.perf_counter() - start < BOUND
+        assert store.health.up
+        assert plan.actions
+    finally:
+        await stop_task(alive)
+        await fleet.stop(grace=0)
