@@ -138,7 +138,11 @@ class Fleet:
         if connect:
             for adapter in self.adapters.values():
                 for account in adapter.accounts():
-                    await adapter.connect(account)
+                    try:
+                        await adapter.connect(account)
+                    except Exception:
+                        # One account the platform refuses must not keep the rest of the fleet down.
+                        log.exception("%s: connecting failed; the rest of the fleet runs on", account)
 
     async def drain(self) -> None:
         """Wait until no reply is pending (replies can trigger more replies, so loop)."""
