@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiohttp
 import discord
@@ -736,7 +736,7 @@ class DiscordAdapter:
             # A fresh container has no state file: Discord's own copy says whether anything changed.
             remote = await host.http.get_global_commands(host.application_id or 0)
             local = [c.to_dict(tree) for c in tree.get_commands()]
-            if command_shapes(local) == command_shapes(list(remote)):  # type: ignore[arg-type]
+            if command_shapes(local) == command_shapes(cast(list[dict[str, Any]], remote)):
                 log.info("discord: slash commands already up to date on Discord")
             else:
                 await tree.sync()

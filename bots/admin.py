@@ -1,4 +1,6 @@
-"""The fleet's small HTTP endpoint on `metrics.port`: /metrics, /why/<platform>/<id>, /usage, /healthz.
+"""The fleet's small HTTP endpoint on `metrics.port`: /metrics, /why/<platform>/<id>, /usage, /healthz;
+and, with a Redis store, the audit shared through Redis so that `botfleet why` finds an event whichever
+process handled it.
 
 A few lines of asyncio rather than prometheus-client's threaded server: it runs on the fleet's
 own event loop, so /why reads the in-memory audit without locks, and it adds no dependency.
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -19,12 +22,17 @@ from bots.logs import trigger_of
 from bots.metrics import CONTENT_TYPE, Metrics
 
 if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
     from bots.fleet import Fleet, Plan
+    from bots.redis_backend import RedisHealth
 
 log = logging.getLogger("botfleet.admin")
 
 MAX_HEADER_LINES = 100
 REQUEST_TIMEOUT = 5.0
+# How long a shared audit record stays in Redis.
+WHY_TTL_SECONDS = 86400
 
 
 def explain(plan: Plan) -> dict[str, Any]:
@@ -148,3 +156,81 @@ def format_why(found: dict[str, Any]) -> str:
     for d in found["decisions"]:
         lines.append(f"  {d['persona']:<{width}}  {d['action']:<5}  {d['reason']}")
     return "\n".join(lines)
+
+
+# --- the audit shared through Redis ---------------------------------------------------------------
+
+
+def why_key(prefix: str, platform: str, message_id: str) -> str:
+    return f"{prefix}why:{platform}:{message_id}"
+
+
+class SharedAudit:
+    """A fleet listener that writes each plan's `explain` record to Redis, kept `ttl` seconds.
+
+    Off the message path: `record` only queues the plan (bounded; the oldest are dropped when Redis
+    cannot keep up), and `run` writes the queue every `interval` in one pipeline, each write bounded by
+    `timeout`. While Redis is away, records are dropped rather than kept: `why` is best effort.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str,
+        health: RedisHealth | None = None,
+        *,
+        ttl: int = WHY_TTL_SECONDS,
+        interval: float = 0.2,
+        timeout: float = 0.3,
+        max_queue: int = 2000,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.health = health
+        self.ttl = ttl
+        self.interval = interval
+        self.timeout = timeout
+        self._queue: deque[Plan] = deque(maxlen=max_queue)
+        self.written = 0
+
+    def record(self, plan: Plan) -> None:
+        self._queue.append(plan)
+
+    async def flush(self) -> None:
+        batch = list(self._queue)
+        self._queue.clear()
+        if not batch or (self.health is not None and not self.health.up):
+            return
+        async with asyncio.timeout(self.timeout):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for plan in batch:
+                    event = plan.event
+                    record = json.dumps(explain(plan), ensure_ascii=False)
+                    pipe.set(why_key(self.prefix, event.platform, event.id), record, ex=self.ttl)
+                await pipe.execute()
+        self.written += len(batch)
+
+    async def run(self) -> None:
+        from redis.exceptions import RedisError
+
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.flush()
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.debug("sharing the audit failed: %r", exc)
+
+
+async def read_why(url: str, platform: str, message_id: str, prefix: str | None = None) -> dict[str, Any] | None:
+    """An event's audit record straight from Redis; None when no process recorded it lately."""
+    from bots.redis_backend import PREFIX, make_client
+
+    client = make_client(url, max_connections=1, socket_timeout=5.0, connect_timeout=5.0, pool_timeout=5.0)
+    try:
+        raw = await client.get(why_key(PREFIX if prefix is None else prefix, platform, message_id))
+    finally:
+        await client.aclose()
+    if raw is None:
+        return None
+    found: dict[str, Any] = json.loads(raw)
+    return found

@@ -232,6 +232,8 @@ def cmd_why(args: argparse.Namespace) -> int:
             for p in exc.problems:
                 print(p, file=sys.stderr)
             return 2
+        if not cfg.store.startswith("memory://"):
+            return _why_from_redis(cfg.store, args)
         if cfg.metrics.port is None:
             print("botfleet: set metrics.port: the running fleet answers `why` on that port", file=sys.stderr)
             return 2
@@ -249,12 +251,45 @@ def cmd_why(args: argparse.Namespace) -> int:
     return 0
 
 
+def _why_from_redis(url: str, args: argparse.Namespace) -> int:
+    """Every process of the fleet writes its audit to the shared Redis: read it there."""
+    from redis.exceptions import RedisError
+
+    from bots.admin import format_why, read_why
+
+    try:
+        found = asyncio.run(read_why(url, args.platform, args.message_id))
+    except (RedisError, OSError) as exc:
+        print(f"botfleet: cannot read {url.split('@')[-1]}: {exc}", file=sys.stderr)
+        return 2
+    if found is None:
+        print(f"{args.platform}:{args.message_id}: not in the audit (kept for a day after the event)")
+        return 1
+    print(json.dumps(found, ensure_ascii=False, indent=2) if args.json else format_why(found))
+    return 0
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     from bots.reload import signal_reload
 
     if (loaded := loaded_or_reported(args.config)) is None:
         print("not reloading: the running fleet would reject these files (it keeps its current ones)", file=sys.stderr)
         return 2
+    cfg = loaded[0]
+    if not cfg.store.startswith("memory://"):
+        # Several processes may share this store: ask them all, through Redis.
+        from redis.exceptions import RedisError
+
+        from bots.ops import publish_reload
+
+        try:
+            listening = asyncio.run(publish_reload(cfg.store))
+        except (RedisError, OSError) as exc:
+            print(f"botfleet: cannot reach {cfg.store.split('@')[-1]}: {exc}", file=sys.stderr)
+            return 2
+        said = f"reload sent to {listening} running process(es); their logs report the result"
+        print(f"botfleet: {said}", file=sys.stderr)
+        return 0 if listening else 1
     pid, said = signal_reload(loaded[0])
     print(f"botfleet: {said}", file=sys.stderr)
     return 0 if pid is not None else 1

@@ -202,6 +202,7 @@ class LeaseManager:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failing_since: float | None = None
+        self._retry = 0.0
         self.holders: dict[str, tuple[str, float]] = {}
 
     # --- what tests and status look at ------------------------------------------------------------
@@ -250,34 +251,50 @@ class LeaseManager:
     # --- the loop ---------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        retry = 0.0
         while True:
-            sent = self.clock()
             try:
-                async with asyncio.timeout(min(self.interval, 2.0)):
-                    wait = await self._tick_once(member=True)
-            except (*FAULTS, RedisError) as exc:
-                if self._failing_since is None:
-                    self._failing_since = sent
-                    log.warning("cannot renew account leases: %s", exc or type(exc).__name__)
-                retry = min(max(retry * 2, 0.1), self.interval)
-                wait = retry * random.uniform(0.8, 1.2)
-            else:
-                retry = 0.0
-                self._valid_until = sent + self.trust
-                if self._failing_since is not None:
-                    log.warning("account leases renewed again after %.1fs", sent - self._failing_since)
-                    self._failing_since = None
-            self._check_deadline()
-            if self._held or self._releasing:
-                wait = min(wait, max(0.0, self._valid_until - self.clock()))
-            try:
-                async with asyncio.timeout(wait):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            self._check_deadline()
+                await self._step()
+            except Exception:
+                # A bug, not Redis: without a working loop no lease is renewed, so stop receiving on
+                # everything at once rather than when the leases run out; the next ticks take them again.
+                log.exception("lease loop failed: stopping every account, taking them again shortly")
+                self._stop_all()
+                await asyncio.sleep(self.interval)
+
+    async def _step(self) -> None:
+        sent = self.clock()
+        try:
+            async with asyncio.timeout(min(self.interval, 2.0)):
+                wait = await self._tick_once(member=True)
+        except (*FAULTS, RedisError) as exc:
+            if self._failing_since is None:
+                self._failing_since = sent
+                log.warning("cannot renew account leases: %s", exc or type(exc).__name__)
+            self._retry = min(max(self._retry * 2, 0.1), self.interval)
+            wait = self._retry * random.uniform(0.8, 1.2)
+        else:
+            self._retry = 0.0
+            self._valid_until = sent + self.trust
+            if self._failing_since is not None:
+                log.warning("account leases renewed again after %.1fs", sent - self._failing_since)
+                self._failing_since = None
+        self._check_deadline()
+        if self._held or self._releasing:
+            wait = min(wait, max(0.0, self._valid_until - self.clock()))
+        try:
+            async with asyncio.timeout(wait):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        self._wake.clear()
+        self._check_deadline()
+
+    def _stop_all(self) -> None:
+        dropped = self._held | self._releasing | self._connected
+        self._held.clear()
+        self._releasing.clear()
+        for account in dropped:
+            self._kick(account)
 
     def _check_deadline(self) -> None:
         if (self._held or self._releasing) and self.clock() >= self._valid_until:

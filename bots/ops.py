@@ -1,6 +1,10 @@
 """Everything `botfleet run` adds around a fleet to operate it: metrics and the /why endpoint,
 decision logs and secret masking, the pid file and SIGHUP reload, usage sharing and retention.
 
+With a Redis store several processes may run one fleet, so two things go through Redis as well:
+`botfleet reload` publishes on `<prefix>reload`, which every process subscribes to and handles like
+SIGHUP, and every process writes its audit records to Redis (`SharedAudit`) for `botfleet why`.
+
 `Ops(fleet, config_path).start()` after the fleet is built; `close()` before `fleet.stop()`.
 """
 
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bots import logs
-from bots.admin import AdminServer
+from bots.admin import AdminServer, SharedAudit
 from bots.metrics import Metrics
 from bots.reload import reload_fleet, remove_pid, write_pid
 from bots.yamlfile import Problem
@@ -43,6 +47,8 @@ class Ops:
         self._pid_file = fleet.config.pid_file
         self._task: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[list[Problem]] | None = None
+        self.shared_audit: SharedAudit | None = None
+        self._shared: list[asyncio.Task[None]] = []
         self._closed = False
         fleet.listeners.append(logs.DecisionLog(fleet))
 
@@ -69,6 +75,26 @@ class Ops:
         if not await self.fleet.usage.sync(self.fleet.store):
             log.info("token budgets count this process only: the store does not share usage")
         self._task = asyncio.create_task(self._maintain())
+        self._share_through_redis()
+
+    def _share_through_redis(self) -> None:
+        from bots.redis_backend import FallbackStore, subscribe
+
+        store = self.fleet.store
+        if not isinstance(store, FallbackStore):
+            return
+        client, prefix = store.primary.client, store.primary.prefix
+        self.shared_audit = SharedAudit(client, prefix, store.health)
+        self.fleet.listeners.append(self.shared_audit.record)
+
+        async def reload_requested(data: bytes) -> None:
+            log.info("reload requested through redis")
+            self.request_reload()
+
+        self._shared = [
+            asyncio.create_task(self.shared_audit.run(), name="botfleet-shared-audit"),
+            asyncio.create_task(subscribe(client, f"{prefix}reload", reload_requested), name="botfleet-reload"),
+        ]
 
     def request_reload(self) -> None:
         if self._closed:
@@ -109,14 +135,28 @@ class Ops:
     async def close(self) -> None:
         """Before fleet.stop(): stop serving and maintaining, push the last counts, drop the pid file."""
         self._closed = True
-        for task in (self._task, self._reloading):
+        for task in (self._task, self._reloading, *self._shared):
             if task is not None and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         with contextlib.suppress(Exception):
             await self.fleet.usage.sync(self.fleet.store)
+        if self.shared_audit is not None:
+            with contextlib.suppress(Exception):
+                await self.shared_audit.flush()
         if self.admin is not None:
             await self.admin.close()
         if self._pid_file is not None:
             remove_pid(self._pid_file)
+
+
+async def publish_reload(url: str, prefix: str | None = None) -> int:
+    """Ask every fleet process on this Redis to reload; returns how many were listening."""
+    from bots.redis_backend import PREFIX, make_client
+
+    client = make_client(url, max_connections=1, socket_timeout=5.0, connect_timeout=5.0, pool_timeout=5.0)
+    try:
+        return int(await client.publish(f"{PREFIX if prefix is None else prefix}reload", b"reload"))
+    finally:
+        await client.aclose()

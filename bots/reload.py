@@ -4,7 +4,7 @@ A reload re-reads config.yaml and every persona file and validates them exactly 
 check`. Valid: the new config and personas take effect at once (`Fleet.load` swaps the trigger
 index; adapters and their connections are untouched). Invalid: nothing changes, and every problem
 is logged as `FILE:LINE: field: problem`. Settings that only matter when something is built at
-start (store, adapters, LLM endpoint, the HTTP port) are reported as needing a restart.
+start (store, retention, history size, leases, adapters, LLM endpoint, the HTTP port) are reported as needing a restart.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ log = logging.getLogger("botfleet.reload")
 # Dotted settings read only at start; a change is logged, not applied.
 RESTART_ONLY = (
     "store",
+    # Built into the store and the lease manager at start.
+    "retention_days",
+    "fleet.history_size",
+    "fleet.lease_seconds",
     "adapters",
     "metrics",
     "logging",

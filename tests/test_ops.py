@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from bots.admin import AdminServer, explain
 from bots.breaker import Breaker, RetryBudget
@@ -486,3 +487,82 @@ async def test_stop_lets_replies_finish_within_grace() -> None:
     await fleet.dispatch(msg("x"))
     await fleet.stop(grace=5)
     assert [t for _, t in adapter.replies] == [f"ok\n\n{DISCLOSURE}"]
+
+
+# --- reload and settings that need a restart ----------------------------------------------------
+
+
+async def test_reload_reports_settings_it_cannot_apply() -> None:
+    from bots.reload import apply
+
+    fleet, _, _ = make_fleet([persona("skeptic")])
+    cfg = fleet.config
+    changed = cfg.model_copy(
+        update={"retention_days": 7, "fleet": cfg.fleet.model_copy(update={"history_size": 9, "lease_seconds": 30})}
+    )
+    restart = apply(fleet, changed, [persona("skeptic")])
+    assert {"retention_days", "fleet.history_size", "fleet.lease_seconds"} <= set(restart)
+
+
+# --- several processes on one Redis: reload and why reach all of them ---------------------------
+
+
+def persona_file(pid: str) -> str:
+    return f"id: {pid}\nname: The {pid.title()}\nprompt: You are {pid}.\ntriggers: [{{mention: true}}]\n"
+
+
+async def test_reload_and_why_reach_every_process_on_a_shared_redis(
+    tmp_path: Path, redis_servers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two fleet processes on one Redis: `botfleet reload` reloads both, and `botfleet why` finds an
+    event through Redis whichever process handled it, without any HTTP endpoint."""
+    from bots.app import build_fleet
+    from bots.cli import load_all, main
+    from bots.ops import Ops
+    from bots.redis_backend import open_redis_state
+
+    server = redis_servers()  # a server of its own: the CLI uses the default key prefix
+    (tmp_path / "personas").mkdir()
+    for pid in ("skeptic", "nerd"):
+        (tmp_path / "personas" / f"{pid}.yaml").write_text(persona_file(pid))
+    config = tmp_path / "config.yaml"
+    config.write_text(f"store: {server.url}\npersonas_dir: personas\nfleet: {{reply_delay_seconds: [0, 0]}}\n")
+    cfg, personas = load_all(config)
+    fleets, ops = [], []
+    client: redis.asyncio.Redis | None = None
+    for _ in range(2):
+        fleet = build_fleet(cfg, personas, llm=CannedClient("ok"), state=open_redis_state(cfg))
+        fleets.append(fleet)
+        ops.append(Ops(fleet, config))
+    try:
+        for o in ops:
+            await o.start()
+        client = redis.asyncio.Redis.from_url(server.url)
+        # Both subscribed to reload requests before one is sent.
+        async with asyncio.timeout(5):
+            while dict(await client.pubsub_numsub("botfleet:reload")).get(b"botfleet:reload") != 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        (tmp_path / "personas" / "optimist.yaml").write_text(persona_file("optimist"))
+        assert await asyncio.to_thread(main, ["reload", "--config", str(config)]) == 0
+        assert "sent to 2 running process(es)" in capsys.readouterr().err
+        async with asyncio.timeout(5):
+            while not all("optimist" in f.personas for f in fleets):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+        plan = await fleets[1].handle(msg("@skeptic really?", id="e1", mentions=frozenset({"skeptic"})))
+        assert plan.actions
+        assert "test:e1" not in fleets[0].audit
+        async with asyncio.timeout(5):
+            while not await client.exists("botfleet:why:test:e1"):  # noqa: ASYNC110 - written in the background
+                await asyncio.sleep(0.02)
+        assert 0 < await client.ttl("botfleet:why:test:e1") <= 86400
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["why", "test", "e1", "--config", str(config), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(explain(plan)))
+        assert await asyncio.to_thread(main, ["why", "test", "nope", "--config", str(config)]) == 1
+    finally:
+        for o, f in zip(ops, fleets, strict=True):
+            await o.close()
+            await f.stop(0)
+        if client is not None:
+            await client.aclose()
