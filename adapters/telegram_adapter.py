@@ -477,8 +477,18 @@ class TelegramAdapter:
             to_persona=bot.persona_id if is_dm else None,
             channel_name=msg.chat.title or msg.chat.username or "",
             parent_channel=parent,
-            is_post=bool(msg.is_automatic_forward),
+            is_post=bool(msg.is_automatic_forward) or self._topic_post(msg, place),
         )
+
+    def _topic_post(self, msg: TgMessage, place: _Place) -> bool:
+        """In a forum topic configured as a feed, a message that answers nobody in particular is a post
+        (inside a topic, Telegram makes plain messages replies to the topic's opening message)."""
+        if place.thread is None or not msg.is_topic_message or self._fleet is None:
+            return False
+        if self._fleet.config.feeds.find(PLATFORM, (place.channel,)) is None:
+            return False
+        replied = msg.reply_to_message
+        return replied is None or replied.message_id == place.thread
 
     async def _command(
         self, bot: _Bot, msg: TgMessage, place: _Place, parent: str | None, name: str, target: str, args: str

@@ -107,7 +107,13 @@ class World:
 
 @asynccontextmanager
 async def telegram_fleet(
-    tmp_path: Path, *, bad_optimist: bool = False, stream_edits: bool = False, feed: bool = False, **rules: Any
+    tmp_path: Path,
+    *,
+    bad_optimist: bool = False,
+    stream_edits: bool = False,
+    feed: bool = False,
+    topic_feed: int | None = None,
+    **rules: Any,
 ) -> AsyncIterator[World]:
     voices = Voices()
     async with FakeTelegram() as fake, FakeOpenAI(reply=voices) as ai:
@@ -133,6 +139,8 @@ async def telegram_fleet(
                 "fleet": {"reply_delay_seconds": [0, 0], **rules},
                 "feeds": {"telegram": [{"channel": str(channel["id"]), "comments": 2, "window_seconds": 0}]}
                 if feed
+                else {"telegram": [{"channel": f"{group['id']}/{topic_feed}", "comments": 2, "window_seconds": 0}]}
+                if topic_feed
                 else {},
                 "adapters": {
                     "telegram": {"token": TOKENS["host"], "base_url": fake.base_url, "stream_edits": stream_edits}
@@ -457,3 +465,16 @@ async def test_replies_and_notices_in_a_forum_topic_name_the_topic(tmp_path: Pat
         assert [c.bot_username for c in sends] == ["skeptic_bot", "fleet_host_bot"]
         assert all(c.params.get("message_thread_id") == topic for c in sends)
         assert all(s.message.get("message_thread_id") == topic for s in w.fake.sent(w.group))
+
+
+async def test_a_forum_topic_configured_as_a_feed_gets_comments_on_each_post(tmp_path: Path) -> None:
+    async with telegram_fleet(tmp_path, topic_feed=55) as w:
+        said = await w.fake.user_says(w.group, w.alice, "Should I learn the cello at 40?", topic=55)
+        plan = await w.handled(said, thread=55)
+        assert plan.event.is_post  # type: ignore[union-attr]
+        comments = [s for s in w.fake.sent(w.gid) if s.reply_to_message_id == said["message_id"]]
+        assert len(comments) == 2 and len({c.bot_username for c in comments} | {c.text for c in comments}) >= 2
+        assert all(c.message.get("message_thread_id") == 55 for c in comments)
+        # The same words in another topic are just a message: no feed there.
+        other = await w.fake.user_says(w.group, w.alice, "Should I learn the cello at 40?", topic=56)
+        assert not (await w.handled(other, thread=56)).event.is_post  # type: ignore[union-attr]
