@@ -4,7 +4,8 @@ process handled it.
 
 A few lines of asyncio rather than prometheus-client's threaded server: it runs on the fleet's
 own event loop, so /why reads the in-memory audit without locks, and it adds no dependency.
-Read-only by design: reloading goes through SIGHUP (`botfleet reload`), never over the network.
+Read-only by design: reloading goes through SIGHUP or the Redis the fleet shares (`botfleet reload`),
+never over HTTP.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
+import stat
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -130,6 +132,16 @@ def cmd_personas(args: argparse.Namespace) -> int:
     return 0
 
 
+def console_input() -> bool:
+    """Whether stdin can feed the console: a tty, a pipe or a file can; /dev/null (a character device
+    that is not a terminal) or a closed stdin cannot."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False
+    return not stat.S_ISCHR(mode) or sys.stdin.isatty()
+
+
 async def _run(args: argparse.Namespace) -> int:
     from bots.app import SetupError, build_fleet, make_adapters, make_llm
 
@@ -145,6 +157,10 @@ async def _run(args: argparse.Namespace) -> int:
         adapters = make_adapters(cfg, personas, args.adapter)
     except SetupError as exc:
         print(f"botfleet: {exc}", file=sys.stderr)
+        return 2
+    if [a.platform for a in adapters] == ["console"] and "console" not in (args.adapter or []) and not console_input():
+        # Not even the console has anything to read (a container with stdin on /dev/null): idling would hide it.
+        print("botfleet: no platform adapter has a token and there is no console input", file=sys.stderr)
         return 2
     fleet = build_fleet(cfg, personas, llm=llm)
     for adapter in adapters:

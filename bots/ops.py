@@ -136,10 +136,12 @@ class Ops:
         """Before fleet.stop(): stop serving and maintaining, push the last counts, drop the pid file."""
         self._closed = True
         for task in (self._task, self._reloading, *self._shared):
-            if task is not None and not task.done():
+            # Until it is done: on Python 3.11 a cancel can get lost in an expiring asyncio.timeout().
+            while task is not None and not task.done():
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                await asyncio.wait([task], timeout=0.5)
+            if task is not None and not task.cancelled() and task.exception() is not None:
+                log.debug("%s ended with %r", task.get_name(), task.exception())
         with contextlib.suppress(Exception):
             await self.fleet.usage.sync(self.fleet.store)
         if self.shared_audit is not None:

@@ -20,9 +20,11 @@ from bots.admin import AdminServer, explain
 from bots.breaker import Breaker, RetryBudget
 from bots.config import FleetConfig, Price, load_config
 from bots.events import Author, Reply
+from bots.fleet import Fleet
 from bots.llm import CannedClient, Chunk, LLMError, LLMRequest, OpenAIClient
 from bots.logs import JsonFormatter, RedactingFormatter, secrets_of
 from bots.metrics import Metrics, reason_label
+from bots.ops import Ops
 from bots.store import MemoryStore, Turn
 from bots.yamlfile import ConfigError
 from tests.conftest import Clock, make_fleet, msg, persona
@@ -518,7 +520,6 @@ async def test_reload_and_why_reach_every_process_on_a_shared_redis(
     event through Redis whichever process handled it, without any HTTP endpoint."""
     from bots.app import build_fleet
     from bots.cli import load_all, main
-    from bots.ops import Ops
     from bots.redis_backend import open_redis_state
 
     server = redis_servers()  # a server of its own: the CLI uses the default key prefix
@@ -528,7 +529,8 @@ async def test_reload_and_why_reach_every_process_on_a_shared_redis(
     config = tmp_path / "config.yaml"
     config.write_text(f"store: {server.url}\npersonas_dir: personas\nfleet: {{reply_delay_seconds: [0, 0]}}\n")
     cfg, personas = load_all(config)
-    fleets, ops = [], []
+    fleets: list[Fleet] = []
+    ops: list[Ops] = []
     client: redis.asyncio.Redis | None = None
     for _ in range(2):
         fleet = build_fleet(cfg, personas, llm=CannedClient("ok"), state=open_redis_state(cfg))

@@ -215,3 +215,29 @@ async def test_sigterm_with_replies_in_flight_exits_0(tmp_path: Path, unused_tcp
     await_msgs = [json.loads(line)["msg"] for line in fleet.err]
     assert "shutdown: cancelling 1 replies still in flight" in await_msgs
     assert not any("Traceback" in line or '"level": "ERROR"' in line for line in fleet.err), fleet.err
+
+
+async def test_no_token_and_no_console_input_exits_2_but_a_pipe_still_works(tmp_path: Path) -> None:
+    """With no platform token the fleet falls back to the console; with stdin on /dev/null (a container
+    without a tty) that would idle forever, so it refuses. A pipe is console input and keeps working."""
+    (tmp_path / "personas").mkdir()
+    (tmp_path / "personas" / "skeptic.yaml").write_text(persona_yaml("skeptic", "The Skeptic", "doubt things"))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("personas_dir: personas\nllm: {provider: openai, model: fake-gpt}\n")
+    async with FakeOpenAI(reply=persona_reply) as fake:
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DISCORD_TOKEN", "TELEGRAM_TOKEN")}
+        env.update(OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY=API_KEY)
+
+        async def run(stdin: int, feed: bytes | None) -> tuple[int, str, str]:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bots", "run", "--config", str(cfg),
+                stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(proc.communicate(feed), 30)
+            return proc.returncode or 0, out.decode(), err.decode()
+
+        rc, _, err = await run(asyncio.subprocess.DEVNULL, None)
+        assert rc == 2 and "no platform adapter has a token and there is no console input" in err
+        rc, out, err = await run(asyncio.subprocess.PIPE, b"@skeptic hi\n")
+        assert rc == 0, err
+        assert "[The Skeptic] skeptic says hi" in out
