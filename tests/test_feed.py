@@ -136,8 +136,11 @@ async def test_comments_are_written_in_turn_so_each_prompt_holds_the_earlier_one
 
 async def test_a_reply_to_a_comment_gets_that_personas_answer_despite_its_cooldown() -> None:
     ps = [
-        persona("p0", triggers=[{"mention": True}], limits={"cooldown_seconds": 60, "per_channel_per_minute": 1,
-                                                              "per_user_per_minute": 1})  # fmt: skip
+        persona(
+            "p0",
+            triggers=[{"mention": True}],
+            limits={"cooldown_seconds": 60, "per_channel_per_minute": 1, "per_user_per_minute": 1},
+        )
     ]
     cfg = {"feeds": {"telegram": [{"channel": "feed", "comments": 1, "window_seconds": 0, "reactions": False}]}}
     fleet, _, clock = make_fleet(ps, config=cfg)
