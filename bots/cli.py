@@ -238,7 +238,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    from bots.admin import fetch_why, format_why
+    from bots.admin import fetch_why
 
     url = args.url
     if url is None:
@@ -260,26 +260,28 @@ def cmd_why(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"botfleet: no running fleet answers at {url}: {exc}", file=sys.stderr)
         return 2
-    if found is None:
-        print(f"{args.platform}:{args.message_id}: not in the audit (the fleet keeps the last events it handled)")
-        return 1
-    print(json.dumps(found, ensure_ascii=False, indent=2) if args.json else format_why(found))
-    return 0
+    return _show_why(found, args, "the fleet keeps the last events it handled")
 
 
 def _why_from_redis(url: str, args: argparse.Namespace) -> int:
     """Every process of the fleet writes its audit to the shared Redis: read it there."""
     from redis.exceptions import RedisError
 
-    from bots.admin import format_why, read_why
+    from bots.admin import read_why
 
     try:
         found = asyncio.run(read_why(url, args.platform, args.message_id))
     except (RedisError, OSError) as exc:
         print(f"botfleet: cannot read {url.split('@')[-1]}: {exc}", file=sys.stderr)
         return 2
+    return _show_why(found, args, "kept for a day after the event")
+
+
+def _show_why(found: dict[str, Any] | None, args: argparse.Namespace, kept: str) -> int:
+    from bots.admin import format_why
+
     if found is None:
-        print(f"{args.platform}:{args.message_id}: not in the audit (kept for a day after the event)")
+        print(f"{args.platform}:{args.message_id}: not in the audit ({kept})")
         return 1
     print(json.dumps(found, ensure_ascii=False, indent=2) if args.json else format_why(found))
     return 0

@@ -82,30 +82,45 @@ async def _choose(
     return [p for p, v in zip(ranked, verdicts, strict=True) if v.allowed]
 
 
+def _comment(
+    fleet: Fleet,
+    plan: Plan,
+    commenters: list[Persona],
+    event: Message | Command,
+    reply_to: str,
+    reason: str,
+    instruction: str,
+    window: float,
+) -> None:
+    """Plan one comment per persona, staggered over the window and written in turn (one queue)."""
+    from bots.fleet import Decision
+
+    delays = comment_delays(fleet, len(commenters), window) if commenters else []
+    for p, delay in zip(commenters, delays, strict=True):
+        plan.decisions.append(Decision(p.id, "reply", reason))
+        plan.actions.append(
+            Reply(
+                persona_id=p.id,
+                platform=event.platform,
+                channel=event.channel,
+                reply_to=reply_to,
+                reason=reason,
+                delay=delay,
+                to_user=event.author.id,
+                instruction=instruction.format(author=event.author.name),
+                footer=fleet.footer(p),
+                queue=event.key,
+            )
+        )
+
+
 async def plan_post(fleet: Fleet, msg: Message, plan: Plan, now: float, feed: FeedConfig) -> None:
     from bots.fleet import Decision
 
     names = (msg.channel, msg.channel_name, msg.parent_channel or "")
     pool = await _usable(fleet, await follower_pool(fleet, feed, msg.platform, msg.author.id), msg, names)
     commenters = await _choose(fleet, pool, msg.text, msg.platform, msg.conversation, msg.author.id, feed.comments, now)
-    delays = comment_delays(fleet, len(commenters), feed.window_seconds) if commenters else []
-    instruction = COMMENT.format(author=msg.author.name)
-    for p, delay in zip(commenters, delays, strict=True):
-        plan.decisions.append(Decision(p.id, "reply", "feed:post"))
-        plan.actions.append(
-            Reply(
-                persona_id=p.id,
-                platform=msg.platform,
-                channel=msg.channel,
-                reply_to=msg.id,
-                reason="feed:post",
-                delay=delay,
-                to_user=msg.author.id,
-                instruction=instruction,
-                footer=fleet.footer(p),
-                queue=msg.key,
-            )
-        )
+    _comment(fleet, plan, commenters, msg, msg.id, "feed:post", COMMENT, feed.window_seconds)
     speaking = {p.id for p in commenters}
     for p in pool:
         if p.id in speaking:
@@ -124,7 +139,6 @@ def _notice(cmd: Command, text: str, private: bool = True) -> Notice:
 
 async def more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     """`/more` in a post's thread: two followers who have not spoken there yet comment."""
-    from bots.fleet import Decision
 
     names = (cmd.channel, cmd.channel_name, cmd.parent_channel or "")
     feed = fleet.config.feeds.find(cmd.platform, names)
@@ -142,23 +156,8 @@ async def more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     if not chosen:
         plan.actions.append(_notice(cmd, "Every follower has had their say here (or is resting)."))
         return
-    delays = comment_delays(fleet, len(chosen), feed.window_seconds / 2)
-    for p, delay in zip(chosen, delays, strict=True):
-        plan.decisions.append(Decision(p.id, "reply", "feed:more"))
-        plan.actions.append(
-            Reply(
-                persona_id=p.id,
-                platform=cmd.platform,
-                channel=cmd.channel,
-                reply_to=post.message_id if post and post.message_id else cmd.id,
-                reason="feed:more",
-                delay=delay,
-                to_user=cmd.author.id,
-                instruction=MORE_COMMENT.format(author=cmd.author.name),
-                footer=fleet.footer(p),
-                queue=cmd.key,
-            )
-        )
+    reply_to = post.message_id if post and post.message_id else cmd.id
+    _comment(fleet, plan, chosen, cmd, reply_to, "feed:more", MORE_COMMENT, feed.window_seconds / 2)
 
 
 async def followers(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:

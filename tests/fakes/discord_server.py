@@ -53,6 +53,8 @@ import discord.http
 import yarl
 from aiohttp import WSMsgType, web
 
+from tests.fakes.polling import wait_for
+
 JsonDict = dict[str, Any]
 IdLike = int | str | JsonDict
 T = TypeVar("T")
@@ -550,15 +552,7 @@ class FakeDiscord:
         interval: float = 0.01,
     ) -> T:
         """Poll ``predicate`` until it returns something truthy, and return that."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            if loop.time() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout}s")
-            await asyncio.sleep(interval)
+        return await wait_for(predicate, timeout, interval)
 
     # ----------------------------------------------------------------- human actions
 

@@ -60,6 +60,8 @@ from typing import Any, Literal, Self, TypeAlias, TypeVar
 from aiohttp import web
 from telegram.constants import ChatAction, ReactionEmoji
 
+from tests.fakes.polling import wait_for
+
 JSONDict: TypeAlias = dict[str, Any]
 ChatRef: TypeAlias = "int | Mapping[str, Any]"
 UserRef: TypeAlias = "int | Mapping[str, Any]"
@@ -867,19 +869,11 @@ class FakeTelegram:
     async def wait_for(
         self,
         predicate: Callable[[], T],
-        timeout: float = 5.0,  # noqa: ASYNC109 - a polling helper, shaped like asyncio.wait_for
+        timeout: float = 5.0,  # noqa: ASYNC109 - a polling deadline, not a cancel scope
         interval: float = 0.01,
     ) -> T:
         """Poll ``predicate`` until it returns something truthy, and return that."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            result = predicate()
-            if result:
-                return result
-            if loop.time() >= deadline:
-                raise TimeoutError(f"condition not met within {timeout} s")
-            await asyncio.sleep(interval)
+        return await wait_for(predicate, timeout, interval)
 
     # --- HTTP plumbing ---
 
