@@ -268,6 +268,8 @@ class LocalClient:
                     messages=list(request.messages),
                     temperature=request.temperature,
                     max_tokens=request.max_tokens,
+                    # A 135M model loops on its own phrases; a firmer penalty keeps the demo readable.
+                    repeat_penalty=1.3,
                     stream=True,
                 ):
                     choice = part["choices"][0]
