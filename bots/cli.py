@@ -114,6 +114,16 @@ def loaded_or_reported(config: Path | None, out: TextIO | None = None) -> tuple[
         return None
 
 
+def config_or_reported(config: Path | None) -> FleetConfig | None:
+    """The config alone (commands that talk to a running fleet need no personas), problems on stderr."""
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return None
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     if (loaded := loaded_or_reported(args.config)) is None:
         return 2
@@ -242,11 +252,7 @@ def cmd_why(args: argparse.Namespace) -> int:
 
     url = args.url
     if url is None:
-        try:
-            cfg = load_config(args.config)
-        except ConfigError as exc:
-            for p in exc.problems:
-                print(p, file=sys.stderr)
+        if (cfg := config_or_reported(args.config)) is None:
             return 2
         if not cfg.store.startswith("memory://"):
             return _why_from_redis(cfg.store, args)
@@ -314,11 +320,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
+    if (cfg := config_or_reported(args.config)) is None:
         return 2
     where = cfg.store.split("@")[-1]  # never print a password from the URL
     if cfg.store.startswith("memory://"):
