@@ -167,6 +167,7 @@ class _Where:
     kind: str  # text | thread | forum | dm | other
     parent: int | None = None
     name: str = ""
+    account: str | None = None  # for a DM: the account it is with, once a message there was seen
 
 
 @dataclass
@@ -643,6 +644,11 @@ class DiscordAdapter:
         acct = self._accounts.get(f"{PLATFORM}:{persona_id}")
         return acct if acct is not None and acct.sender is not None else None
 
+    def _may_write(self, account: str, channel_id: int) -> bool:
+        """False for another account's DM (the host's, say): only that account can write there."""
+        where = self._where.get(channel_id)
+        return where is None or where.kind != "dm" or where.account in (None, account)
+
     def _all_personas(self) -> list[Persona]:
         # The fleet's set can be reloaded while running; the constructor's is the fallback.
         return list((self._fleet.personas if self._fleet is not None else self._personas).values())
@@ -920,6 +926,8 @@ class DiscordAdapter:
             return None
         channel = message.channel
         where = self._where_of(channel)
+        if where.kind == "dm":
+            where = _Where("dm", None, "dm", account)
         self._where[channel.id] = where
         text = message.clean_content
         channel_id, parent, is_post = channel.id, where.parent, False
@@ -1121,7 +1129,7 @@ class DiscordAdapter:
         # The thread's own starter (a feed post) needs no "replying to": the whole thread is about it.
         answering = reply_to if reply_to is not None and reply_to != channel else None
         own = self._own(persona.id)
-        if own is not None and own.sender is not None:
+        if own is not None and own.sender is not None and self._may_write(own.name, channel):
             reference = None
             if answering is not None:
                 reference = discord.MessageReference(message_id=answering, channel_id=channel, fail_if_not_exists=False)
@@ -1280,6 +1288,8 @@ class DiscordAdapter:
 
     async def react(self, react: React, persona: Persona) -> None:
         own = self._own(persona.id)
+        if own is not None and not self._may_write(own.name, int(react.channel)):
+            own = None
         client = own.sender if own is not None else self._host()
         if client is None:
             return

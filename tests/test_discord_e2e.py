@@ -322,6 +322,61 @@ async def test_accounts_connect_and_disconnect_and_any_account_can_still_send(wo
     assert fake.connected_bot_ids() == set()  # stop() closed every client
 
 
+def dm_personas() -> list[Persona]:
+    """The skeptic (own account) and the realist (webhook persona) answer DMs; the optimist does not."""
+    dm = [{"mention": True}, {"reply": True}, {"dm": True}]
+    return [
+        make_persona("skeptic", "Skeptic", token=TOKENS["skeptic"], triggers=dm),
+        make_persona("optimist", "Optimist", token=TOKENS["optimist"]),
+        make_persona("realist", "The Realist", avatar=AVATAR, triggers=dm),
+    ]
+
+
+async def test_a_dm_to_a_personas_own_account_is_answered_there_by_that_account(world: World) -> None:
+    fake, skeptic = world.fake, world.bot_id("skeptic")
+    async with running(world, dm_personas()):
+        posted = await fake.post_dm(skeptic, world.alice, "between us, is it legit?")
+        dm = fake.dm_channel(skeptic, world.alice)
+        (said,) = await fake.wait_for(lambda: fake.messages(dm, author=skeptic))
+        assert said["content"] == "skeptic here: noted."
+        assert said["message_reference"]["message_id"] == posted["id"] and said["mentions"] == []
+        (call,) = [c for c in writes(fake) if c.method == "POST"]
+        assert call.path == f"/channels/{dm['id']}/messages" and call.bot_id == int(skeptic)
+        assert call.json["allowed_mentions"] == {"parse": []}
+        await settle()
+        # Nobody else saw it, so nobody else answered; and the echo of the answer is not a turn.
+        assert [m["author"]["id"] for m in fake.messages(dm)] == [world.alice["id"], skeptic]
+        assert not fake.channel_webhooks(world.general) and not fake.unhandled
+
+        # A DM to an account whose persona takes no DMs is not answered.
+        optimist = world.bot_id("optimist")
+        await fake.post_dm(optimist, world.alice, "and you?")
+        await settle()
+        assert not fake.messages(fake.dm_channel(optimist, world.alice), author=optimist)
+
+
+async def test_a_dm_to_the_host_is_answered_through_the_host_by_the_dm_personas(world: World) -> None:
+    fake, host = world.fake, world.host["id"]
+    async with running(world, dm_personas()):
+        await fake.post_dm(host, world.alice, "anyone around?")
+        dm = fake.dm_channel(host, world.alice)
+        said = await fake.wait_for(lambda: (m := fake.messages(dm, author=host)) and len(m) == 2 and m)
+        await settle()
+        # Webhooks do not exist in DMs, and an own account cannot write in the host's DM: both
+        # personas answer as the host, each with its name in bold.
+        assert sorted(m["content"] for m in fake.messages(dm, author=host)) == [
+            "**Skeptic:** skeptic here: noted.",
+            "**The Realist:** realist here: noted.",
+        ]
+        assert all(m["mentions"] == [] and "webhook_id" not in m for m in said)
+        posts = [c for c in writes(fake) if c.method == "POST"]
+        assert {(c.path, c.bot_id) for c in posts} == {(f"/channels/{dm['id']}/messages", int(host))}
+        assert all(c.json["allowed_mentions"] == {"parse": []} for c in posts) and len(posts) == 2
+        # No account but the host touched the DM, and no webhook was looked for.
+        assert {c.bot_id for c in fake.calls if dm["id"] in c.path} == {int(host)}
+        assert not fake.channel_webhooks(world.general) and not fake.denied and not fake.unhandled
+
+
 # --- slash commands -----------------------------------------------------------------------------------
 
 

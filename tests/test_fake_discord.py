@@ -498,3 +498,45 @@ async def test_world_changes_after_connect_reach_bots(world: World) -> None:
         await own.delete()
         await fake.wait_for(lambda: deleted)
         assert [m["content"] for m in fake.messages(room)] == ["first", "second"]
+
+
+@pytest.mark.asyncio
+async def test_a_dm_reaches_only_its_bot_which_answers_in_it(world: World) -> None:
+    fake = world.fake
+    async with running(HOST_TOKEN) as host, running(PERSONA_TOKEN, message_content=False) as persona:
+        host_inbox, persona_inbox = collect(host, "message"), collect(persona, "message")
+        posted = await fake.post_dm(world.persona, world.alice, "psst, a secret")
+        dm = fake.dm_channel(world.persona, world.alice)
+        assert dm["type"] == 1 and dm["recipients"] == [world.alice] and posted["channel_id"] == dm["id"]
+        (received,) = await fake.wait_for(lambda: persona_inbox)
+        # No CHANNEL_CREATE: discord.py builds the DM channel from the message, and DMs carry their
+        # text without the Message Content intent.
+        assert isinstance(received.channel, discord.DMChannel) and received.guild is None
+        assert received.content == "psst, a secret" and isinstance(received.author, discord.User)
+
+        answer = await received.channel.send("my lips are sealed", allowed_mentions=discord.AllowedMentions.none())
+        (call,) = fake.calls_to("POST", rf"^/channels/{dm['id']}/messages$")
+        assert call.bot_id == int(world.persona["id"]) and call.json["allowed_mentions"] == {"parse": []}
+        assert [m["content"] for m in fake.messages(dm)] == ["psst, a secret", "my lips are sealed"]
+        await fake.wait_for(lambda: [m for m in persona_inbox if m.id == answer.id])
+
+        # The same pair reuses the channel; the REST route opens it too, and the host's DM is another.
+        assert fake.dm_channel(world.persona, world.alice) is dm
+        fetched = await persona.fetch_channel(int(dm["id"]))
+        assert isinstance(fetched, discord.DMChannel) and fetched.recipient is not None
+        assert fetched.recipient.id == int(world.alice["id"])
+        user = await host.fetch_user(int(world.alice["id"]))
+        host_dm = await user.create_dm()
+        assert host_dm.id != int(dm["id"]) and fake.dm_channel(world.host, world.alice)["id"] == str(host_dm.id)
+        await host_dm.send("hello from the host")
+        await fake.wait_for(lambda: host_inbox)
+
+        # DMs are private: the host saw only its own DM, and may not read or write the persona's.
+        assert [m.content for m in host_inbox] == ["hello from the host"]
+        assert len(persona_inbox) == 2
+        with pytest.raises(discord.Forbidden) as denied:
+            await host.get_partial_messageable(int(dm["id"])).send("let me in")
+        assert denied.value.code == 50001
+        with pytest.raises(discord.Forbidden) as no_hooks:
+            await host.http.create_webhook(host_dm.id, name="hook")
+        assert no_hooks.value.code == 50003

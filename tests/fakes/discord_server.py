@@ -30,6 +30,11 @@ Fidelity worth knowing before asserting on it:
   unless it is mentioned; without GUILD_MESSAGES it receives none.
 - A ``nonce`` sent with ``enforce_nonce`` is deduplicated per author and channel, so discord.py's
   retries after a 5xx (see :meth:`FakeDiscord.fail_next`) cannot post twice.
+- Direct messages (:meth:`FakeDiscord.post_dm`, ``POST /users/@me/channels``) live in one DM channel
+  per bot and human (type 1, ``recipients`` is the human). Their events go only to that bot's sessions
+  with the DIRECT_MESSAGES intent, with content whatever MESSAGE_CONTENT says (as Discord exempts DMs),
+  and without CHANNEL_CREATE, as on Discord: discord.py builds the DMChannel from ``channel_id``.
+  Other bots get 403 code 50001 on a DM channel; webhooks and threads there get 403 code 50003.
 - After a deferred interaction response the first follow-up edits the "thinking" message instead
   of creating one (MESSAGE_UPDATE, not MESSAGE_CREATE), and callbacks later than
   ``interaction_timeout`` seconds get 404 code 10062, as on Discord.
@@ -66,6 +71,7 @@ MAX_WEBHOOKS_PER_CHANNEL = 15
 
 # Channel types.
 TEXT = 0
+DM = 1
 CATEGORY = 4
 PUBLIC_THREAD = 11
 PRIVATE_THREAD = 12
@@ -76,6 +82,8 @@ THREAD_TYPES = frozenset({10, PUBLIC_THREAD, PRIVATE_THREAD})
 INTENT_GUILDS = 1 << 0
 INTENT_GUILD_MESSAGES = 1 << 9
 INTENT_GUILD_MESSAGE_REACTIONS = 1 << 10
+INTENT_DIRECT_MESSAGES = 1 << 12
+INTENT_DIRECT_MESSAGE_REACTIONS = 1 << 13
 INTENT_MESSAGE_CONTENT = 1 << 15
 
 # Message flags.
@@ -278,7 +286,7 @@ class FakeDiscord:
         self.users: dict[int, JsonDict] = {}
         self.bots: dict[int, _Bot] = {}
         self.guilds: dict[int, JsonDict] = {}
-        self.channels: dict[int, JsonDict] = {}  # threads included
+        self.channels: dict[int, JsonDict] = {}  # threads and DM channels included
         self.webhooks: dict[int, JsonDict] = {}
         self.deleted_webhooks: set[int] = set()
         self.reactions: list[Reaction] = []
@@ -293,6 +301,8 @@ class FakeDiscord:
         self._tokens: dict[str, int] = {}
         self._messages: dict[int, JsonDict] = {}
         self._channel_messages: dict[int, list[int]] = {}
+        self._dm_ids: dict[tuple[int, int], int] = {}  # (bot id, human id) -> DM channel id
+        self._dm_bots: dict[int, int] = {}  # DM channel id -> the bot in it
         self._nonces: dict[tuple[int, int, str], int] = {}
         self._bot_roles: dict[tuple[int, int], int] = {}
         self._denials: set[tuple[int, int | None]] = set()
@@ -462,6 +472,28 @@ class FakeDiscord:
     def allow_channel(self, channel_id: IdLike, bot_id: IdLike | None = None) -> None:
         self._denials.discard((_id(channel_id), _id(bot_id) if bot_id is not None else None))
 
+    def dm_channel(self, bot: IdLike, user: IdLike) -> JsonDict:
+        """The DM channel between a bot and a human, made on first use (type 1, ``recipients: [user]``)."""
+        bot_id, uid = self._bot_id(bot), _id(user)
+        if uid not in self.users:
+            raise KeyError(f"unknown user {uid}")
+        cid = self._dm_ids.get((bot_id, uid))
+        if cid is not None:
+            return self.channels[cid]
+        cid = self._snowflake()
+        channel: JsonDict = {
+            "id": str(cid),
+            "type": DM,
+            "last_message_id": None,
+            "recipients": [self.users[uid]],
+            "flags": 0,
+        }
+        self.channels[cid] = channel
+        self._channel_messages[cid] = []
+        self._dm_ids[(bot_id, uid)] = cid
+        self._dm_bots[cid] = bot_id
+        return channel
+
     def revoke_token(self, token: str, *, rest: bool = True) -> None:
         """Invalidate a bot token: the gateway closes IDENTIFY with 4004, and with ``rest`` every REST
         call gets 401 (``rest=False`` refuses only the gateway, as with a token reset mid-connect)."""
@@ -584,6 +616,10 @@ class FakeDiscord:
             message["mentions"] = [self.users[_id(m)] for m in mentions]
         self._dispatch_message("MESSAGE_CREATE", message)
         return message
+
+    async def post_dm(self, bot: IdLike, user: IdLike, content: str, *, reply_to: IdLike | None = None) -> JsonDict:
+        """A human DMs a bot (token, id or user dict): only that bot's sessions get MESSAGE_CREATE."""
+        return await self.post_message(self.dm_channel(bot, user), user, content, reply_to=reply_to)
 
     async def create_forum_post(
         self, forum_channel_id: IdLike, author: IdLike, title: str, content: str
@@ -989,16 +1025,18 @@ class FakeDiscord:
             payload["mentions"] = [{**u, "member": self._member(u, gid, with_user=False)} for u in message["mentions"]]
         own = message["author"]["id"] == str(session.bot_id)
         mentioned = any(u["id"] == str(session.bot_id) for u in message["mentions"])
-        if not (session.intents & INTENT_MESSAGE_CONTENT) and not own and not mentioned:
+        in_dm = int(message["channel_id"]) in self._dm_bots
+        if not (session.intents & INTENT_MESSAGE_CONTENT) and not own and not mentioned and not in_dm:
             payload.update(content="", embeds=[], attachments=[], components=[])
         return payload
 
     def _dispatch_message(self, event: str, message: JsonDict) -> None:
         if message["flags"] & FLAG_EPHEMERAL:
             return
-        for session in self._target_sessions():
-            if session.intents & INTENT_GUILD_MESSAGES:
-                session.enqueue_dispatch(event, self._message_for_session(message, session))
+        for session in self._channel_sessions(
+            int(message["channel_id"]), INTENT_GUILD_MESSAGES, INTENT_DIRECT_MESSAGES
+        ):
+            session.enqueue_dispatch(event, self._message_for_session(message, session))
 
     def _add_reaction(self, message: JsonDict, user_id: int, emoji: str) -> Reaction:
         cid = int(message["channel_id"])
@@ -1020,7 +1058,8 @@ class FakeDiscord:
         if channel is not None and channel.get("guild_id"):
             data["guild_id"] = channel["guild_id"]
             data["member"] = self._member(self.users[user_id], int(channel["guild_id"]))
-        self._broadcast("MESSAGE_REACTION_ADD", data, INTENT_GUILD_MESSAGE_REACTIONS)
+        for session in self._channel_sessions(cid, INTENT_GUILD_MESSAGE_REACTIONS, INTENT_DIRECT_MESSAGE_REACTIONS):
+            session.enqueue_dispatch("MESSAGE_REACTION_ADD", data)
         return reaction
 
     # ----------------------------------------------------------------- threads
@@ -1087,6 +1126,13 @@ class FakeDiscord:
     def _target_sessions(self) -> list[_Session]:
         # Sessions whose socket dropped still collect events, so a RESUME can replay them.
         return list(self._sessions.values())
+
+    def _channel_sessions(self, cid: int, guild_intent: int, dm_intent: int) -> list[_Session]:
+        """Who hears about a channel's events: everyone with the guild intent, or for a DM only its bot."""
+        dm_bot = self._dm_bots.get(cid)
+        if dm_bot is None:
+            return [s for s in self._target_sessions() if s.intents & guild_intent]
+        return [s for s in self._target_sessions() if s.bot_id == dm_bot and s.intents & dm_intent]
 
     def _broadcast(self, event: str, data: JsonDict, intent: int) -> None:
         for session in self._target_sessions():
@@ -1206,6 +1252,7 @@ class FakeDiscord:
             ("GET", "/gateway", self._get_gateway, False),
             ("GET", "/gateway/bot", self._get_gateway_bot, True),
             ("GET", "/users/@me", self._get_me, True),
+            ("POST", "/users/@me/channels", self._create_dm, True),
             ("GET", "/users/{user_id}", self._get_user, True),
             ("GET", "/oauth2/applications/@me", self._get_application, True),
             ("GET", "/applications/@me", self._get_application, True),
@@ -1344,9 +1391,20 @@ class FakeDiscord:
         return response
 
     def _check_allowed(self, call: Call, channel: JsonDict) -> None:
+        self._check_visible(call, channel)
         for cid in self._guild_channel_ids(channel):
             if (cid, None) in self._denials or (cid, call.bot_id) in self._denials:
                 raise ApiError(403, 50013, "Missing Permissions")
+
+    def _check_visible(self, call: Call, channel: JsonDict) -> None:
+        dm_bot = self._dm_bots.get(int(channel["id"]))
+        if dm_bot is not None and dm_bot != call.bot_id:
+            raise ApiError(403, 50001, "Missing Access")
+
+    @staticmethod
+    def _no_dm(channel: JsonDict) -> None:
+        if channel["type"] == DM:
+            raise ApiError(403, 50003, "Cannot execute action on a DM channel")
 
     @staticmethod
     def _body(call: Call) -> JsonDict:
@@ -1384,7 +1442,18 @@ class FakeDiscord:
         return _json_response(self.bots[call.bot_id].application)
 
     async def _get_channel(self, request: web.Request, call: Call) -> web.Response:
-        return _json_response(self._channel(int(request.match_info["channel_id"])))
+        channel = self._channel(int(request.match_info["channel_id"]))
+        self._check_visible(call, channel)
+        return _json_response(channel)
+
+    async def _create_dm(self, request: web.Request, call: Call) -> web.Response:
+        raw = self._body(call).get("recipient_id")
+        if raw is None or not str(raw).isdigit():
+            raise _invalid_form(_field_error("recipient_id", "BASE_TYPE_REQUIRED", "This field is required"))
+        if int(raw) not in self.users:
+            raise ApiError(400, 50033, "Invalid Recipient(s)")
+        assert call.bot_id is not None
+        return _json_response(self.dm_channel(call.bot_id, int(raw)))
 
     async def _get_guild_channels(self, request: web.Request, call: Call) -> web.Response:
         gid = request.match_info["guild_id"]
@@ -1406,7 +1475,7 @@ class FakeDiscord:
 
     async def _get_messages(self, request: web.Request, call: Call) -> web.Response:
         cid = int(request.match_info["channel_id"])
-        self._channel(cid)
+        self._check_visible(call, self._channel(cid))
         limit = min(int(request.query.get("limit", 50)), 100)
         messages = [m for m in self.messages(cid) if not m["flags"] & FLAG_EPHEMERAL]
         if "before" in request.query:
@@ -1417,18 +1486,22 @@ class FakeDiscord:
         return _json_response(list(reversed(messages[-limit:])))
 
     async def _get_message(self, request: web.Request, call: Call) -> web.Response:
+        self._check_visible(call, self._channel(int(request.match_info["channel_id"])))
         message = self._message_in(int(request.match_info["channel_id"]), int(request.match_info["message_id"]))
         return _json_response(message)
 
     async def _post_message(self, request: web.Request, call: Call) -> web.Response:
         channel = self._channel(int(request.match_info["channel_id"]))
         self._check_allowed(call, channel)
+        if channel["type"] == DM and any(u["bot"] for u in channel["recipients"]):
+            raise ApiError(403, 50007, "Cannot send messages to this user")
         message = self._create_message(channel, self._bot_user(call), self._body(call), files=call.files)
         self._dispatch_message("MESSAGE_CREATE", message)
         return _json_response(message)
 
     async def _patch_message(self, request: web.Request, call: Call) -> web.Response:
         channel = self._channel(int(request.match_info["channel_id"]))
+        self._check_visible(call, channel)
         message = self._message_in(int(channel["id"]), int(request.match_info["message_id"]))
         if message["author"]["id"] != str(call.bot_id):
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
@@ -1438,6 +1511,7 @@ class FakeDiscord:
 
     async def _delete_message(self, request: web.Request, call: Call) -> web.Response:
         channel = self._channel(int(request.match_info["channel_id"]))
+        self._check_visible(call, channel)
         message = self._message_in(int(channel["id"]), int(request.match_info["message_id"]))
         if message["author"]["id"] != str(call.bot_id):
             self._check_allowed(call, channel)
@@ -1451,7 +1525,10 @@ class FakeDiscord:
         if channel is not None and channel.get("guild_id"):
             data["guild_id"] = channel["guild_id"]
         if not message["flags"] & FLAG_EPHEMERAL:
-            self._broadcast("MESSAGE_DELETE", data, INTENT_GUILD_MESSAGES)
+            for session in self._channel_sessions(
+                int(message["channel_id"]), INTENT_GUILD_MESSAGES, INTENT_DIRECT_MESSAGES
+            ):
+                session.enqueue_dispatch("MESSAGE_DELETE", data)
 
     async def _typing(self, request: web.Request, call: Call) -> web.Response:
         channel = self._channel(int(request.match_info["channel_id"]))
@@ -1481,6 +1558,7 @@ class FakeDiscord:
         channel = self._channel(int(request.match_info["channel_id"]))
         message = self._message_in(int(channel["id"]), int(request.match_info["message_id"]))
         self._check_allowed(call, channel)
+        self._no_dm(channel)
         if int(message["id"]) in self.channels:
             raise ApiError(400, 160004, "A thread has already been created for this message")
         body = self._body(call)
@@ -1497,6 +1575,7 @@ class FakeDiscord:
     async def _post_thread(self, request: web.Request, call: Call) -> web.Response:
         channel = self._channel(int(request.match_info["channel_id"]))
         self._check_allowed(call, channel)
+        self._no_dm(channel)
         body = self._body(call)
         name = str(body.get("name", "thread"))
         author = self._bot_user(call)
@@ -1515,6 +1594,7 @@ class FakeDiscord:
     async def _get_channel_webhooks(self, request: web.Request, call: Call) -> web.Response:
         channel = self._channel(int(request.match_info["channel_id"]))
         self._check_allowed(call, channel)
+        self._no_dm(channel)
         return _json_response(self.channel_webhooks(channel["id"]))
 
     async def _get_guild_webhooks(self, request: web.Request, call: Call) -> web.Response:
@@ -1524,6 +1604,7 @@ class FakeDiscord:
     async def _post_webhook(self, request: web.Request, call: Call) -> web.Response:
         channel = self._channel(int(request.match_info["channel_id"]))
         self._check_allowed(call, channel)
+        self._no_dm(channel)
         if channel["type"] in THREAD_TYPES or channel["type"] == CATEGORY:
             raise ApiError(400, 50008, "Cannot execute action on this channel type")
         body = self._body(call)
