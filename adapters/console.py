@@ -12,11 +12,11 @@ import threading
 from collections.abc import AsyncIterator
 from typing import TextIO
 
-from adapters.base import FleetView
-from bots.brain import IncompleteReply
-from bots.events import Author, Command, Message, Notice, React, Reply, Sent
+from bots.core.brain import IncompleteReply
+from bots.core.events import Author, Command, Message, Notice, React, Reply, Sent
+from bots.core.ports import FleetView
+from bots.core.text import at_names
 from bots.persona import Persona
-from bots.text import at_names
 
 YOU = Author(id="you", name="you", is_admin=True)
 

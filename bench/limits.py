@@ -41,14 +41,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bots.brain import Brain
 from bots.config import FleetConfig
-from bots.fleet import Fleet
-from bots.llm import CannedClient
+from bots.core.brain import Brain
+from bots.core.fleet import Fleet
+from bots.core.ports import Rate
+from bots.llm.canned import CannedClient
 from bots.persona import Persona, load_personas
-from bots.ratelimit import MemoryRateLimiter, Rate
-from bots.redis_backend import FallbackRateLimiter, RedisHealth, RedisRateLimiter, make_client
-from bots.store import MemoryStore
+from bots.state.memory import MemoryRateLimiter, MemoryStore
+from bots.state.redis import FallbackRateLimiter, RedisHealth, RedisRateLimiter, make_client
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_GRANTS = 3

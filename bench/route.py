@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bots.events import Author, Message
+from bots.core.events import Author, Message
+from bots.core.triggers import TriggerIndex
 from bots.persona import Persona
-from bots.triggers import TriggerIndex
 
 VOCAB_SIZE = 20_000
 FILLER = [

@@ -7,15 +7,16 @@ import os
 import random
 from typing import Any
 
-from adapters.base import Adapter
-from bots.brain import Brain
-from bots.breaker import RetryBudget
 from bots.config import FleetConfig
-from bots.fleet import Fleet
-from bots.llm import CannedClient, LLMClient, LocalClient, OpenAIClient, local_available
+from bots.core.brain import Brain
+from bots.core.fleet import Fleet
+from bots.core.ports import Adapter, LLMClient, RateLimiter, Store
+from bots.llm.breaker import RetryBudget
+from bots.llm.canned import CannedClient
+from bots.llm.local import LocalClient, local_available
+from bots.llm.openai import OpenAIClient
 from bots.persona import Persona
-from bots.ratelimit import MemoryRateLimiter, RateLimiter
-from bots.store import MemoryStore, Store
+from bots.state.memory import MemoryRateLimiter, MemoryStore
 
 log = logging.getLogger("botfleet")
 
@@ -70,7 +71,7 @@ def make_state(cfg: FleetConfig) -> tuple[Store, RateLimiter]:
         store = MemoryStore(history_size=cfg.fleet.history_size, retention_seconds=cfg.retention_days * 86400.0)
         return store, MemoryRateLimiter()
     try:
-        from bots.redis_backend import open_redis_state
+        from bots.state.redis import open_redis_state
     except ImportError as exc:  # pragma: no cover - redis is a base dependency
         raise SetupError(f"store {cfg.store.split('@')[-1]} needs redis-py: {exc}") from None
     return open_redis_state(cfg)
@@ -84,7 +85,7 @@ def make_adapters(cfg: FleetConfig, personas: list[Persona], only: list[str] | N
     if not wanted or "discord" in wanted:
         has_persona_tokens = any(p.platforms.discord and p.platforms.discord.token for p in personas)
         if a.discord.token or has_persona_tokens:
-            from adapters.discord_adapter import DiscordAdapter
+            from adapters.discord import DiscordAdapter
 
             adapters.append(DiscordAdapter(a.discord, personas))
         elif "discord" in wanted or not wanted:
@@ -92,7 +93,7 @@ def make_adapters(cfg: FleetConfig, personas: list[Persona], only: list[str] | N
     if not wanted or "telegram" in wanted:
         has_persona_tokens = any(p.platforms.telegram and p.platforms.telegram.token for p in personas)
         if a.telegram.token or has_persona_tokens:
-            from adapters.telegram_adapter import TelegramAdapter
+            from adapters.telegram import TelegramAdapter
 
             adapters.append(TelegramAdapter(a.telegram, personas))
         elif "telegram" in wanted or not wanted:

@@ -11,11 +11,9 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from bots.config import FleetConfig, load_config
-from bots.persona import Persona, load_personas
-from bots.yamlfile import ConfigError, Problem, line_of, load_yaml
+from bots.loading import config_or_reported, loaded_or_reported
 
 log = logging.getLogger("botfleet")
 
@@ -29,99 +27,6 @@ def setup_logging(level: str = "INFO") -> None:
     # httpx logs request URLs, and Telegram URLs carry the bot token.
     for noisy in ("httpx", "httpx2", "httpcore", "telegram.ext", "discord", "openai", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def load_all(config: Path | None) -> tuple[FleetConfig, list[Persona]]:
-    """Config and personas, with every problem of both collected into one ConfigError."""
-    problems: list[Problem] = []
-    cfg: FleetConfig | None = None
-    try:
-        cfg = load_config(config)
-        personas_dir = cfg.personas_dir
-    except ConfigError as exc:
-        # Keep going: the persona files' problems are worth reporting in the same run.
-        problems.extend(exc.problems)
-        personas_dir = raw_personas_dir(config)
-    try:
-        personas = load_personas(personas_dir)
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-        personas = []
-    if cfg is not None:
-        problems.extend(platform_problems(cfg, personas))
-        problems.extend(feed_problems(cfg, personas, config))
-    if problems or cfg is None:
-        raise ConfigError(problems)
-    return cfg, personas
-
-
-def raw_personas_dir(config: Path | None) -> Path:
-    """Where personas live according to a config file that failed validation (default: personas/)."""
-    path = config or Path("config.yaml")
-    try:
-        data, _ = load_yaml(path)
-    except ConfigError:
-        data = None
-    raw = data.get("personas_dir") if isinstance(data, dict) else None
-    return path.resolve().parent / (raw if isinstance(raw, str) and raw else "personas")
-
-
-def platform_problems(cfg: FleetConfig, personas: list[Persona]) -> list[Problem]:
-    """Checks that depend on which platforms are in use (Telegram's fixed reaction emoji set)."""
-    uses_telegram = bool(cfg.adapters.telegram.token) or any(
-        p.platforms.telegram and p.platforms.telegram.token for p in personas
-    )
-    if not uses_telegram:
-        return []
-    from adapters.telegram_emoji import check_reactions
-
-    return check_reactions(personas)
-
-
-def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None) -> list[Problem]:
-    """Feed persona lists must name personas that exist (a typo would silently shrink the feed)."""
-    known = {p.id for p in personas}
-    missing = [
-        (platform, n, pid)
-        for platform in ("console", "discord", "telegram")
-        for n, feed in enumerate(getattr(cfg.feeds, platform))
-        if feed.personas != "all"
-        for pid in feed.personas
-        if pid not in known
-    ]
-    if not missing or not personas:
-        return []
-    path = config or Path("config.yaml")
-    _, lines = load_yaml(path)
-    return [
-        Problem(
-            str(path),
-            line_of(lines, ("feeds", platform, n, "personas")),
-            f"feeds.{platform}[{n}].personas",
-            f"no persona with id {pid!r}",
-        )
-        for platform, n, pid in missing
-    ]
-
-
-def loaded_or_reported(config: Path | None, out: TextIO | None = None) -> tuple[FleetConfig, list[Persona]] | None:
-    """load_all, printing every problem as FILE:LINE: field: problem instead of raising."""
-    try:
-        return load_all(config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=out or sys.stdout)
-        return None
-
-
-def config_or_reported(config: Path | None) -> FleetConfig | None:
-    """The config alone (commands that talk to a running fleet need no personas), problems on stderr."""
-    try:
-        return load_config(config)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
-        return None
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -158,7 +63,7 @@ async def _run(args: argparse.Namespace) -> int:
     if (loaded := loaded_or_reported(args.config, sys.stderr)) is None:
         return 2
     cfg, personas = loaded
-    from bots.logs import configure, persona_secrets
+    from bots.ops.logs import configure, persona_secrets
 
     # Before anything logs: the chosen format, and every configured secret masked.
     configure(cfg, json_lines=cfg.logging.json_lines, extra_secrets=persona_secrets(personas))
@@ -175,7 +80,7 @@ async def _run(args: argparse.Namespace) -> int:
     fleet = build_fleet(cfg, personas, llm=llm)
     for adapter in adapters:
         fleet.attach(adapter)
-    from bots.ops import Ops
+    from bots.ops.control import Ops
 
     ops = Ops(fleet, args.config)
     try:
@@ -197,7 +102,7 @@ async def _run(args: argparse.Namespace) -> int:
     if cfg.store.startswith("memory://"):
         await fleet.start()
     else:
-        from bots.leases import LeaseManager
+        from bots.ops.leases import LeaseManager
 
         # Other processes may share this store: receive only on the accounts this one holds a lease on.
         await fleet.start(connect=False)
@@ -248,7 +153,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    from bots.admin import fetch_why
+    from bots.ops.admin import fetch_why
 
     url = args.url
     if url is None:
@@ -273,7 +178,7 @@ def _why_from_redis(url: str, args: argparse.Namespace) -> int:
     """Every process of the fleet writes its audit to the shared Redis: read it there."""
     from redis.exceptions import RedisError
 
-    from bots.admin import read_why
+    from bots.ops.admin import read_why
 
     try:
         found = asyncio.run(read_why(url, args.platform, args.message_id))
@@ -284,7 +189,7 @@ def _why_from_redis(url: str, args: argparse.Namespace) -> int:
 
 
 def _show_why(found: dict[str, Any] | None, args: argparse.Namespace, kept: str) -> int:
-    from bots.admin import format_why
+    from bots.ops.admin import format_why
 
     if found is None:
         print(f"{args.platform}:{args.message_id}: not in the audit ({kept})")
@@ -294,7 +199,7 @@ def _show_why(found: dict[str, Any] | None, args: argparse.Namespace, kept: str)
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from bots.reload import signal_reload
+    from bots.ops.reload import signal_reload
 
     if (loaded := loaded_or_reported(args.config)) is None:
         print("not reloading: the running fleet would reject these files (it keeps its current ones)", file=sys.stderr)
@@ -304,7 +209,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
         # Several processes may share this store: ask them all, through Redis.
         from redis.exceptions import RedisError
 
-        from bots.ops import publish_reload
+        from bots.ops.control import publish_reload
 
         try:
             listening = asyncio.run(publish_reload(cfg.store))
@@ -328,7 +233,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     from redis.exceptions import RedisError
 
-    from bots.leases import status
+    from bots.ops.leases import status
 
     try:
         print(asyncio.run(status(cfg.store)))

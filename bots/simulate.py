@@ -8,15 +8,15 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
-from bots.brain import Brain
 from bots.config import FleetConfig
-from bots.events import Author, Command, Message, React, Reply
-from bots.fleet import Fleet, Plan
-from bots.llm import CannedClient
+from bots.core.brain import Brain
+from bots.core.events import Author, Command, Message, React, Reply
+from bots.core.fleet import Fleet
+from bots.core.plan import Plan
+from bots.core.text import at_names
+from bots.llm.canned import CannedClient
 from bots.persona import Persona
-from bots.ratelimit import MemoryRateLimiter
-from bots.store import MemoryStore
-from bots.text import at_names
+from bots.state.memory import MemoryRateLimiter, MemoryStore
 
 PLATFORM = "sim"
 

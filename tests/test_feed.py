@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bots.cli import main
-from bots.events import Author, Command, React, Reply
-from bots.llm import Chunk, LLMRequest
+from bots.core.events import Author, Command, React, Reply
+from bots.core.ports import Chunk, LLMRequest
 from tests.conftest import HUMAN, make_fleet, msg, persona
 
 FEED = {"feeds": {"console": [], "discord": [], "telegram": [{"channel": "feed", "comments": 3, "window_seconds": 60}]}}

@@ -1,8 +1,8 @@
 import itertools
 from collections.abc import AsyncIterator
 
-from bots.events import Author, Command, React, Reply
-from bots.llm import Chunk, LLMError, LLMRequest
+from bots.core.events import Author, Command, React, Reply
+from bots.core.ports import Chunk, LLMError, LLMRequest
 from tests.conftest import HUMAN, make_fleet, msg, persona
 
 BOB = Author(id="u2", name="bob")

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest_asyncio
 import redis
 
-from adapters.base import FleetView
-from bots.events import Notice, React, Reply, Sent
-from bots.leases import LeaseManager, format_status, read_leases, status
+from bots.core.events import Notice, React, Reply, Sent
+from bots.core.ports import FleetView
+from bots.ops.leases import LeaseManager, format_status, read_leases, status
 from bots.persona import Persona
-from bots.redis_backend import make_client
+from bots.state.redis import make_client
 from tests.redis_server import RedisServer
 
 LEASE = 1.0
@@ -318,7 +318,7 @@ async def test_after_redis_loses_its_data_nobody_takes_a_receiving_account(
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from bots.leases import LeaseManager
+    from bots.ops.leases import LeaseManager
 
     class Adapter:
         platform = "fake"

@@ -1,6 +1,7 @@
 import pytest
 
-from bots.ratelimit import MemoryRateLimiter, Rate
+from bots.core.ports import Rate
+from bots.state.memory import MemoryRateLimiter
 
 
 async def test_gcra_allows_a_burst_then_spaces_requests() -> None:

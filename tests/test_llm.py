@@ -5,9 +5,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bots.brain import Brain, IncompleteReply, Usage
 from bots.config import LLMConfig
-from bots.llm import LLMError, LLMRequest, OpenAIClient
+from bots.core.brain import Brain, IncompleteReply, Usage
+from bots.core.ports import LLMError, LLMRequest
+from bots.llm.openai import OpenAIClient
 from tests.conftest import persona
 from tests.fakes.openai_server import Delay, FakeOpenAI, Reply, Status, Truncated
 

@@ -5,9 +5,10 @@ import os
 import sys
 from pathlib import Path
 
-from bots.brain import Brain, Usage
 from bots.config import LLMConfig
-from bots.llm import LLMRequest, LocalClient, local_model_path
+from bots.core.brain import Brain, Usage
+from bots.core.ports import LLMRequest
+from bots.llm.local import LocalClient, local_model_path
 from tests.conftest import persona
 
 ROOT = Path(__file__).resolve().parent.parent

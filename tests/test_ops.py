@@ -16,16 +16,18 @@ from typing import Any
 import pytest
 import redis.asyncio
 
-from bots.admin import AdminServer, explain
-from bots.breaker import Breaker, RetryBudget
 from bots.config import FleetConfig, Price, load_config
-from bots.events import Author, Reply
-from bots.fleet import Fleet
-from bots.llm import CannedClient, Chunk, LLMError, LLMRequest, OpenAIClient
-from bots.logs import JsonFormatter, RedactingFormatter, secrets_of
-from bots.metrics import Metrics, reason_label
-from bots.ops import Ops
-from bots.store import MemoryStore, Turn
+from bots.core.events import Author, Reply
+from bots.core.fleet import Fleet
+from bots.core.ports import Chunk, LLMError, LLMRequest, Turn
+from bots.llm.breaker import Breaker, RetryBudget
+from bots.llm.canned import CannedClient
+from bots.llm.openai import OpenAIClient
+from bots.ops.admin import AdminServer, explain
+from bots.ops.control import Ops
+from bots.ops.logs import JsonFormatter, RedactingFormatter, secrets_of
+from bots.ops.metrics import Metrics, reason_label
+from bots.state.memory import MemoryStore
 from bots.yamlfile import ConfigError
 from tests.conftest import Clock, make_fleet, msg, persona
 from tests.fakes.openai_server import FakeOpenAI, Status
@@ -495,7 +497,7 @@ async def test_stop_lets_replies_finish_within_grace() -> None:
 
 
 async def test_reload_reports_settings_it_cannot_apply() -> None:
-    from bots.reload import apply
+    from bots.ops.reload import apply
 
     fleet, _, _ = make_fleet([persona("skeptic")])
     cfg = fleet.config
@@ -519,8 +521,9 @@ async def test_reload_and_why_reach_every_process_on_a_shared_redis(
     """Two fleet processes on one Redis: `botfleet reload` reloads both, and `botfleet why` finds an
     event through Redis whichever process handled it, without any HTTP endpoint."""
     from bots.app import build_fleet
-    from bots.cli import load_all, main
-    from bots.redis_backend import open_redis_state
+    from bots.cli import main
+    from bots.loading import load_all
+    from bots.state.redis import open_redis_state
 
     server = redis_servers()  # a server of its own: the CLI uses the default key prefix
     (tmp_path / "personas").mkdir()

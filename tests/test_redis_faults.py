@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bots.brain import Brain
 from bots.config import FleetConfig
-from bots.events import Author, Message
-from bots.fleet import Fleet
-from bots.llm import CannedClient
+from bots.core.brain import Brain
+from bots.core.events import Author, Message
+from bots.core.fleet import Fleet
+from bots.core.ports import Rate, Turn
+from bots.llm.canned import CannedClient
 from bots.persona import load_personas
-from bots.ratelimit import MemoryRateLimiter, Rate
-from bots.redis_backend import (
+from bots.state.memory import MemoryRateLimiter
+from bots.state.redis import (
     CALL_TIMEOUT,
     FallbackRateLimiter,
     FallbackStore,
@@ -32,7 +33,6 @@ from bots.redis_backend import (
     open_redis_state,
     stop_task,
 )
-from bots.store import Turn
 from tests.redis_server import RedisServer, free_port
 
 PERSONAS = load_personas(Path(__file__).resolve().parent.parent / "personas")

@@ -14,8 +14,9 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from bots.ratelimit import MemoryRateLimiter, Rate, RateLimiter, Verdict
-from bots.redis_backend import FallbackRateLimiter, RedisHealth, RedisRateLimiter, make_client
+from bots.core.ports import Rate, RateLimiter, Verdict
+from bots.state.memory import MemoryRateLimiter
+from bots.state.redis import FallbackRateLimiter, RedisHealth, RedisRateLimiter, make_client
 
 START = 10_000.0
 

@@ -12,15 +12,15 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from bots.brain import Brain
 from bots.config import FleetConfig
-from bots.events import Author, Command, Message
-from bots.fleet import Fleet
-from bots.llm import CannedClient
+from bots.core.brain import Brain
+from bots.core.events import Author, Command, Message
+from bots.core.fleet import Fleet
+from bots.core.ports import Store, Turn
+from bots.llm.canned import CannedClient
 from bots.persona import load_personas
-from bots.ratelimit import MemoryRateLimiter
-from bots.redis_backend import FallbackStore, RedisHealth, RedisStore, make_client
-from bots.store import MemoryStore, Store, Turn
+from bots.state.memory import MemoryRateLimiter, MemoryStore
+from bots.state.redis import FallbackStore, RedisHealth, RedisStore, make_client
 
 HISTORY = 5
 RETENTION = 1000.0

@@ -22,7 +22,8 @@ import pytest
 from bots import cli
 from bots.app import build_fleet, make_adapters, make_llm
 from bots.config import FleetConfig
-from bots.fleet import Fleet, Plan
+from bots.core.fleet import Fleet
+from bots.core.plan import Plan
 from bots.persona import load_personas
 from tests.fakes.openai_server import FakeOpenAI, Truncated
 from tests.fakes.telegram_server import FakeTelegram, JSONDict, SentMessage

@@ -1,4 +1,4 @@
-from bots.text import ZWSP, sanitize, split_text
+from bots.core.text import ZWSP, sanitize, split_text
 
 
 def test_sanitize_defuses_every_ping() -> None:

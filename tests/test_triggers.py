@@ -1,7 +1,7 @@
 import random
 
-from bots.events import Author
-from bots.triggers import TriggerIndex, regex_anchors
+from bots.core.events import Author
+from bots.core.triggers import TriggerIndex, regex_anchors
 from tests.conftest import msg, persona
 
 

@@ -42,8 +42,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from bots.config import FleetConfig
-from bots.ratelimit import ALLOWED, CAPPED, MemoryRateLimiter, Rate, Verdict
-from bots.store import MemoryStore, Turn
+from bots.core.ports import ALLOWED, CAPPED, Rate, Turn, Verdict
+from bots.state.memory import MemoryRateLimiter, MemoryStore
 
 log = logging.getLogger("botfleet.redis")
 

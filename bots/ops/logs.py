@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bots.config import FleetConfig
-from bots.events import Command, Message
+from bots.core.events import Command, Message
 
 if TYPE_CHECKING:
-    from bots.fleet import Fleet, Plan
+    from bots.core.fleet import Fleet
+    from bots.core.plan import Plan
 
 log = logging.getLogger("botfleet.decision")
 

@@ -22,7 +22,7 @@ from bots.persona import Persona
 from bots.yamlfile import ConfigError, Problem
 
 if TYPE_CHECKING:
-    from bots.fleet import Fleet
+    from bots.core.fleet import Fleet
 
 log = logging.getLogger("botfleet.reload")
 
@@ -68,7 +68,7 @@ def _accounts(personas: Any) -> dict[str, tuple[str, str]]:
 
 
 def load(config_path: Path | None) -> tuple[FleetConfig | None, list[Persona], list[Problem]]:
-    from bots.cli import load_all
+    from bots.loading import load_all
 
     try:
         cfg, personas = load_all(config_path)

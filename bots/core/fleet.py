@@ -15,51 +15,26 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from adapters.base import Adapter
-from bots.brain import Brain, IncompleteReply
 from bots.config import FleetConfig
-from bots.disclosure import Disclosure
-from bots.events import Action, Author, Command, Event, Message, React, Reply, Sent
-from bots.llm import LLMError
+from bots.core.brain import Brain, IncompleteReply
+from bots.core.commands import OPTED_OUT_COMMANDS, run_command
+from bots.core.disclosure import Disclosure
+from bots.core.events import Action, Author, Command, Event, Message, React, Reply, Sent
+from bots.core.feed import plan_post
+from bots.core.gate import channel_allowed
+from bots.core.plan import Decision, Plan
+from bots.core.ports import Adapter, LLMError, Rate, RateLimiter, Store, Turn
+from bots.core.text import sanitize
+from bots.core.triggers import SCORES, Hit, TriggerIndex
+from bots.core.usage import UsageMeter
 from bots.persona import Persona
-from bots.ratelimit import Rate, RateLimiter
-from bots.store import Store, Turn
-from bots.text import sanitize
-from bots.triggers import SCORES, Hit, TriggerIndex
-from bots.usage import UsageMeter
 
 log = logging.getLogger("botfleet.fleet")
 
-# What someone who opted out can still do: nothing that makes a persona read or answer them.
-OPTED_OUT_COMMANDS = frozenset({"optin", "optout", "forget", "about", "personas", "help"})
 # After shutdown_seconds, replies still streaming are cut; adapters get this long to mark them so.
 CUT_GRACE = 2.0
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    persona_id: str
-    action: str  # reply | react | skip
-    reason: str
-
-
-@dataclass(slots=True)
-class Plan:
-    event: Event
-    decisions: list[Decision] = field(default_factory=list)
-    actions: list[Action] = field(default_factory=list)
-    # Why nothing at all happened (duplicate, opted_out, foreign_bot), for audit and logs.
-    note: str = ""
-    at: float = 0.0
-
-
-def channel_allowed(persona: Persona, names: Sequence[str]) -> bool:
-    allow, deny = persona.channels.allow, persona.channels.deny
-    if deny and any(n in deny for n in names if n):
-        return False
-    return not allow or any(n in allow for n in names if n)
 
 
 class Fleet:
@@ -219,8 +194,6 @@ class Fleet:
                 plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
                 return self._record(self._ignored(plan, "opted_out", event))
         if isinstance(event, Command):
-            from bots.commands import run_command
-
             await run_command(self, event, plan, now)
             await self._finish(plan, now)
             return self._record(plan)
@@ -300,8 +273,6 @@ class Fleet:
         names = (msg.channel, msg.channel_name, msg.parent_channel or "")
         feed = self.config.feeds.find(msg.platform, names) if self.config.feeds.any else None
         if feed is not None and msg.is_post and msg.author.persona_id is None:
-            from bots.feed import plan_post
-
             await plan_post(self, msg, plan, now, feed)
             return
         hits, reactions = self.index.match(msg, self.rng)

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bots.config import FeedConfig
-from bots.events import Command, Message, Notice, React, Reply
+from bots.core.events import Command, Message, Notice, React, Reply
+from bots.core.gate import channel_allowed
+from bots.core.plan import Decision, Plan
 from bots.persona import Persona
 
 if TYPE_CHECKING:
-    from bots.fleet import Fleet, Plan
+    from bots.core.fleet import Fleet
 
 LIKE = "👍"
 MIN_FOLLOWERS = 3
@@ -59,8 +61,6 @@ def comment_delays(fleet: Fleet, n: int, window: float) -> list[float]:
 
 
 async def _usable(fleet: Fleet, pool: list[Persona], event: Message | Command, names: tuple[str, ...]) -> list[Persona]:
-    from bots.fleet import channel_allowed
-
     muted = await fleet.muted_in(event.platform, event.channel, event.parent_channel)
     return [p for p in pool if p.id not in muted and channel_allowed(p, names)]
 
@@ -93,8 +93,6 @@ def _comment(
     window: float,
 ) -> None:
     """Plan one comment per persona, staggered over the window and written in turn (one queue)."""
-    from bots.fleet import Decision
-
     delays = comment_delays(fleet, len(commenters), window) if commenters else []
     for p, delay in zip(commenters, delays, strict=True):
         plan.decisions.append(Decision(p.id, "reply", reason))
@@ -115,8 +113,6 @@ def _comment(
 
 
 async def plan_post(fleet: Fleet, msg: Message, plan: Plan, now: float, feed: FeedConfig) -> None:
-    from bots.fleet import Decision
-
     names = (msg.channel, msg.channel_name, msg.parent_channel or "")
     pool = await _usable(fleet, await follower_pool(fleet, feed, msg.platform, msg.author.id), msg, names)
     commenters = await _choose(fleet, pool, msg.text, msg.platform, msg.conversation, msg.author.id, feed.comments, now)

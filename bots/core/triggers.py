@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import ahocorasick
 
-from bots.events import Author, Message
+from bots.core.events import Author, Message
 from bots.persona import Persona
 
 # Which trigger wins when a persona has several that fire; also orders responders.

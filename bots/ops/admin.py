@@ -18,15 +18,16 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
-from bots.events import Notice, React, Reply
-from bots.logs import trigger_of
-from bots.metrics import CONTENT_TYPE, Metrics
+from bots.core.events import Notice, React, Reply
+from bots.ops.logs import trigger_of
+from bots.ops.metrics import CONTENT_TYPE, Metrics
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from bots.fleet import Fleet, Plan
-    from bots.redis_backend import RedisHealth
+    from bots.core.fleet import Fleet
+    from bots.core.plan import Plan
+    from bots.state.redis import RedisHealth
 
 log = logging.getLogger("botfleet.admin")
 
@@ -224,7 +225,7 @@ class SharedAudit:
 
 async def read_why(url: str, platform: str, message_id: str, prefix: str | None = None) -> dict[str, Any] | None:
     """An event's audit record straight from Redis; None when no process recorded it lately."""
-    from bots.redis_backend import PREFIX, make_client
+    from bots.state.redis import PREFIX, make_client
 
     client = make_client(url, max_connections=1, socket_timeout=5.0, connect_timeout=5.0, pool_timeout=5.0)
     try:

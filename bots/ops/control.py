@@ -17,14 +17,14 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bots import logs
-from bots.admin import AdminServer, SharedAudit
-from bots.metrics import Metrics
-from bots.reload import reload_fleet, remove_pid, write_pid
+from bots.ops import logs
+from bots.ops.admin import AdminServer, SharedAudit
+from bots.ops.metrics import Metrics
+from bots.ops.reload import reload_fleet, remove_pid, write_pid
 from bots.yamlfile import Problem
 
 if TYPE_CHECKING:
-    from bots.fleet import Fleet
+    from bots.core.fleet import Fleet
 
 log = logging.getLogger("botfleet")
 
@@ -78,7 +78,7 @@ class Ops:
         self._share_through_redis()
 
     def _share_through_redis(self) -> None:
-        from bots.redis_backend import FallbackStore, subscribe
+        from bots.state.redis import FallbackStore, subscribe
 
         store = self.fleet.store
         if not isinstance(store, FallbackStore):
@@ -155,7 +155,7 @@ class Ops:
 
 async def publish_reload(url: str, prefix: str | None = None) -> int:
     """Ask every fleet process on this Redis to reload; returns how many were listening."""
-    from bots.redis_backend import PREFIX, make_client
+    from bots.state.redis import PREFIX, make_client
 
     client = make_client(url, max_connections=1, socket_timeout=5.0, connect_timeout=5.0, pool_timeout=5.0)
     try:

@@ -1,94 +1,12 @@
-"""The Store protocol (history, dedupe, opt-outs, mutes, first contacts, token usage) and its
-in-memory implementation."""
+"""In-process state: the memory Store and the memory RateLimiter (one process, nothing shared)."""
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Mapping, Sequence
 
-
-@dataclass(frozen=True, slots=True)
-class Turn:
-    """One message in a conversation's history: a human's, or one of the fleet's own."""
-
-    speaker: str  # display name
-    text: str
-    at: float
-    user_id: str = ""  # platform user id of a human speaker ("" for personas)
-    persona_id: str | None = None
-    message_id: str = ""
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "speaker": self.speaker,
-            "text": self.text,
-            "at": self.at,
-            "user_id": self.user_id,
-            "persona_id": self.persona_id,
-            "message_id": self.message_id,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Turn:
-        return cls(
-            speaker=str(d["speaker"]),
-            text=str(d["text"]),
-            at=float(d["at"]),  # type: ignore[arg-type]
-            user_id=str(d.get("user_id") or ""),
-            persona_id=d.get("persona_id") or None,  # type: ignore[arg-type]
-            message_id=str(d.get("message_id") or ""),
-        )
-
-
-class Store(Protocol):
-    async def first_seen(self, key: str, ttl: float, now: float) -> bool:
-        """True the first time key is offered within ttl seconds (event dedupe)."""
-        ...
-
-    async def append(self, conversation: str, turn: Turn) -> None: ...
-
-    async def history(self, conversation: str, limit: int) -> list[Turn]:
-        """The newest `limit` turns, oldest first."""
-        ...
-
-    async def forget_user(self, platform: str, user_id: str) -> int:
-        """Delete every stored turn of that user; returns how many were removed."""
-        ...
-
-    async def prune(self, now: float) -> int:
-        """Delete history older than the retention period; returns how many turns were removed."""
-        ...
-
-    async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None: ...
-
-    async def is_opted_out(self, platform: str, user_id: str) -> bool: ...
-
-    async def set_muted(self, conversation: str, persona_id: str, muted: bool) -> None: ...
-
-    async def muted(self, conversation: str) -> frozenset[str]: ...
-
-    async def followers(self, platform: str, user_id: str) -> tuple[str, ...] | None:
-        """The personas a user chose to follow them in feeds (None: the channel's default set)."""
-        ...
-
-    async def set_followers(self, platform: str, user_id: str, persona_ids: tuple[str, ...] | None) -> None: ...
-
-    async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
-        """True (and `now` recorded) the first time persona_id addresses user_id on platform.
-
-        /forget deletes these records too, so a forgotten user is told again."""
-        ...
-
-    async def add_usage(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:
-        """Add token counts to the totals of one UTC day; returns every total of that day.
-
-        Keys are "fleet", "p:<persona>" and "u:<platform>:<user>"; processes sharing a store
-        thereby share one budget."""
-        ...
-
-    async def close(self) -> None: ...
+from bots.core.ports import ALLOWED, CAPPED, Rate, Turn, Verdict
+from bots.state.gcra import gcra_check
 
 
 class MemoryStore:
@@ -225,3 +143,47 @@ def _drop_before(turns: deque[Turn], cutoff: float) -> int:
         turns.popleft()
         removed += 1
     return removed
+
+
+class MemoryRateLimiter:
+    """In-process GCRA; atomic because nothing awaits between check and consume."""
+
+    def __init__(self) -> None:
+        self._tat: dict[str, float] = {}
+        self._expiry_sweep = 0.0
+
+    async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
+        return self.acquire_now(candidates, max_grants, now)
+
+    def acquire_now(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
+        tat = self._tat
+        out: list[Verdict] = []
+        granted = 0
+        for rates in candidates:
+            if granted >= max_grants:
+                out.append(CAPPED)
+                continue
+            updates: dict[str, float] = {}
+            verdict = ALLOWED
+            for rate in rates:
+                ok, new_tat, retry = gcra_check(updates.get(rate.key, tat.get(rate.key)), rate, now)
+                if not ok:
+                    verdict = Verdict(False, rate.label, retry)
+                    break
+                updates[rate.key] = new_tat
+            if verdict.allowed:
+                tat.update(updates)
+                granted += 1
+            out.append(verdict)
+        if now - self._expiry_sweep > 300:
+            self._sweep(now)
+        return out
+
+    def _sweep(self, now: float) -> None:
+        # A tat in the past carries no information: dropping it keeps memory bounded by active keys.
+        self._expiry_sweep = now
+        for key in [k for k, v in self._tat.items() if v < now]:
+            del self._tat[key]
+
+    async def close(self) -> None:
+        return None

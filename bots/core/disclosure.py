@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from bots.events import Reply
+from bots.core.events import Reply
 
 
 class Disclosure:

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from bots.brain import Usage
-from bots.events import Action, Command, Message, Notice, React, Reply
-from bots.logs import trigger_of
-from bots.usage import cost
+from bots.core.brain import Usage
+from bots.core.events import Action, Command, Message, Notice, React, Reply
+from bots.core.usage import cost
+from bots.ops.logs import trigger_of
 
 if TYPE_CHECKING:
-    from bots.fleet import Fleet, Plan
+    from bots.core.fleet import Fleet
+    from bots.core.plan import Plan
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

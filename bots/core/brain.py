@@ -9,12 +9,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from bots.breaker import Breaker
 from bots.config import LLMConfig
-from bots.events import Reply
-from bots.llm import Chunk, LLMClient, LLMError, LLMRequest
+from bots.core.events import Reply
+from bots.core.ports import Chunk, LLMClient, LLMError, LLMRequest, Turn
+from bots.llm.breaker import Breaker
 from bots.persona import Persona
-from bots.store import Turn
 
 log = logging.getLogger("botfleet.brain")
 

@@ -34,13 +34,13 @@ import discord.http
 import yarl
 from discord import app_commands
 
-from adapters.base import FleetView
-from bots.brain import IncompleteReply
-from bots.commands import COMMANDS
 from bots.config import DiscordConfig, FeedConfig
-from bots.events import Author, Command, Message, Notice, React, Reply, Sent
+from bots.core.brain import IncompleteReply
+from bots.core.commands import COMMANDS
+from bots.core.events import Author, Command, Message, Notice, React, Reply, Sent
+from bots.core.ports import FleetView
+from bots.core.text import split_text
 from bots.persona import Persona
-from bots.text import split_text
 
 log = logging.getLogger("botfleet.discord")
 
@@ -664,7 +664,7 @@ class DiscordAdapter:
         run = self._run_command
 
         def add(name: str, callback: Any, **extra: Any) -> None:
-            command = app_commands.Command(name=name, description=COMMANDS[name][:100], callback=callback, **extra)
+            command = app_commands.Command(name=name, description=COMMANDS[name].help[:100], callback=callback, **extra)
             tree.add_command(command)
 
         @app_commands.describe(question="What to ask", persona="Who to ask (default: the best match)")

@@ -3,29 +3,51 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
-from bots.events import Command, Notice, Reply
+from bots.core.events import Command, Notice, Reply
+from bots.core.feed import followers, more
+from bots.core.gate import channel_allowed
+from bots.core.plan import Decision, Plan
+from bots.core.ports import Turn
 from bots.persona import Persona
-from bots.store import Turn
 
 if TYPE_CHECKING:
-    from bots.fleet import Fleet, Plan
+    from bots.core.fleet import Fleet
 
-COMMANDS = {
-    "ask": "Ask one persona: /ask [persona] <question>",
-    "panel": "Ask a panel of 3-5 personas with different outlooks: /panel <question>",
-    "personas": "List the personas",
-    "about": "What these AI personas are and what is stored",
-    "optout": "The personas will never answer, react to or store your messages",
-    "optin": "Undo /optout",
-    "forget": "Delete your stored messages",
-    "mute": "Silence a persona in this channel (admins): /mute <persona>",
-    "unmute": "Let a muted persona speak again (admins): /unmute <persona>",
-    "followers": "See which personas comment on your feed posts, or choose them: /followers a b c",
-    "more": "In a feed post's thread: two more followers comment",
-    "help": "List the commands",
-}
+
+Handler = Callable[["Fleet", Command, Plan, float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """A slash-command option; "persona" options complete persona names, "personas" several ids."""
+
+    name: str
+    description: str
+    kind: Literal["text", "persona", "personas"] = "text"
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """Everything about one command, in one place: adapters build slash commands, menus and /help
+    from these, and the fleet reads who may run it."""
+
+    name: str
+    help: str
+    handler: Handler
+    options: tuple[Option, ...] = ()
+    # Answered only to the person who ran it (ephemeral on Discord).
+    private: bool = False
+    # Only channel admins may run it; for others it is private and refused.
+    admin: bool = False
+    # Someone who opted out may still run it: it makes no persona read or answer them.
+    while_opted_out: bool = False
+    # Offered in DMs and private chats (a channel mute or a feed thread makes no sense there).
+    in_private_chats: bool = True
 
 
 def _notice(cmd: Command, text: str, *, private: bool = False) -> Notice:
@@ -61,15 +83,12 @@ def about_text(fleet: Fleet) -> str:
 
 
 async def run_command(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
-    handler = _HANDLERS.get(cmd.name)
-    if handler is None:
-        return
-    await handler(fleet, cmd, plan, now)
+    spec = COMMANDS.get(cmd.name)
+    if spec is not None:
+        await spec.handler(fleet, cmd, plan, now)
 
 
 async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
-    from bots.fleet import Decision
-
     args = cmd.args.strip()
     persona: Persona | None = fleet.find_persona(cmd.persona) if cmd.persona else None
     if persona is None and args:
@@ -119,8 +138,6 @@ async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 
 
 def _usable(fleet: Fleet, p: Persona, cmd: Command) -> bool:
-    from bots.fleet import channel_allowed
-
     return channel_allowed(p, (cmd.channel, cmd.channel_name, cmd.parent_channel or ""))
 
 
@@ -141,8 +158,6 @@ async def _summon(
     question: str,
     panel_pool: list[int],
 ) -> int:
-    from bots.fleet import Decision
-
     personas = fleet.index.personas
     muted = await fleet.store.muted(cmd.conversation)
     order: list[int] = []
@@ -243,33 +258,78 @@ async def _unmute(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 
 
 async def _help(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
-    lines = [f"/{name}: {text}" for name, text in COMMANDS.items()]
-    plan.actions.append(_notice(cmd, "\n".join(lines), private=True))
+    plan.actions.append(_notice(cmd, help_text(), private=True))
 
 
 async def _followers(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
-    from bots.feed import followers
-
     await followers(fleet, cmd, plan, now)
 
 
 async def _more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
-    from bots.feed import more
-
     await more(fleet, cmd, plan, now)
 
 
-_HANDLERS = {
-    "ask": _ask,
-    "panel": _panel,
-    "personas": _personas,
-    "about": _about,
-    "optout": _optout,
-    "optin": _optin,
-    "forget": _forget,
-    "mute": _mute,
-    "unmute": _unmute,
-    "followers": _followers,
-    "more": _more,
-    "help": _help,
+COMMANDS: dict[str, CommandSpec] = {
+    spec.name: spec
+    for spec in (
+        CommandSpec(
+            "ask",
+            "Ask one persona: /ask [persona] <question>",
+            _ask,
+            options=(
+                Option("question", "What to ask"),
+                Option("persona", "Who to ask (default: the best match)", kind="persona", required=False),
+            ),
+        ),
+        CommandSpec(
+            "panel",
+            "Ask a panel of 3-5 personas with different outlooks: /panel <question>",
+            _panel,
+            options=(Option("question", "What to ask the panel"),),
+        ),
+        CommandSpec("personas", "List the personas", _personas, while_opted_out=True),
+        CommandSpec("about", "What these AI personas are and what is stored", _about, while_opted_out=True),
+        CommandSpec(
+            "optout",
+            "The personas will never answer, react to or store your messages",
+            _optout,
+            private=True,
+            while_opted_out=True,
+        ),
+        CommandSpec("optin", "Undo /optout", _optin, private=True, while_opted_out=True),
+        CommandSpec("forget", "Delete your stored messages", _forget, private=True, while_opted_out=True),
+        CommandSpec(
+            "mute",
+            "Silence a persona in this channel (admins): /mute <persona>",
+            _mute,
+            options=(Option("persona", "The persona to silence in this channel", kind="persona"),),
+            admin=True,
+            in_private_chats=False,
+        ),
+        CommandSpec(
+            "unmute",
+            "Let a muted persona speak again (admins): /unmute <persona>",
+            _unmute,
+            options=(Option("persona", "The persona to let speak again", kind="persona"),),
+            admin=True,
+            in_private_chats=False,
+        ),
+        CommandSpec(
+            "followers",
+            "See which personas comment on your feed posts, or choose them: /followers a b c",
+            _followers,
+            options=(
+                Option("personas", "At least 3 persona ids, or reset; empty: show your followers", "personas", False),
+            ),
+            private=True,
+        ),
+        CommandSpec("more", "In a feed post's thread: two more followers comment", _more, private=True),
+        CommandSpec("help", "List the commands", _help, private=True, while_opted_out=True),
+    )
 }
+# What someone who opted out can still do: nothing that makes a persona read or answer them.
+OPTED_OUT_COMMANDS = frozenset(name for name, spec in COMMANDS.items() if spec.while_opted_out)
+
+
+def help_text() -> str:
+    return "\n".join(f"/{spec.name}: {spec.help}" for spec in COMMANDS.values())

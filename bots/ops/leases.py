@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from adapters.base import Adapter
-from bots.redis_backend import FAULTS, PREFIX, make_client, stop_task
+from bots.core.ports import Adapter
+from bots.state.redis import FAULTS, PREFIX, make_client, stop_task
 
 log = logging.getLogger("botfleet.leases")
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bots.brain import Usage
 from bots.config import FleetConfig
+from bots.core.brain import Usage
 from bots.persona import Persona
 
 log = logging.getLogger("botfleet.usage")

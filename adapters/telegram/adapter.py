@@ -30,15 +30,14 @@ from telegram.constants import ChatAction, ChatMemberStatus, ChatType, ParseMode
 from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
-from adapters.base import FleetView
-from adapters.telegram_emoji import ALLOWED as ALLOWED_REACTIONS
-from bots.brain import IncompleteReply
-from bots.commands import COMMANDS
+from adapters.telegram.emoji import ALLOWED as ALLOWED_REACTIONS
 from bots.config import TelegramConfig
-from bots.events import Author, Command, Message, Notice, React, Reply, Sent
-from bots.llm import LLMError
+from bots.core.brain import IncompleteReply
+from bots.core.commands import COMMANDS
+from bots.core.events import Author, Command, Message, Notice, React, Reply, Sent
+from bots.core.ports import FleetView, LLMError
+from bots.core.text import split_text
 from bots.persona import Persona
-from bots.text import split_text
 
 log = logging.getLogger("botfleet.telegram")
 
@@ -356,7 +355,7 @@ class TelegramAdapter:
 
     async def _register_commands(self, bot: _Bot) -> None:
         assert bot.app is not None
-        commands = [BotCommand(name, text[:256]) for name, text in COMMANDS.items()]
+        commands = [BotCommand(name, spec.help[:256]) for name, spec in COMMANDS.items()]
         try:
             await bot.app.bot.set_my_commands(commands)
         except TelegramError as exc:

@@ -1,0 +1,24 @@
+"""What the fleet decided about one event: a Decision per persona considered, and the Plan of actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bots.core.events import Action, Event
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    persona_id: str
+    action: str  # reply | react | skip
+    reason: str
+
+
+@dataclass(slots=True)
+class Plan:
+    event: Event
+    decisions: list[Decision] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    # Why nothing at all happened (duplicate, opted_out, foreign_bot), for audit and logs.
+    note: str = ""
+    at: float = 0.0

@@ -1,0 +1,222 @@
+"""The seams of the core: what it needs from state, the LLM and platforms, as Protocols and the small
+value types that cross them. Implementations live in bots.state, bots.llm and adapters/; the core
+imports only this module."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bots.config import FleetConfig
+from bots.core.events import Event, Notice, React, Reply, Sent
+from bots.persona import Persona
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One message in a conversation's history: a human's, or one of the fleet's own."""
+
+    speaker: str  # display name
+    text: str
+    at: float
+    user_id: str = ""  # platform user id of a human speaker ("" for personas)
+    persona_id: str | None = None
+    message_id: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "speaker": self.speaker,
+            "text": self.text,
+            "at": self.at,
+            "user_id": self.user_id,
+            "persona_id": self.persona_id,
+            "message_id": self.message_id,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> Turn:
+        return cls(
+            speaker=str(d["speaker"]),
+            text=str(d["text"]),
+            at=float(d["at"]),  # type: ignore[arg-type]
+            user_id=str(d.get("user_id") or ""),
+            persona_id=d.get("persona_id") or None,  # type: ignore[arg-type]
+            message_id=str(d.get("message_id") or ""),
+        )
+
+
+class Store(Protocol):
+    async def first_seen(self, key: str, ttl: float, now: float) -> bool:
+        """True the first time key is offered within ttl seconds (event dedupe)."""
+        ...
+
+    async def append(self, conversation: str, turn: Turn) -> None: ...
+
+    async def history(self, conversation: str, limit: int) -> list[Turn]:
+        """The newest `limit` turns, oldest first."""
+        ...
+
+    async def forget_user(self, platform: str, user_id: str) -> int:
+        """Delete every stored turn of that user; returns how many were removed."""
+        ...
+
+    async def prune(self, now: float) -> int:
+        """Delete history older than the retention period; returns how many turns were removed."""
+        ...
+
+    async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None: ...
+
+    async def is_opted_out(self, platform: str, user_id: str) -> bool: ...
+
+    async def set_muted(self, conversation: str, persona_id: str, muted: bool) -> None: ...
+
+    async def muted(self, conversation: str) -> frozenset[str]: ...
+
+    async def followers(self, platform: str, user_id: str) -> tuple[str, ...] | None:
+        """The personas a user chose to follow them in feeds (None: the channel's default set)."""
+        ...
+
+    async def set_followers(self, platform: str, user_id: str, persona_ids: tuple[str, ...] | None) -> None: ...
+
+    async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
+        """True (and `now` recorded) the first time persona_id addresses user_id on platform.
+
+        /forget deletes these records too, so a forgotten user is told again."""
+        ...
+
+    async def add_usage(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        """Add token counts to the totals of one UTC day; returns every total of that day.
+
+        Keys are "fleet", "p:<persona>" and "u:<platform>:<user>"; processes sharing a store
+        thereby share one budget."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    key: str
+    limit: int
+    period: float
+    # What the limit is called in decision reasons (per_minute, cooldown, channel_per_minute ...).
+    label: str
+    cost: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    allowed: bool
+    # The limit that blocked, or "max_responders" when the cap on grants was reached first.
+    blocked_by: str = ""
+    retry_after: float = 0.0
+
+
+ALLOWED = Verdict(True)
+
+
+CAPPED = Verdict(False, "max_responders")
+
+
+class RateLimiter(Protocol):
+    async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
+        """Admit candidates in order while every key has room and fewer than max_grants were admitted."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    messages: tuple[dict[str, str], ...]
+    model: str
+    temperature: float
+    max_tokens: int
+    # "platform:user id" the reply is for: our own accounting only, never sent to the endpoint.
+    user: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class LLMError(Exception):
+    """The reply could not be written; `kind` is a short label for logs and metrics."""
+
+    def __init__(self, kind: str, detail: str = ""):
+        self.kind = kind
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+
+
+class LLMClient(Protocol):
+    name: str
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]: ...
+
+    async def close(self) -> None: ...
+
+
+class FleetView(Protocol):
+    """What an adapter may see of the fleet: the personas, and where to hand events."""
+
+    @property
+    def personas(self) -> Mapping[str, Persona]: ...
+
+    @property
+    def config(self) -> FleetConfig:
+        """The fleet's configuration (adapters read their feed channels from it)."""
+        ...
+
+    # The fleet's clock and sleep: adapters pace streaming edits and typing with these, never with
+    # asyncio.sleep or loop.time directly, so tests and outside harnesses control time.
+    clock: Callable[[], float]
+    sleep: Callable[[float], Awaitable[object]]
+
+    async def dispatch(self, event: Event) -> None: ...
+
+    def persona_of(self, platform: str, message_id: str) -> str | None:
+        """The persona that wrote a platform message the fleet sent (reply triggers)."""
+        ...
+
+
+class Adapter(Protocol):
+    platform: str
+    # Characters per message on this platform; replies are split to fit.
+    text_limit: int
+
+    async def start(self, fleet: FleetView) -> None:
+        """Get ready to send (log in, build clients). Receiving starts per account with `connect`."""
+        ...
+
+    def accounts(self) -> list[str]:
+        """The platform accounts whose connection receives events, e.g. "telegram:host", "discord:skeptic".
+
+        Only one process may hold an account's receiving connection at a time (Telegram allows one
+        getUpdates consumer per token; two Discord gateway sessions would answer twice), so with a shared
+        Redis store the fleet leases accounts and connects only those it holds. Any process may send
+        as any account.
+        """
+        ...
+
+    async def connect(self, account: str) -> bool:
+        """Start receiving on one account; False (logged) if the platform refused it, e.g. a bad token."""
+        ...
+
+    async def disconnect(self, account: str) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
+        """Post a reply. `snapshots` yields the whole sanitised text so far each time more arrives; the
+        last one is final. It raises bots.brain.IncompleteReply if the model stopped without finishing:
+        whatever was already shown must then be marked as cut off or removed."""
+        ...
+
+    async def react(self, react: React, persona: Persona) -> None: ...
+
+    async def notify(self, notice: Notice) -> None: ...

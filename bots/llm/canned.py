@@ -1,0 +1,22 @@
+"""A client that writes without a model, for `botfleet simulate` and dry runs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from bots.core.ports import Chunk, LLMRequest
+
+
+class CannedClient:
+    """Writes without a model: `botfleet simulate` and dry runs never call an LLM."""
+
+    name = "canned"
+
+    def __init__(self, text: str = "(simulated reply)"):
+        self.text = text
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        yield Chunk(text=self.text, finish_reason="stop")
+
+    async def close(self) -> None:
+        return None
