@@ -1,10 +1,14 @@
 """Logging for operators: one JSON object per line (`logging.json: true`), secrets masked, and one
 line per routing decision.
 
-Masking works on the formatted line, so it also covers tracebacks and third-party loggers: every
-configured token and key, every environment variable whose name says it is a secret, and the
-password of a store URL are replaced by `***`. Decision lines carry ids, persona, trigger, reason
-and latency; message text never goes into an INFO line.
+One masker (`SECRETS`, process-wide) replaces every known secret by `***`: every configured token
+and key, every environment variable whose name says it is a secret, the password of a store URL,
+and whatever an adapter registers with `mask_secrets` (Telegram: the secret half of each bot
+token). It works twice: `MaskingFilter` cleans the record itself (message, traceback, stack) on the
+root handlers and on loggers known to carry secrets, so capturing handlers and third-party loggers
+never see one; `RedactingFormatter` masks the finished line as a last line of defence. Secrets are
+added and never removed, so a late log line cannot leak a stopped bot's token. Decision lines carry
+ids, persona, trigger, reason and latency; message text never goes into an INFO line.
 """
 
 from __future__ import annotations
@@ -85,29 +89,99 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+MASK = "***"
+
+
+class SecretMask:
+    """A set of secrets and the one function that blanks them out of text (longest first, so a
+    secret that contains another is masked whole)."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        fresh = {s for s in secrets if len(s) >= MIN_SECRET} - self._secrets
+        if fresh:
+            self._secrets |= fresh
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, ordered)))
+
+    def found_in(self, text: str) -> bool:
+        return self._pattern is not None and self._pattern.search(text) is not None
+
+    def mask(self, text: str) -> str:
+        return self._pattern.sub(MASK, text) if self._pattern is not None else text
+
+
+# Process-wide, like the logging module it guards.
+SECRETS = SecretMask()
+
+
+class MaskingFilter(logging.Filter):
+    """Cleans a record in place, before any handler formats or captures it.
+
+    A logger's filters see only records logged on that very logger (not its children's), so
+    `mask_secrets` puts it on the root handlers and on each logger named as carrying secrets.
+    """
+
+    def __init__(self, mask: SecretMask) -> None:
+        super().__init__()
+        self.mask = mask
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's business, not ours
+            return True
+        if self.mask.found_in(message):
+            record.msg, record.args = self.mask.mask(message), None
+        if record.exc_info and not record.exc_text:
+            # Cached where every Formatter looks for it, so the traceback is formatted clean.
+            text = logging.Formatter().formatException(record.exc_info)
+            if self.mask.found_in(text):
+                record.exc_text = self.mask.mask(text)
+        elif record.exc_text:
+            record.exc_text = self.mask.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask.mask(record.stack_info)
+        return True
+
+
+MASKING = MaskingFilter(SECRETS)
+
+
+def mask_secrets(secrets: Iterable[str], loggers: Iterable[str] = ()) -> None:
+    """Mask these secrets in every log line from now on, and clean records at the named loggers
+    (for libraries that log secrets before any handler of ours could see them)."""
+    SECRETS.add(secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MASKING)  # addFilter ignores a filter already there
+    for name in loggers:
+        logging.getLogger(name).addFilter(MASKING)
+
+
 class RedactingFormatter(logging.Formatter):
     """Formats with `inner`, then masks every secret in the finished line."""
 
-    def __init__(self, inner: logging.Formatter, secrets: Iterable[str]) -> None:
+    def __init__(self, inner: logging.Formatter, secrets: SecretMask | Iterable[str] = SECRETS) -> None:
         super().__init__()
         self.inner = inner
-        self.secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True)
+        self.mask = secrets if isinstance(secrets, SecretMask) else SecretMask(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        text = self.inner.format(record)
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+        return self.mask.mask(self.inner.format(record))
 
 
 def configure(cfg: FleetConfig | None, *, json_lines: bool = False, extra_secrets: Iterable[str] = ()) -> None:
     """Give every root handler the chosen format and the secret mask (call once config is known)."""
     inner: logging.Formatter = JsonFormatter() if json_lines else logging.Formatter(PLAIN_FORMAT)
-    formatter = RedactingFormatter(inner, [*secrets_of(cfg), *extra_secrets])
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
+    mask_secrets([*secrets_of(cfg), *extra_secrets])
+    formatter = RedactingFormatter(inner, SECRETS)
     for handler in root.handlers:
         handler.setFormatter(formatter)
 
