@@ -15,6 +15,11 @@ import aiohttp
 import pytest
 import pytest_asyncio
 from telegram import (
+    BotCommandScopeAllChatAdministrators,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    BotCommandScopeChat,
+    BotCommandScopeChatMember,
     ChatMemberAdministrator,
     ChatMemberMember,
     ChatMemberOwner,
@@ -372,6 +377,42 @@ async def test_members_commands_and_edits(fake: FakeTelegram) -> None:
     assert [s.text for s in fake.sent(group)] == ["done"]
     me = fake.calls_to("getMe")[0].result
     assert me["username"] == "alpha_bot" and me["can_read_all_group_messages"] is False
+
+
+@pytest.mark.asyncio
+async def test_command_menus_follow_telegrams_scope_order(fake: FakeTelegram) -> None:
+    alpha = fake.add_bot(TOKEN_A, "alpha_bot", "Alpha")
+    alice, bob, carol = fake.add_user("Alice"), fake.add_user("Bob"), fake.add_user("Carol")
+    group = fake.add_group("Lounge", admins=[bob["id"]], members=[alpha["id"], alice["id"], carol["id"]])
+    app = build_app(fake, TOKEN_A)
+
+    async with running(app):
+        bot = app.bot
+        assert fake.menu_for("alpha_bot", alice) == []  # nothing registered: no menu
+        await bot.set_my_commands([("help", "Help")])
+        await bot.set_my_commands([("help", "Help"), ("mute", "Mute")], scope=BotCommandScopeAllGroupChats())
+        await bot.set_my_commands([("help", "Help"), ("dm", "DM only")], scope=BotCommandScopeAllPrivateChats())
+        await bot.set_my_commands([("kick", "Kick")], scope=BotCommandScopeAllChatAdministrators())
+        await bot.set_my_commands([("hi", "Hi")], scope=BotCommandScopeChatMember(group["id"], carol["id"]))
+        await bot.set_my_commands([("mine", "Mine")], scope=BotCommandScopeChat(alice["id"]), language_code="de")
+        for_private = await bot.get_my_commands(scope=BotCommandScopeAllPrivateChats())
+        assert [c.command for c in for_private] == ["help", "dm"]
+
+        assert fake.menu_for("alpha_bot", alice) == ["help", "dm"]  # a private chat: all_private_chats
+        assert fake.menu_for("alpha_bot", alice, language="de") == ["mine"]  # chat + language wins
+        assert fake.menu_for("alpha_bot", group, alice) == ["help", "mute"]  # a member: all_group_chats
+        assert fake.menu_for("alpha_bot", group, bob) == ["kick"]  # an admin: all_chat_administrators
+        assert fake.menu_for("alpha_bot", group, carol) == ["hi"]  # chat_member is the most specific
+        await bot.delete_my_commands(scope=BotCommandScopeAllPrivateChats())
+        assert fake.menu_for("alpha_bot", alice) == ["help"]  # back to the default scope
+
+    # Scopes PTB would refuse to build, sent raw: the fake refuses them as Telegram does.
+    async with aiohttp.ClientSession() as http:
+        for scope in ({"type": "chat"}, {"type": "everyone"}):
+            form = {"commands": json.dumps([{"command": "x", "description": "X"}]), "scope": json.dumps(scope)}
+            async with http.post(f"{fake.base_url}{TOKEN_A}/setMyCommands", data=form) as response:
+                assert response.status == 400
+    assert fake.menu_for("alpha_bot", alice) == ["help"]
 
 
 @pytest.mark.asyncio

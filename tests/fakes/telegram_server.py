@@ -41,7 +41,7 @@ Public surface: ``start/stop`` (or ``async with``), ``base_url``, ``base_file_ur
 ``add_bot``, ``add_user``, ``add_group``, ``add_channel``, ``add_member``; humans: ``user_says``,
 ``user_dms``, ``channel_post``, ``user_presses_button``; faults: ``fail_next``, ``block_chat``;
 inspection: ``calls``, ``calls_to``, ``sent``, ``history``, ``delivered``, ``reactions_on``,
-``commands_of``, ``wait_for``.
+``commands_of``, ``menu_for``, ``wait_for``.
 """
 
 from __future__ import annotations
@@ -493,6 +493,51 @@ def _ref_id(ref: ChatRef | UserRef) -> int:
     return int(ref) if isinstance(ref, int) else int(ref["id"])
 
 
+# BotCommandScope types and the fields each one needs.
+_SCOPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "default": (),
+    "all_private_chats": (),
+    "all_group_chats": (),
+    "all_chat_administrators": (),
+    "chat": ("chat_id",),
+    "chat_administrators": ("chat_id",),
+    "chat_member": ("chat_id", "user_id"),
+}
+
+
+def _scope_of(raw: Any) -> JSONDict:
+    """A setMyCommands/getMyCommands scope, checked and reduced to the fields that identify it."""
+    scope = raw or {"type": "default"}
+    if not isinstance(scope, dict) or scope.get("type") not in _SCOPE_FIELDS:
+        raise bad_request("can't parse BotCommandScope JSON object")
+    needed = _SCOPE_FIELDS[scope["type"]]
+    if any(scope.get(name) in (None, "") for name in needed):
+        raise bad_request(f"bot command scope {scope['type']} needs {', '.join(needed)}")
+    # Ids as numbers whether they came as JSON numbers or strings; "@channelname" stays a name.
+    ids = {name: int(v) if str(v := scope[name]).lstrip("-").isdigit() else v for name in needed}
+    return {"type": scope["type"], **ids}
+
+
+def _scope_key(scope: JSONDict, language: str) -> str:
+    return f"{json.dumps(scope, sort_keys=True)}|{language}"
+
+
+def _menu_scopes(chat_id: int, group: _Chat | None, user_id: int | None) -> list[JSONDict]:
+    """The scopes Telegram tries for a chat's command menu, most specific first."""
+    if group is None:  # a private chat, whose id is the user's
+        return [{"type": "chat", "chat_id": chat_id}, {"type": "all_private_chats"}, {"type": "default"}]
+    admin = user_id is not None and (user_id in group.admins or user_id == group.creator)
+    scopes: list[JSONDict] = []
+    if user_id is not None:
+        scopes.append({"type": "chat_member", "chat_id": chat_id, "user_id": user_id})
+    if admin:
+        scopes.append({"type": "chat_administrators", "chat_id": chat_id})
+    scopes.append({"type": "chat", "chat_id": chat_id})
+    if admin:
+        scopes.append({"type": "all_chat_administrators"})
+    return [*scopes, {"type": "all_group_chats"}, {"type": "default"}]
+
+
 def _bare_reply(message: JSONDict) -> JSONDict:
     """Telegram nests replies one level deep: the replied-to message loses its own reply."""
     return {k: copy.deepcopy(v) for k, v in message.items() if k != "reply_to_message"}
@@ -858,13 +903,26 @@ class FakeTelegram:
         conv_bot = self._bot(dm_bot).id if dm_bot else 0
         key = (_ref_id(chat), conv_bot, message_id)
         return {
-            username: [r.get("emoji", r.get("custom_emoji_id", "")) for r in reactions]
+            username: [str(r.get("emoji", r.get("custom_emoji_id", ""))) for r in reactions]
             for username, reactions in self._reactions.get(key, {}).items()
         }
 
     def commands_of(self, bot: str) -> dict[str, list[JSONDict]]:
         """Stored command lists keyed by ``"<scope json>|<language>"``."""
         return copy.deepcopy(self._bot(bot).commands)
+
+    def menu_for(self, bot: str, chat: ChatRef, user: UserRef | None = None, language: str = "") -> list[str]:
+        """The command names a client shows in ``chat`` (a private chat: the user's id) for ``user``,
+        resolved through the scopes the way Telegram documents ("Determining list of commands")."""
+        state = self._bot(bot)
+        chat_id = _ref_id(chat)
+        group = self._chats.get(chat_id)
+        for scope in _menu_scopes(chat_id, group, _ref_id(user) if user is not None else None):
+            for lang in ([language] if language else []) + [""]:
+                commands = state.commands.get(_scope_key(scope, lang))
+                if commands is not None:
+                    return [str(c["command"]) for c in commands]
+        return []
 
     async def wait_for(
         self,
@@ -915,7 +973,7 @@ class FakeTelegram:
             for key, value in form.items():
                 if isinstance(value, str):
                     params[key] = _decode_param(key, value)
-                else:
+                elif isinstance(value, web.FileField):
                     params[key] = {
                         "filename": value.filename,
                         "content_type": value.content_type,
@@ -1003,8 +1061,7 @@ class FakeTelegram:
 
     @staticmethod
     def _commands_key(p: JSONDict) -> str:
-        scope = p.get("scope") or {"type": "default"}
-        return f"{json.dumps(scope, sort_keys=True)}|{p.get('language_code') or ''}"
+        return _scope_key(_scope_of(p.get("scope")), str(p.get("language_code") or ""))
 
     async def _set_my_commands(self, bot: _Bot, p: JSONDict) -> bool:
         commands = p.get("commands")
