@@ -14,9 +14,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import urllib.error
+import urllib.request
 from collections import deque
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from bots.core.events import Notice, React, Reply
 from bots.ops.logs import trigger_of
@@ -133,10 +135,6 @@ def _json(status: str, data: Any) -> tuple[str, str, bytes]:
 
 def fetch_why(base_url: str, platform: str, message_id: str, timeout: float = 5.0) -> dict[str, Any] | None:
     """Ask a running fleet; None when the event is not in its audit."""
-    import urllib.error
-    import urllib.request
-    from urllib.parse import quote
-
     url = f"{base_url.rstrip('/')}/why/{quote(platform, safe='')}/{quote(message_id, safe='')}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:

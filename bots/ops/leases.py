@@ -32,6 +32,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -42,6 +43,8 @@ from bots.state.redis import FAULTS, PREFIX, make_client, stop_task
 log = logging.getLogger("botfleet.leases")
 
 LEASE_SECONDS = 15.0
+# What a lease tick may fail with when Redis is slow, away or refuses: the lease loop rides these out.
+LEASE_FAULTS: tuple[type[BaseException], ...] = (*FAULTS, RedisError)
 
 # KEYS[1]: the pool's member zset (score: expiry, ms). KEYS[2]: zset of known accounts (for status).
 # KEYS[3]: the epoch: when this Redis started holding leases. KEYS[4..]: one lease key per account,
@@ -243,7 +246,7 @@ class LeaseManager:
         try:
             async with asyncio.timeout(min(grace, 2.0)):
                 await self._tick_once(member=False)
-        except (*FAULTS, RedisError) as exc:
+        except LEASE_FAULTS as exc:
             log.warning("could not hand leases back (%s); they expire in %.0fs", exc, self.lease_seconds)
         if self._owns_client:
             await self._client.aclose()
@@ -266,7 +269,7 @@ class LeaseManager:
         try:
             async with asyncio.timeout(min(self.interval, 2.0)):
                 wait = await self._tick_once(member=True)
-        except (*FAULTS, RedisError) as exc:
+        except LEASE_FAULTS as exc:
             if self._failing_since is None:
                 self._failing_since = sent
                 log.warning("cannot renew account leases: %s", exc or type(exc).__name__)
@@ -460,7 +463,8 @@ async def read_leases(client: Redis, prefix: str = PREFIX) -> tuple[list[LeaseIn
     async for key in client.scan_iter(match=f"{prefix}members:*", count=100):
         name = _text(key)
         pool = name.rsplit(":", 1)[-1]
-        for identity, score in await client.zrangebyscore(name, now_ms, "+inf", withscores=True):
+        rows: list[Any] = await client.zrangebyscore(name, now_ms, "+inf", withscores=True)
+        for identity, score in rows:
             members.append(MemberInfo(_text(identity), pool, (float(score) - now_ms) / 1000))
     members.sort(key=lambda m: m.identity)
     return leases, members
