@@ -127,6 +127,9 @@ class MetricsConfig(_Strict):
     port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback by default: /why shows what the fleet decided, which is nobody else's business.
     host: str = "127.0.0.1"
+    # /usage lists the heaviest users by platform user id only when this is true; by default it shows
+    # their token counts without saying whose they are (ids are personal data, the endpoint is a dashboard).
+    usage_user_ids: bool = False
 
     @field_validator("port", mode="before")
     @classmethod

@@ -29,7 +29,7 @@ from bots.ops.logs import JsonFormatter, RedactingFormatter, secrets_of
 from bots.ops.metrics import Metrics, reason_label
 from bots.state.memory import MemoryStore
 from bots.yamlfile import ConfigError
-from tests.conftest import Clock, make_fleet, msg, persona
+from tests.conftest import HUMAN, Clock, make_fleet, msg, persona
 from tests.fakes.openai_server import FakeOpenAI, Status
 from tests.test_fleet import cmd, replies, skips
 
@@ -353,6 +353,14 @@ async def test_metrics_and_why_are_served_over_http() -> None:
         assert (await http_get(port, "/why/test/nope"))[0] == 404
         usage = json.loads((await http_get(port, "/usage"))[2])
         assert usage["fleet_tokens"] == 300
+        # Who spent the tokens stays out of it unless the operator asks (metrics.usage_user_ids).
+        assert usage["users"] == 2 and sorted(usage["top_user_tokens"]) == [100, 200]
+        assert "top_users" not in usage and HUMAN.id not in json.dumps(usage) and BOB.id not in json.dumps(usage)
+        fleet.config = fleet.config.model_copy(
+            update={"metrics": fleet.config.metrics.model_copy(update={"usage_user_ids": True})}
+        )
+        usage = json.loads((await http_get(port, "/usage"))[2])
+        assert usage["top_users"] == {f"test:{HUMAN.id}": 200, f"test:{BOB.id}": 100}
     finally:
         await server.close()
 

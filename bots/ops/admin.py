@@ -118,7 +118,7 @@ class AdminServer:
         if path == "/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/usage":
-            return _json("200 OK", self.fleet.usage.report(self.fleet.config))
+            return _json("200 OK", usage_report(self.fleet))
         if path.startswith("/why/"):
             platform, _, message_id = path.removeprefix("/why/").partition("/")
             key = f"{unquote(platform)}:{unquote(message_id)}"
@@ -127,6 +127,15 @@ class AdminServer:
                 return _json("404 Not Found", {"event": key, "error": "not in the audit"})
             return _json("200 OK", explain(plan))
         return "404 Not Found", "text/plain", b"try /metrics, /why/<platform>/<message-id>, /usage, /healthz\n"
+
+
+def usage_report(fleet: Fleet) -> dict[str, Any]:
+    """Today's usage for /usage; the heaviest users as token counts only, unless metrics.usage_user_ids."""
+    report = fleet.usage.report(fleet.config)
+    if not fleet.config.metrics.usage_user_ids:
+        top: dict[str, int] = report.pop("top_users", {})
+        report["top_user_tokens"] = list(top.values())
+    return report
 
 
 def _json(status: str, data: Any) -> tuple[str, str, bytes]:
