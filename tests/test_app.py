@@ -20,7 +20,7 @@ from adapters.console import ConsoleAdapter
 from bots.app import App, SetupError, make_llm
 from bots.config import FleetConfig
 from bots.llm.canned import CannedClient
-from bots.ops.leases import read_leases
+from bots.ops.leasestatus import read_leases
 from tests.conftest import RecordingAdapter, msg, persona
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.polling import wait_for

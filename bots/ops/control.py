@@ -183,7 +183,7 @@ async def publish_reload(url: str, prefix: str | None = None) -> int:
 
 async def shared_status(url: str) -> str:
     """Which process holds which account, read from the Redis the processes share."""
-    from bots.ops.leases import status  # speaks Redis: imported for a Redis store only
+    from bots.ops.leasestatus import status  # speaks Redis: imported for a Redis store only
 
     return await _on_redis(status(url))
 
