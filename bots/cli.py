@@ -7,13 +7,19 @@ import asyncio
 import json
 import logging
 import os
-import signal
 import stat
 import sys
 from pathlib import Path
 from typing import Any
 
+from adapters.registry import names as platform_names
+from bots.app import App, SetupError, make_adapters, make_llm
 from bots.loading import config_or_reported, loaded_or_reported
+from bots.ops.admin import fetch_why, format_why
+from bots.ops.control import Unreachable, publish_reload, shared_status, shared_why
+from bots.ops.logs import configure, persona_secrets
+from bots.ops.reload import signal_reload
+from bots.simulate import simulate
 
 log = logging.getLogger("botfleet")
 
@@ -58,13 +64,9 @@ def console_input() -> bool:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from bots.app import SetupError, build_fleet, make_adapters, make_llm
-
     if (loaded := loaded_or_reported(args.config, sys.stderr)) is None:
         return 2
     cfg, personas = loaded
-    from bots.ops.logs import configure, persona_secrets
-
     # Before anything logs: the chosen format, and every configured secret masked.
     configure(cfg, json_lines=cfg.logging.json_lines, extra_secrets=persona_secrets(personas))
     try:
@@ -77,53 +79,13 @@ async def _run(args: argparse.Namespace) -> int:
         # Not even the console has anything to read (a container with stdin on /dev/null): idling would hide it.
         print("botfleet: no platform adapter has a token and there is no console input", file=sys.stderr)
         return 2
-    fleet = build_fleet(cfg, personas, llm=llm)
-    for adapter in adapters:
-        fleet.attach(adapter)
-    from bots.ops.control import Ops
-
-    ops = Ops(fleet, args.config)
+    app = App(cfg, personas, llm=llm, adapters=adapters, config_path=args.config)
     try:
-        await ops.start()
-    except OSError as exc:
-        where = f"{cfg.metrics.host}:{cfg.metrics.port}"
-        print(f"botfleet: cannot serve metrics on {where}: {exc.strerror}", file=sys.stderr)
-        await ops.close()
-        await fleet.stop(0)
+        await app.start()
+    except SetupError as exc:
+        print(f"botfleet: {exc}", file=sys.stderr)
         return 2
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - not on the main thread
-            pass
-    leases = None
-    if cfg.store.startswith("memory://"):
-        await fleet.start()
-    else:
-        from bots.ops.leases import LeaseManager
-
-        # Other processes may share this store: receive only on the accounts this one holds a lease on.
-        await fleet.start(connect=False)
-        leases = LeaseManager(cfg.store, list(fleet.adapters.values()), lease_seconds=cfg.fleet.lease_seconds)
-        await leases.start()
-    log.info("fleet running: %d personas on %s", len(personas), ", ".join(a.platform for a in adapters))
-    waiters = [asyncio.ensure_future(stop.wait())]
-    console = fleet.adapters.get("console")
-    if console is not None and len(fleet.adapters) == 1:
-        waiters.append(asyncio.ensure_future(console.closed.wait()))  # type: ignore[attr-defined]
-    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    for w in waiters:
-        w.cancel()
-    if not stop.is_set():
-        # End of console input: every reply already asked for still gets written.
-        await fleet.drain()
-    if leases is not None:
-        # Stop receiving and hand the accounts back first, so another process takes over at once.
-        await leases.stop()
-    await ops.close()
-    await fleet.stop()
+    await app.run()
     return 0
 
 
@@ -133,8 +95,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from bots.simulate import simulate
-
     if (loaded := loaded_or_reported(args.config, sys.stderr)) is None:
         return 2
     cfg, personas = loaded
@@ -153,8 +113,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_why(args: argparse.Namespace) -> int:
-    from bots.ops.admin import fetch_why
-
     url = args.url
     if url is None:
         if (cfg := config_or_reported(args.config)) is None:
@@ -176,21 +134,15 @@ def cmd_why(args: argparse.Namespace) -> int:
 
 def _why_from_redis(url: str, args: argparse.Namespace) -> int:
     """Every process of the fleet writes its audit to the shared Redis: read it there."""
-    from redis.exceptions import RedisError
-
-    from bots.ops.admin import read_why
-
     try:
-        found = asyncio.run(read_why(url, args.platform, args.message_id))
-    except (RedisError, OSError) as exc:
+        found = asyncio.run(shared_why(url, args.platform, args.message_id))
+    except Unreachable as exc:
         print(f"botfleet: cannot read {url.split('@')[-1]}: {exc}", file=sys.stderr)
         return 2
     return _show_why(found, args, "kept for a day after the event")
 
 
 def _show_why(found: dict[str, Any] | None, args: argparse.Namespace, kept: str) -> int:
-    from bots.ops.admin import format_why
-
     if found is None:
         print(f"{args.platform}:{args.message_id}: not in the audit ({kept})")
         return 1
@@ -199,27 +151,21 @@ def _show_why(found: dict[str, Any] | None, args: argparse.Namespace, kept: str)
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from bots.ops.reload import signal_reload
-
     if (loaded := loaded_or_reported(args.config)) is None:
         print("not reloading: the running fleet would reject these files (it keeps its current ones)", file=sys.stderr)
         return 2
     cfg = loaded[0]
     if not cfg.store.startswith("memory://"):
         # Several processes may share this store: ask them all, through Redis.
-        from redis.exceptions import RedisError
-
-        from bots.ops.control import publish_reload
-
         try:
             listening = asyncio.run(publish_reload(cfg.store))
-        except (RedisError, OSError) as exc:
+        except Unreachable as exc:
             print(f"botfleet: cannot reach {cfg.store.split('@')[-1]}: {exc}", file=sys.stderr)
             return 2
         said = f"reload sent to {listening} running process(es); their logs report the result"
         print(f"botfleet: {said}", file=sys.stderr)
         return 0 if listening else 1
-    pid, said = signal_reload(loaded[0])
+    pid, said = signal_reload(cfg)
     print(f"botfleet: {said}", file=sys.stderr)
     return 0 if pid is not None else 1
 
@@ -231,13 +177,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if cfg.store.startswith("memory://"):
         print("store is memory://: one process, nothing shared (set store: redis://... or REDIS_URL)")
         return 1
-    from redis.exceptions import RedisError
-
-    from bots.ops.leases import status
-
     try:
-        print(asyncio.run(status(cfg.store)))
-    except (RedisError, OSError) as exc:
+        print(asyncio.run(shared_status(cfg.store)))
+    except Unreachable as exc:
         print(f"botfleet: cannot read {where}: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -255,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--adapter",
         action="append",
-        choices=["console", "discord", "telegram"],
+        choices=platform_names(),
         help="only these adapters (repeatable); default: every adapter with a token, else the console",
     )
     run.add_argument("--log-level", default="INFO")
@@ -270,7 +212,7 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=0)
     sim.set_defaults(func=cmd_simulate)
     why = with_config(sub.add_parser("why", help="which personas considered a message, and why each spoke or not"))
-    why.add_argument("platform", help="console, discord, telegram ...")
+    why.add_argument("platform", help=", ".join(platform_names()))
     why.add_argument("message_id")
     why.add_argument("--url", help="the fleet's metrics endpoint (default: from metrics.host/port in the config)")
     why.add_argument("--json", action="store_true", help="print the raw JSON")

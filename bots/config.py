@@ -127,6 +127,9 @@ class MetricsConfig(_Strict):
     port: int | None = Field(default=None, ge=0, le=65535)
     # Loopback by default: /why shows what the fleet decided, which is nobody else's business.
     host: str = "127.0.0.1"
+    # /usage lists the heaviest users by platform user id only when this is true; by default it shows
+    # their token counts without saying whose they are (ids are personal data, the endpoint is a dashboard).
+    usage_user_ids: bool = False
 
     @field_validator("port", mode="before")
     @classmethod
@@ -230,19 +233,29 @@ def parse_config(data: Any, file: str, lines: dict[Any, int], base: Path) -> Fle
     if not isinstance(data, dict):
         raise ConfigError([Problem(file, 1, "(file)", "the config must be a mapping")])
     if isinstance(data.get("store"), dict):
-        # Errors about the lifted fields should still point at the lines they were written on.
-        lines = dict(lines)
-        for key, loc in (("url", ("store",)), ("retention_days", ("retention_days",))):
-            if ("store", key) in lines:
-                lines[loc] = lines[("store", key)]
-        try:
-            data = lift_store(data)
-        except ValueError as exc:
-            raise ConfigError([Problem(file, lines.get(("store",), 1), "store", str(exc))]) from None
+        data, lines = _lifted(data, file, lines)
     try:
         cfg = FleetConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, file, lines)) from None
+    return _resolve_paths(cfg, base)
+
+
+def _lifted(data: dict[str, Any], file: str, lines: dict[Any, int]) -> tuple[Any, dict[Any, int]]:
+    """The `store:` mapping lifted (see lift_store), with lines that follow the lifted fields."""
+    # Errors about the lifted fields should still point at the lines they were written on.
+    lines = dict(lines)
+    for key, loc in (("url", ("store",)), ("retention_days", ("retention_days",))):
+        if ("store", key) in lines:
+            lines[loc] = lines[("store", key)]
+    try:
+        return lift_store(data), lines
+    except ValueError as exc:
+        raise ConfigError([Problem(file, lines.get(("store",), 1), "store", str(exc))]) from None
+
+
+def _resolve_paths(cfg: FleetConfig, base: Path) -> FleetConfig:
+    """Relative paths in the config are relative to the config file's directory."""
     update: dict[str, Any] = {}
     if not cfg.personas_dir.is_absolute():
         update["personas_dir"] = base / cfg.personas_dir

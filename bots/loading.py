@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from adapters import registry as platforms
 from bots.config import FleetConfig, load_config
 from bots.persona import Persona, load_personas
 from bots.yamlfile import ConfigError, Problem, line_of, load_yaml
@@ -48,27 +49,12 @@ def raw_personas_dir(config: Path | None) -> Path:
 
 def platform_problems(cfg: FleetConfig, personas: list[Persona]) -> list[Problem]:
     """Checks that depend on which platforms are in use (Telegram's fixed reaction emoji set)."""
-    uses_telegram = bool(cfg.adapters.telegram.token) or any(
-        p.platforms.telegram and p.platforms.telegram.token for p in personas
-    )
-    if not uses_telegram:
-        return []
-    from adapters.telegram.emoji import check_reactions
-
-    return check_reactions(personas)
+    return platforms.check_problems(cfg, personas)
 
 
 def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None) -> list[Problem]:
     """Feed persona lists must name personas that exist (a typo would silently shrink the feed)."""
-    known = {p.id for p in personas}
-    missing = [
-        (platform, n, pid)
-        for platform in ("console", "discord", "telegram")
-        for n, feed in enumerate(getattr(cfg.feeds, platform))
-        if feed.personas != "all"
-        for pid in feed.personas
-        if pid not in known
-    ]
+    missing = _unknown_feed_personas(cfg, {p.id for p in personas})
     if not missing or not personas:
         return []
     path = config or Path("config.yaml")
@@ -82,6 +68,16 @@ def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None
         )
         for platform, n, pid in missing
     ]
+
+
+def _unknown_feed_personas(cfg: FleetConfig, known: set[str]) -> list[tuple[str, int, str]]:
+    """(platform, feed index, persona id) for each feed persona that does not exist."""
+    missing: list[tuple[str, int, str]] = []
+    for platform in platforms.PLATFORMS:
+        for n, feed in enumerate(getattr(cfg.feeds, platform, ())):
+            if feed.personas != "all":
+                missing.extend((platform, n, pid) for pid in feed.personas if pid not in known)
+    return missing
 
 
 def loaded_or_reported(config: Path | None, out: TextIO | None = None) -> tuple[FleetConfig, list[Persona]] | None:

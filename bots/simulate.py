@@ -64,11 +64,15 @@ async def simulate(
     last_by: dict[tuple[str, str], str] = {}
     replies = 0
 
-    def emit(i: int, plan: Plan) -> list[Reply]:
+    def emit(i: int, plan: Plan, after: Reply | None = None) -> list[Reply]:
         for d in plan.decisions:
             if d.action == "skip" and not show_all:
                 continue
-            rec: dict[str, Any] = {"i": i, "persona": d.persona_id, "action": d.action}
+            rec: dict[str, Any] = {"i": i}
+            if after is not None:
+                # A persona answering a persona: which reply it answers, and how deep in the chain.
+                rec.update(followup=after.chain + 1, after=after.persona_id)
+            rec.update(persona=d.persona_id, action=d.action)
             if d.action == "react":
                 emoji = next(
                     (a.emoji for a in plan.actions if isinstance(a, React) and a.persona_id == d.persona_id), ""
@@ -105,5 +109,5 @@ async def simulate(
                 chain=reply.chain,
                 channel_name=reply.channel,
             )
-            pending.extend(emit(i, await fleet.handle(echo, now=now)))
+            pending.extend(emit(i, await fleet.handle(echo, now=now), after=reply))
     return out

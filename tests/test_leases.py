@@ -18,7 +18,8 @@ import redis
 
 from bots.core.events import Notice, React, Reply, Sent
 from bots.core.ports import FleetView
-from bots.ops.leases import LeaseManager, format_status, read_leases, status
+from bots.ops.leases import LeaseManager
+from bots.ops.leasestatus import format_status, read_leases, status
 from bots.persona import Persona
 from bots.state.redis import make_client
 from tests.redis_server import RedisServer

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from bots.app import build_fleet
+from bots.cli import main
 from bots.config import FleetConfig, Price, load_config
 from bots.core.events import Author, Reply
 from bots.core.fleet import Fleet
@@ -23,15 +25,18 @@ from bots.core.ports import Chunk, LLMError, LLMRequest, Turn
 from bots.llm.breaker import Breaker, RetryBudget
 from bots.llm.canned import CannedClient
 from bots.llm.openai import OpenAIClient
+from bots.loading import load_all
 from bots.ops.admin import AdminServer, explain
 from bots.ops.control import Ops
 from bots.ops.logs import JsonFormatter, RedactingFormatter, secrets_of
 from bots.ops.metrics import Metrics, reason_label
+from bots.ops.reload import apply
 from bots.state.memory import MemoryStore
+from bots.state.redis import open_redis_state
 from bots.yamlfile import ConfigError
-from tests.conftest import Clock, make_fleet, msg, persona
+from tests.conftest import HUMAN, Clock, make_fleet, msg, persona
 from tests.fakes.openai_server import FakeOpenAI, Status
-from tests.test_fleet import cmd, replies, skips
+from tests.test_fleet import Failing, cmd, replies, skips
 
 BOB = Author(id="u2", name="bob")
 DISCLOSURE = "— AI persona · /about"
@@ -105,8 +110,6 @@ async def test_disclosure_on_first_reply_to_each_person_only() -> None:
 
 
 async def test_a_dropped_first_reply_leaves_the_disclosure_for_the_next_one() -> None:
-    from tests.test_fleet import Failing
-
     fleet, adapter, clock = make_fleet([persona("a", triggers=[{"keywords": ["x"]}])], llm=Failing())
     await say(fleet, "x")
     assert adapter.replies == []
@@ -353,6 +356,14 @@ async def test_metrics_and_why_are_served_over_http() -> None:
         assert (await http_get(port, "/why/test/nope"))[0] == 404
         usage = json.loads((await http_get(port, "/usage"))[2])
         assert usage["fleet_tokens"] == 300
+        # Who spent the tokens stays out of it unless the operator asks (metrics.usage_user_ids).
+        assert usage["users"] == 2 and sorted(usage["top_user_tokens"]) == [100, 200]
+        assert "top_users" not in usage and HUMAN.id not in json.dumps(usage) and BOB.id not in json.dumps(usage)
+        fleet.config = fleet.config.model_copy(
+            update={"metrics": fleet.config.metrics.model_copy(update={"usage_user_ids": True})}
+        )
+        usage = json.loads((await http_get(port, "/usage"))[2])
+        assert usage["top_users"] == {f"test:{HUMAN.id}": 200, f"test:{BOB.id}": 100}
     finally:
         await server.close()
 
@@ -497,8 +508,6 @@ async def test_stop_lets_replies_finish_within_grace() -> None:
 
 
 async def test_reload_reports_settings_it_cannot_apply() -> None:
-    from bots.ops.reload import apply
-
     fleet, _, _ = make_fleet([persona("skeptic")])
     cfg = fleet.config
     changed = cfg.model_copy(
@@ -520,10 +529,6 @@ async def test_reload_and_why_reach_every_process_on_a_shared_redis(
 ) -> None:
     """Two fleet processes on one Redis: `botfleet reload` reloads both, and `botfleet why` finds an
     event through Redis whichever process handled it, without any HTTP endpoint."""
-    from bots.app import build_fleet
-    from bots.cli import main
-    from bots.loading import load_all
-    from bots.state.redis import open_redis_state
 
     server = redis_servers()  # a server of its own: the CLI uses the default key prefix
     (tmp_path / "personas").mkdir()

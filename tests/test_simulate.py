@@ -1,4 +1,8 @@
 import json
+import os
+import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -100,3 +104,56 @@ def test_all_shows_personas_that_stayed_away_from_opted_out_users_and_foreign_bo
     assert {"i": 1, "persona": "a", "action": "skip", "reason": "opted_out"} in out
     assert {"i": 2, "persona": "a", "action": "skip", "reason": "foreign_bot"} in out
     assert not [r for r in out if r["action"] != "skip"]
+
+
+def simulate_in_subprocess(transcript: Path, hash_seed: str, *args: str) -> bytes:
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    env.pop("REDIS_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "bots", "simulate", str(transcript), "--config", str(ROOT / "config.yaml"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout
+
+
+def test_same_seed_is_byte_identical_across_processes_whatever_the_hash_seed(tmp_path: Path) -> None:
+    """Several personas mentioned at once compete for max_responders: who wins must not depend on the
+    order a set of names happens to iterate in, which changes with each process's string hashing."""
+    picks = random.Random(3)
+    names = ["skeptic", "nerd", "supporter", "realist", "optimist", "stoic"]
+    rows = [
+        {
+            "at": i * 7,
+            "channel": "general",
+            "author": f"u{i % 4}",
+            "text": " ".join(f"@{n}" for n in picks.sample(names, 3)),
+        }
+        for i in range(60)
+    ]
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_text("\n".join(json.dumps(r) for r in rows))
+    outputs = {simulate_in_subprocess(transcript, hash_seed, "--seed", "4", "--all") for hash_seed in ("1", "2", "3")}
+    assert len(outputs) == 1
+    assert outputs.pop().count(b'"action": "reply"') > 30
+
+
+def test_follow_ups_are_marked_with_the_reply_they_answer(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # b answers any reply that says "simulated", which every simulated reply does.
+    (fleet_dir / "personas" / "b.yaml").write_text("id: b\nname: Bo\nprompt: x\ntriggers:\n  - keywords: [simulated]\n")
+    out = run(fleet_dir, [{"at": 0, "channel": "c", "author": "u", "text": "hey @a"}], capsys, "--all")
+    assert out[0] == {"i": 0, "persona": "a", "action": "reply", "reason": "mention:platform"}
+    assert {
+        "i": 0,
+        "followup": 1,
+        "after": "a",
+        "persona": "b",
+        "action": "reply",
+        "reason": "keywords:simulated",
+    } in out
+    # b's own reply is a follow-up too; nobody may answer it (b is its author, a has no matching trigger).
+    assert all("followup" in r for r in out[1:])
+    assert not [r for r in out if r.get("after") == "b" and r["action"] == "reply"]

@@ -190,7 +190,9 @@ class TriggerIndex:
             if cur is None or SCORES[kind] > SCORES[cur.kind]:
                 best[i] = Hit(i, kind, detail)
 
-        for pid in msg.mentions:
+        # Sorted: a frozenset of strings iterates in a per-process hash order, and the order of hits
+        # decides which random draw each candidate gets (simulate --seed must repeat across processes).
+        for pid in sorted(msg.mentions):
             i = self.by_id.get(pid)
             if i is not None and self._mention[i]:
                 offer(i, "mention", "platform")

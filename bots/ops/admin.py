@@ -14,9 +14,11 @@ import asyncio
 import contextlib
 import json
 import logging
+import urllib.error
+import urllib.request
 from collections import deque
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from bots.core.events import Notice, React, Reply
 from bots.ops.logs import trigger_of
@@ -116,7 +118,7 @@ class AdminServer:
         if path == "/healthz":
             return "200 OK", "text/plain", b"ok\n"
         if path == "/usage":
-            return _json("200 OK", self.fleet.usage.report(self.fleet.config))
+            return _json("200 OK", usage_report(self.fleet))
         if path.startswith("/why/"):
             platform, _, message_id = path.removeprefix("/why/").partition("/")
             key = f"{unquote(platform)}:{unquote(message_id)}"
@@ -127,16 +129,21 @@ class AdminServer:
         return "404 Not Found", "text/plain", b"try /metrics, /why/<platform>/<message-id>, /usage, /healthz\n"
 
 
+def usage_report(fleet: Fleet) -> dict[str, Any]:
+    """Today's usage for /usage; the heaviest users as token counts only, unless metrics.usage_user_ids."""
+    report = fleet.usage.report(fleet.config)
+    if not fleet.config.metrics.usage_user_ids:
+        top: dict[str, int] = report.pop("top_users", {})
+        report["top_user_tokens"] = list(top.values())
+    return report
+
+
 def _json(status: str, data: Any) -> tuple[str, str, bytes]:
     return status, "application/json", json.dumps(data, ensure_ascii=False).encode() + b"\n"
 
 
 def fetch_why(base_url: str, platform: str, message_id: str, timeout: float = 5.0) -> dict[str, Any] | None:
     """Ask a running fleet; None when the event is not in its audit."""
-    import urllib.error
-    import urllib.request
-    from urllib.parse import quote
-
     url = f"{base_url.rstrip('/')}/why/{quote(platform, safe='')}/{quote(message_id, safe='')}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:

@@ -14,11 +14,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from bots.ops import logs
-from bots.ops.admin import AdminServer, SharedAudit
+from bots.ops.admin import AdminServer, SharedAudit, read_why
 from bots.ops.metrics import Metrics
 from bots.ops.reload import reload_fleet, remove_pid, write_pid
 from bots.yamlfile import Problem
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from bots.core.fleet import Fleet
 
 log = logging.getLogger("botfleet")
+
+T = TypeVar("T")
 
 
 class Ops:
@@ -153,12 +156,38 @@ class Ops:
             remove_pid(self._pid_file)
 
 
+class Unreachable(Exception):
+    """The shared Redis did not answer a command run from the CLI; the message says why."""
+
+
+async def _on_redis(call: Awaitable[T]) -> T:
+    # redis-py is imported only when the store is Redis (a memory-store run never needs it).
+    from redis.exceptions import RedisError
+
+    try:
+        return await call
+    except (RedisError, OSError) as exc:
+        raise Unreachable(str(exc) or type(exc).__name__) from exc
+
+
 async def publish_reload(url: str, prefix: str | None = None) -> int:
     """Ask every fleet process on this Redis to reload; returns how many were listening."""
     from bots.state.redis import PREFIX, make_client
 
     client = make_client(url, max_connections=1, socket_timeout=5.0, connect_timeout=5.0, pool_timeout=5.0)
     try:
-        return int(await client.publish(f"{PREFIX if prefix is None else prefix}reload", b"reload"))
+        return int(await _on_redis(client.publish(f"{PREFIX if prefix is None else prefix}reload", b"reload")))
     finally:
         await client.aclose()
+
+
+async def shared_status(url: str) -> str:
+    """Which process holds which account, read from the Redis the processes share."""
+    from bots.ops.leasestatus import status  # speaks Redis: imported for a Redis store only
+
+    return await _on_redis(status(url))
+
+
+async def shared_why(url: str, platform: str, message_id: str) -> dict[str, Any] | None:
+    """An event's audit record, whichever process of the fleet handled it."""
+    return await _on_redis(read_why(url, platform, message_id))

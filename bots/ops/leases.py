@@ -31,17 +31,20 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bots.core.ports import Adapter
+from bots.ops.leasestatus import text as _text
 from bots.state.redis import FAULTS, PREFIX, make_client, stop_task
 
 log = logging.getLogger("botfleet.leases")
 
 LEASE_SECONDS = 15.0
+# What a lease tick may fail with when Redis is slow, away or refuses: the lease loop rides these out.
+LEASE_FAULTS: tuple[type[BaseException], ...] = (*FAULTS, RedisError)
 
 # KEYS[1]: the pool's member zset (score: expiry, ms). KEYS[2]: zset of known accounts (for status).
 # KEYS[3]: the epoch: when this Redis started holding leases. KEYS[4..]: one lease key per account,
@@ -135,24 +138,6 @@ def process_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseInfo:
-    account: str
-    holder: str  # "" when nobody holds it
-    expires_in: float  # seconds; 0 when free
-
-
-@dataclass(frozen=True, slots=True)
-class MemberInfo:
-    identity: str
-    pool: str
-    expires_in: float
-
-
-def _text(value: object) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class LeaseManager:
     """Holds this process's share of the adapters' accounts and keeps the adapters connected to them."""
 
@@ -243,7 +228,7 @@ class LeaseManager:
         try:
             async with asyncio.timeout(min(grace, 2.0)):
                 await self._tick_once(member=False)
-        except (*FAULTS, RedisError) as exc:
+        except LEASE_FAULTS as exc:
             log.warning("could not hand leases back (%s); they expire in %.0fs", exc, self.lease_seconds)
         if self._owns_client:
             await self._client.aclose()
@@ -266,7 +251,7 @@ class LeaseManager:
         try:
             async with asyncio.timeout(min(self.interval, 2.0)):
                 wait = await self._tick_once(member=True)
-        except (*FAULTS, RedisError) as exc:
+        except LEASE_FAULTS as exc:
             if self._failing_since is None:
                 self._failing_since = sent
                 log.warning("cannot renew account leases: %s", exc or type(exc).__name__)
@@ -323,8 +308,7 @@ class LeaseManager:
         task = self._workers.get(account)
         return task is None or task.done()
 
-    async def _tick_once(self, *, member: bool) -> float:
-        """One round trip; returns how long to wait before the next one."""
+    async def _run_script(self, *, member: bool) -> list[Any]:
         now = self.clock()
         flags = [self._flag(a, now) if member else (RELEASE if a in self._releasing else SKIP) for a in self.accounts]
         lease_prefix = f"{self.prefix}lease:"
@@ -335,41 +319,55 @@ class LeaseManager:
             *(lease_prefix + a for a in self.accounts),
         ]
         ms = max(1, int(self.lease_seconds * 1000))
-        raw = await self._script(keys=keys, args=[self.identity, ms, "1" if member else "0", *flags, lease_prefix])
+        raw: list[Any] = await self._script(
+            keys=keys, args=[self.identity, ms, "1" if member else "0", *flags, lease_prefix]
+        )
+        return raw
+
+    async def _tick_once(self, *, member: bool) -> float:
+        """One round trip; returns how long to wait before the next one."""
+        raw = await self._run_script(member=member)
         self.share = int(raw[0])
         soonest = int(raw[1])
         grace = int(raw[2])
-        wait = self.interval
         if not member:
-            return wait
+            return self.interval
         under_share = len(self._held) < self.share
+        waits = [self.interval]
         if grace > 0 and under_share:
             # Redis lost its data a moment ago: free accounts may be taken once the grace is over.
-            wait = min(wait, grace / 1000 + 0.02)
+            waits.append(grace / 1000 + 0.02)
         for i, account in enumerate(self.accounts):
             holder, pttl = _text(raw[3 + 2 * i]), int(raw[4 + 2 * i])
-            self.holders[account] = (holder, max(0, pttl) / 1000)
-            mine = holder == self.identity
-            if account in self._releasing:
-                if not mine:
-                    self._releasing.discard(account)
-                continue
-            if mine and account not in self._held:
-                self._held.add(account)
-                log.info("lease on %s taken by %s", account, self.identity)
-                self._kick(account)
-            elif not mine and account in self._held:
-                self._held.discard(account)
-                log.warning("lease on %s lost to %s", account, holder or "nobody")
-                self._kick(account)
-            elif holder and not mine and under_share and pttl >= 0:
+            if self._follow(account, holder, pttl) and under_share:
                 # Wake when that lease lapses rather than at the next regular tick.
-                wait = min(wait, pttl / 1000 + 0.02)
+                waits.append(pttl / 1000 + 0.02)
         if soonest >= 0:
             # A member about to expire may be dead: recompute the share the moment it goes.
-            wait = min(wait, soonest / 1000 + 0.02)
+            waits.append(soonest / 1000 + 0.02)
         self._shed_excess()
-        return max(wait, 0.01)
+        return max(min(waits), 0.01)
+
+    def _follow(self, account: str, holder: str, pttl: int) -> bool:
+        """Take in who holds the account, connecting or disconnecting to match; True when another
+        process holds it on a lease that will lapse (worth waking up for)."""
+        self.holders[account] = (holder, max(0, pttl) / 1000)
+        mine = holder == self.identity
+        if account in self._releasing:
+            if not mine:
+                self._releasing.discard(account)
+            return False
+        if mine and account not in self._held:
+            self._held.add(account)
+            log.info("lease on %s taken by %s", account, self.identity)
+            self._kick(account)
+            return False
+        if not mine and account in self._held:
+            self._held.discard(account)
+            log.warning("lease on %s lost to %s", account, holder or "nobody")
+            self._kick(account)
+            return False
+        return bool(holder) and not mine and pttl >= 0
 
     def _shed_excess(self) -> None:
         excess = len(self._held) - self.share
@@ -436,59 +434,3 @@ class LeaseManager:
 
 
 # --- status -------------------------------------------------------------------------------------
-
-
-async def read_leases(client: Redis, prefix: str = PREFIX) -> tuple[list[LeaseInfo], list[MemberInfo]]:
-    """Every known account with its holder, and every live process, straight from Redis."""
-    lease_prefix = f"{prefix}lease:"
-    now_s, now_us = await client.time()
-    now_ms = int(now_s) * 1000 + int(now_us) // 1000
-    known = {_text(a) for a in await client.zrangebyscore(f"{prefix}accounts", now_ms, "+inf")}
-    async for key in client.scan_iter(match=f"{lease_prefix}*", count=500):
-        known.add(_text(key)[len(lease_prefix) :])
-    leases: list[LeaseInfo] = []
-    for account in sorted(known):
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.get(lease_prefix + account)
-            pipe.pttl(lease_prefix + account)
-            holder, pttl = await pipe.execute()
-        if holder is None:
-            leases.append(LeaseInfo(account, "", 0.0))
-        else:
-            leases.append(LeaseInfo(account, _text(holder), max(0, int(pttl)) / 1000))
-    members: list[MemberInfo] = []
-    async for key in client.scan_iter(match=f"{prefix}members:*", count=100):
-        name = _text(key)
-        pool = name.rsplit(":", 1)[-1]
-        for identity, score in await client.zrangebyscore(name, now_ms, "+inf", withscores=True):
-            members.append(MemberInfo(_text(identity), pool, (float(score) - now_ms) / 1000))
-    members.sort(key=lambda m: m.identity)
-    return leases, members
-
-
-def format_status(leases: Sequence[LeaseInfo], members: Sequence[MemberInfo]) -> str:
-    width = max([len(lease.account) for lease in leases] + [len("account")])
-    lines = [f"{'account':<{width}}  {'holder':<40}  lease left"]
-    for lease in leases:
-        if lease.holder:
-            lines.append(f"{lease.account:<{width}}  {lease.holder:<40}  {lease.expires_in:.1f}s")
-        else:
-            lines.append(f"{lease.account:<{width}}  {'(nobody)':<40}  -")
-    if not leases:
-        lines.append("(no accounts known: no `botfleet run` has used this Redis lately)")
-    lines.append("")
-    lines.append(f"processes: {len(members)}")
-    for m in members:
-        held = sum(1 for lease in leases if lease.holder == m.identity)
-        lines.append(f"  {m.identity:<40}  holds {held}, membership left {m.expires_in:.1f}s")
-    return "\n".join(lines)
-
-
-async def status(url: str, prefix: str = PREFIX) -> str:
-    """What `botfleet status` prints."""
-    client = make_client(url, max_connections=2, socket_timeout=5.0, connect_timeout=5.0, pool_timeout=5.0)
-    try:
-        leases, members = await read_leases(client, prefix)
-    finally:
-        await client.aclose()
-    return format_status(leases, members)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from adapters import registry as platforms
 from bots.config import FleetConfig
 from bots.core.events import Command, Message
 
@@ -49,8 +50,7 @@ def secrets_of(cfg: FleetConfig | None, env: Mapping[str, str] | None = None) ->
         found.update(
             [
                 cfg.llm.api_key or "",
-                cfg.adapters.discord.token,
-                cfg.adapters.telegram.token,
+                *platforms.config_secrets(cfg),
                 _url_password(cfg.store),
             ]
         )
@@ -58,12 +58,7 @@ def secrets_of(cfg: FleetConfig | None, env: Mapping[str, str] | None = None) ->
 
 
 def persona_secrets(personas: Iterable[Any]) -> list[str]:
-    out = []
-    for p in personas:
-        for account in (p.platforms.discord, p.platforms.telegram):
-            if account is not None and len(account.token) >= MIN_SECRET:
-                out.append(account.token)
-    return out
+    return [s for s in platforms.persona_secrets(list(personas)) if len(s) >= MIN_SECRET]
 
 
 def _url_password(url: str) -> str:

@@ -17,7 +17,9 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from adapters import registry as platforms
 from bots.config import FleetConfig
+from bots.loading import load_all
 from bots.persona import Persona
 from bots.yamlfile import ConfigError, Problem
 
@@ -33,7 +35,8 @@ RESTART_ONLY = (
     "retention_days",
     "fleet.history_size",
     "fleet.lease_seconds",
-    "adapters",
+    # Each platform's adapter settings: see adapters/registry.py.
+    *platforms.restart_only(),
     "metrics",
     "logging",
     "pid_file",
@@ -57,19 +60,11 @@ def _get(cfg: FleetConfig, dotted: str) -> Any:
     return value
 
 
-def _accounts(personas: Any) -> dict[str, tuple[str, str]]:
-    return {
-        p.id: (
-            p.platforms.discord.token if p.platforms.discord else "",
-            p.platforms.telegram.token if p.platforms.telegram else "",
-        )
-        for p in personas
-    }
+def _accounts(personas: Any) -> dict[str, tuple[str, ...]]:
+    return {p.id: platforms.persona_accounts(p) for p in personas}
 
 
 def load(config_path: Path | None) -> tuple[FleetConfig | None, list[Persona], list[Problem]]:
-    from bots.loading import load_all
-
     try:
         cfg, personas = load_all(config_path)
     except ConfigError as exc:
@@ -82,7 +77,7 @@ def apply(fleet: Fleet, cfg: FleetConfig, personas: list[Persona]) -> list[str]:
     old = fleet.config
     restart = [k for k in RESTART_ONLY if _get(old, k) != _get(cfg, k)]
     was, now = _accounts(fleet.personas.values()), _accounts(personas)
-    accounts = sorted(pid for pid, tokens in now.items() if tokens != was.get(pid, ("", "")))
+    accounts = sorted(pid for pid, tokens in now.items() if tokens != was.get(pid, tuple("" for _ in tokens)))
     if accounts:
         restart.append(f"platform accounts of {', '.join(accounts)}")
     fleet.config = cfg
