@@ -7,11 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from bots.core.events import Command, Notice, Reply
+from bots.core.events import Command, Notice
 from bots.core.feed import followers, more
-from bots.core.gate import channel_allowed
+from bots.core.gate import Candidate, Where, channel_allowed
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Turn
+from bots.core.prompts import ask_instruction, panel_instruction
 from bots.persona import Persona
 
 if TYPE_CHECKING:
@@ -158,53 +159,29 @@ async def _summon(
     question: str,
     panel_pool: list[int],
 ) -> int:
+    """Up to size of the ranked personas answer, through the gate; a panel's answers share a queue,
+    so each one is written with the ones before it in its prompt."""
     personas = fleet.index.personas
-    muted = await fleet.store.muted(cmd.conversation)
-    order: list[int] = []
-    for i in ranked:
-        p = personas[i]
-        reason = "muted" if p.id in muted else fleet.quiet(p, cmd.platform, cmd.author.id, now)
-        if reason:
-            plan.decisions.append(Decision(p.id, "skip", reason))
-        else:
-            order.append(i)
-    verdicts = await fleet.limiter.acquire(
-        [fleet.rates(personas[i], cmd.platform, cmd.conversation, cmd.author.id) for i in order], size, now
-    )
-    chosen = [i for i, v in zip(order, verdicts, strict=True) if v.allowed]
-    for i, v in zip(order, verdicts, strict=True):
-        if not v.allowed:
-            plan.decisions.append(Decision(personas[i].id, "skip", v.blocked_by))
-    delay = 0.0
-    for n, i in enumerate(chosen):
-        p = personas[i]
+    where = Where.of(cmd, cmd.author.id)
+    reason = "command:panel" if panel_pool else "command:ask"
+    chosen = await fleet.gate.admit(plan, where, [Candidate(personas[i], reason) for i in ranked], size, now)
+    for n, (c, delay) in enumerate(zip(chosen, fleet.gate.stagger(len(chosen)), strict=True)):
         if panel_pool:
-            others = [personas[j] for j in chosen if j != i]
-            angles = "; ".join(f"{o.name} ({o.bio.strip() or 'another outlook'})" for o in others)
-            instruction = (
-                f"{cmd.author.name} asked a panel of AI personas: {question!r}. "
-                f"The others on the panel: {angles}. Answer from your own outlook; do not repeat points "
-                "already made above, add the angle only you would take."
-            )
+            others = [o.persona for o in chosen if o is not c]
+            instruction = panel_instruction(cmd.author.name, question, others)
             reason = f"command:panel#{n + 1}"
         else:
-            instruction = f"{cmd.author.name} asked you directly: {question!r}. Answer them."
-            reason = "command:ask"
-        delay += fleet._delay()
-        plan.decisions.append(Decision(p.id, "reply", reason))
-        plan.actions.append(
-            Reply(
-                persona_id=p.id,
-                platform=cmd.platform,
-                channel=cmd.channel,
-                reply_to=cmd.reply_to_id or cmd.id,
-                reason=reason,
-                delay=delay,
-                to_user=cmd.author.id,
-                instruction=instruction,
-                footer=fleet.footer(p),
-                queue=cmd.key if panel_pool else "",
-            )
+            instruction = ask_instruction(cmd.author.name, question)
+        fleet.gate.reply(
+            plan,
+            where,
+            c,
+            delay=delay,
+            reply_to=cmd.reply_to_id or cmd.id,
+            reason=reason,
+            root=cmd.key,
+            instruction=instruction,
+            queue=cmd.key if panel_pool else "",
         )
     return len(chosen)
 
