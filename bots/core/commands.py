@@ -89,33 +89,36 @@ async def run_command(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> Non
         await spec.handler(fleet, cmd, plan, now)
 
 
-async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+def _ask_target(fleet: Fleet, cmd: Command) -> tuple[Persona | None, str]:
+    """The persona asked, if one was named (an option, or the first word), and the question."""
     args = cmd.args.strip()
-    persona: Persona | None = fleet.find_persona(cmd.persona) if cmd.persona else None
-    if persona is None and args:
-        first, _, rest = args.partition(" ")
-        found = fleet.find_persona(first)
-        if found is not None and rest.strip():
-            persona, args = found, rest.strip()
+    if cmd.persona:
+        return fleet.find_persona(cmd.persona), args
+    first, _, rest = args.partition(" ")
+    found = fleet.find_persona(first) if args else None
+    if found is not None and rest.strip():
+        return found, rest.strip()
+    return None, args
+
+
+async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    persona, args = _ask_target(fleet, cmd)
     if not args:
         plan.actions.append(_notice(cmd, "Usage: /ask [persona] <question>", private=True))
         return
-    pool = [i for i, p in enumerate(fleet.index.personas) if p.has("command") and _usable(fleet, p, cmd)]
-    if persona is not None:
-        if not persona.has("command") or not _usable(fleet, persona, cmd):
-            plan.decisions.append(Decision(persona.id, "skip", "not available here"))
-            plan.actions.append(_notice(cmd, f"{persona.name} can't be asked here.", private=True))
-            return
-        ranked = [fleet.index.by_id[persona.id]]
-    else:
-        ranked = fleet.index.rank(args, pool, fleet.rng)
+    if persona is not None and not (persona.has("command") and _usable(fleet, persona, cmd)):
+        plan.decisions.append(Decision(persona.id, "skip", "not available here"))
+        plan.actions.append(_notice(cmd, f"{persona.name} can't be asked here.", private=True))
+        return
+    # An explicit choice waits for its own limits; "the best match" falls through to the next one.
+    ranked = (
+        [fleet.index.by_id[persona.id]] if persona is not None else fleet.index.rank(args, _pool(fleet, cmd), fleet.rng)
+    )
     if not ranked:
         plan.actions.append(_notice(cmd, "No persona takes questions here.", private=True))
         return
     await _record_question(fleet, cmd, args, now)
-    # An explicit choice waits for its own limits; "the best match" falls through to the next one.
-    granted = await _summon(fleet, cmd, plan, now, ranked if persona is None else ranked[:1], 1, args, [])
-    if not granted:
+    if not await _summon(fleet, cmd, plan, now, ranked, 1, args, []):
         who = persona.name if persona else "Everyone"
         plan.actions.append(_notice(cmd, f"{who} is resting (rate or budget limit); try again later.", private=True))
 
@@ -125,7 +128,7 @@ async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     if not question:
         plan.actions.append(_notice(cmd, "Usage: /panel <question>", private=True))
         return
-    pool = [i for i, p in enumerate(fleet.index.personas) if p.has("command") and _usable(fleet, p, cmd)]
+    pool = _pool(fleet, cmd)
     if not pool:
         plan.actions.append(_notice(cmd, "No persona takes questions here.", private=True))
         return
@@ -136,6 +139,11 @@ async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     granted = await _summon(fleet, cmd, plan, now, ranked, size, question, ranked)
     if not granted:
         plan.actions.append(_notice(cmd, "The panel is resting (rate or budget limit); try again later.", private=True))
+
+
+def _pool(fleet: Fleet, cmd: Command) -> list[int]:
+    """The personas that take commands in this channel (index positions)."""
+    return [i for i, p in enumerate(fleet.index.personas) if p.has("command") and _usable(fleet, p, cmd)]
 
 
 def _usable(fleet: Fleet, p: Persona, cmd: Command) -> bool:

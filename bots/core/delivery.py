@@ -8,7 +8,7 @@ import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from bots.core.brain import IncompleteReply
 from bots.core.events import Action, Author, Message, React, Reply, Sent
@@ -131,19 +131,19 @@ class Delivery:
         except IncompleteReply:
             raise IncompleteReply(sanitize(text, persona.name)) from None
         except asyncio.CancelledError:
-            if not self.cutting:
-                raise
-            # Shutdown cut this reply mid-way: end it the way a model that stopped early would, so the
-            # adapter marks or removes what is already shown instead of leaving half a message.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            raise IncompleteReply(sanitize(text, persona.name)) from None
-        final = sanitize(text, persona.name)
-        if footer:
-            final = f"{final}\n\n{footer}" if final else footer
+            self._cut_short(sanitize(text, persona.name))
+        final = _with_footer(sanitize(text, persona.name), footer)
         if final != shown:
             yield final
+
+    def _cut_short(self, partial: str) -> NoReturn:
+        """Shutdown cut this reply mid-way: end it the way a model that stopped early would, so the
+        adapter marks or removes what is already shown instead of leaving half a message."""
+        task = asyncio.current_task()
+        if not self.cutting or task is None:
+            raise asyncio.CancelledError
+        task.uncancel()
+        raise IncompleteReply(partial) from None
 
     async def feed_back(self, reply: Reply, persona: Persona, sent: Sent) -> None:
         """A persona's message becomes a turn of the conversation, as if it had been received.
@@ -197,3 +197,9 @@ class Delivery:
         for task in stuck:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _with_footer(text: str, footer: str) -> str:
+    if not footer:
+        return text
+    return f"{text}\n\n{footer}" if text else footer

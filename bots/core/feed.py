@@ -16,6 +16,7 @@ from bots.config import FeedConfig
 from bots.core.events import Command, Message, Notice, React
 from bots.core.gate import Candidate, Where
 from bots.core.plan import Decision, Plan
+from bots.core.ports import Turn
 from bots.core.prompts import COMMENT, MORE_COMMENT
 from bots.persona import Persona
 
@@ -124,67 +125,66 @@ def _notice(cmd: Command, text: str, private: bool = True) -> Notice:
 
 async def more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     """`/more` in a post's thread: two followers who have not spoken there yet comment."""
-
-    names = (cmd.channel, cmd.channel_name, cmd.parent_channel or "")
-    feed = fleet.config.feeds.find(cmd.platform, names)
+    feed = fleet.config.feeds.find(cmd.platform, (cmd.channel, cmd.channel_name, cmd.parent_channel or ""))
     if feed is None:
         plan.actions.append(_notice(cmd, "/more works in a feed post's thread."))
         return
     history = await fleet.store.history(cmd.conversation, fleet.config.fleet.history_size)
-    spoken = {t.persona_id for t in history if t.persona_id}
     where = Where.of(cmd, cmd.author.id)
     pool = await _open(fleet, await follower_pool(fleet, feed, cmd.platform, cmd.author.id), where)
-    pool = [p for p in pool if p.id not in spoken]
-    post = next((t for t in history if t.user_id), None)
-    chosen = await _choose(fleet, plan, pool, post.text if post else "", where, MORE, now)
+    post = next((t for t in history if t.user_id), Turn("", "", 0.0, message_id=cmd.id))
+    chosen = await _choose(fleet, plan, _unheard(pool, history), post.text, where, MORE, now)
     if not chosen:
         plan.actions.append(_notice(cmd, "Every follower has had their say here (or is resting)."))
         return
-    reply_to = post.message_id if post and post.message_id else cmd.id
+    reply_to = post.message_id or cmd.id
     _comment(fleet, plan, chosen, cmd, reply_to, "feed:more", MORE_COMMENT, feed.window_seconds / 2)
+
+
+def _unheard(pool: list[Persona], history: list[Turn]) -> list[Persona]:
+    spoken = {t.persona_id for t in history if t.persona_id}
+    return [p for p in pool if p.id not in spoken]
 
 
 async def followers(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     """`/followers` shows who follows you; `/followers a b c` chooses (at least 3); `reset` goes back."""
     args = cmd.args.replace(",", " ").split()
-    names = (cmd.channel, cmd.channel_name, cmd.parent_channel or "")
-    feed = fleet.config.feeds.find(cmd.platform, names)
     if args == ["reset"]:
         await fleet.store.set_followers(cmd.platform, cmd.author.id, None)
         plan.actions.append(_notice(cmd, "Your followers are the channel's default set again."))
-        return
-    if args:
-        chosen: list[str] = []
-        unknown: list[str] = []
-        for name in args:
-            p = fleet.find_persona(name)
-            if p is None:
-                unknown.append(name)
-            elif p.id not in chosen:
-                chosen.append(p.id)
-        if unknown or len(chosen) < MIN_FOLLOWERS:
-            problem = f"unknown: {', '.join(unknown)}. " if unknown else ""
-            plan.actions.append(
-                _notice(
-                    cmd,
-                    f"{problem}Choose at least {MIN_FOLLOWERS} different personas, e.g. /followers "
-                    f"{' '.join(list(fleet.personas)[:3])}. Available: {', '.join(fleet.personas)}.",
-                )
-            )
-            return
-        await fleet.store.set_followers(cmd.platform, cmd.author.id, tuple(chosen))
-        names_text = ", ".join(fleet.personas[i].name for i in chosen)
-        plan.actions.append(_notice(cmd, f"Your posts will get comments from: {names_text}."))
-        return
+    elif args:
+        plan.actions.append(_notice(cmd, await _set_followers(fleet, cmd, args)))
+    else:
+        plan.actions.append(_notice(cmd, await _show_followers(fleet, cmd)))
+
+
+async def _set_followers(fleet: Fleet, cmd: Command, args: list[str]) -> str:
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for name in args:
+        p = fleet.find_persona(name)
+        if p is None:
+            unknown.append(name)
+        elif p.id not in chosen:
+            chosen.append(p.id)
+    if unknown or len(chosen) < MIN_FOLLOWERS:
+        problem = f"unknown: {', '.join(unknown)}. " if unknown else ""
+        return (
+            f"{problem}Choose at least {MIN_FOLLOWERS} different personas, e.g. /followers "
+            f"{' '.join(list(fleet.personas)[:3])}. Available: {', '.join(fleet.personas)}."
+        )
+    await fleet.store.set_followers(cmd.platform, cmd.author.id, tuple(chosen))
+    return f"Your posts will get comments from: {', '.join(fleet.personas[i].name for i in chosen)}."
+
+
+async def _show_followers(fleet: Fleet, cmd: Command) -> str:
+    feed = fleet.config.feeds.find(cmd.platform, (cmd.channel, cmd.channel_name, cmd.parent_channel or ""))
     chosen_now = await fleet.store.followers(cmd.platform, cmd.author.id)
     pool = await follower_pool(fleet, feed, cmd.platform, cmd.author.id)
     source = "your choice" if chosen_now else "the channel's default set"
     lines = [f"• {p.name} ({p.id}): {p.display_bio}" for p in pool]
-    plan.actions.append(
-        _notice(
-            cmd,
-            f"Your AI followers ({source}):\n" + "\n".join(lines) + "\n"
-            f"Choose yours with /followers <id> <id> <id> (at least {MIN_FOLLOWERS}); /followers reset for the "
-            f"default. All personas: {', '.join(fleet.personas)}.",
-        )
+    return (
+        f"Your AI followers ({source}):\n" + "\n".join(lines) + "\n"
+        f"Choose yours with /followers <id> <id> <id> (at least {MIN_FOLLOWERS}); /followers reset for the "
+        f"default. All personas: {', '.join(fleet.personas)}."
     )

@@ -167,34 +167,39 @@ class Fleet:
         if not await self.store.first_seen(event.key, self.config.fleet.dedupe_seconds, now):
             plan.note = "duplicate"
             return plan
-        author = event.author
-        if author.persona_id is None and not author.is_bot:
-            if await self.store.is_opted_out(event.platform, author.id) and not (
-                isinstance(event, Command) and event.name in OPTED_OUT_COMMANDS
-            ):
-                # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
-                plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
-                return self._record(self._ignored(plan, "opted_out", event))
+        if await self._opted_out(event):
+            # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
+            plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
+            return self._record(self._ignored(plan, "opted_out", event))
         if isinstance(event, Command):
             await run_command(self, event, plan, now)
-            await self.gate.finish(plan, now)
-            return self._record(plan)
-        if author.is_bot and author.persona_id is None and self.config.fleet.ignore_foreign_bots:
+        elif event.author.is_bot and event.author.persona_id is None and self.config.fleet.ignore_foreign_bots:
             return self._record(self._ignored(plan, "foreign_bot", event))
-        await self.store.append(
-            event.conversation,
-            Turn(
-                speaker=author.name,
-                text=event.text,
-                at=now,
-                user_id="" if author.persona_id else author.id,
-                persona_id=author.persona_id,
-                message_id=event.id,
-            ),
-        )
-        await route(self, event, plan, now)
+        else:
+            await self._remember(event, now)
+            await route(self, event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)
+
+    async def _opted_out(self, event: Event) -> bool:
+        author = event.author
+        if author.persona_id is not None or author.is_bot:
+            return False
+        if isinstance(event, Command) and event.name in OPTED_OUT_COMMANDS:
+            return False
+        return await self.store.is_opted_out(event.platform, author.id)
+
+    async def _remember(self, msg: Message, now: float) -> None:
+        author = msg.author
+        turn = Turn(
+            speaker=author.name,
+            text=msg.text,
+            at=now,
+            user_id="" if author.persona_id else author.id,
+            persona_id=author.persona_id,
+            message_id=msg.id,
+        )
+        await self.store.append(msg.conversation, turn)
 
     @property
     def breaker(self) -> Breaker:

@@ -238,21 +238,25 @@ class Gate:
         silence one (a command may have spent it), and a first contact gets its AI disclosure."""
         if not any(isinstance(a, Reply) for a in plan.actions):
             return
-        host = self.host
         kept: list[Action] = []
         for action in plan.actions:
             if isinstance(action, Reply):
-                p = host.personas.get(action.persona_id)
-                reason = self.quiet(p, action.platform, action.to_user, now) if p else ""
-                if reason:
-                    silenced = Decision(action.persona_id, "skip", reason)
-                    plan.decisions = [
-                        silenced if d.persona_id == action.persona_id and d.action == "reply" else d
-                        for d in plan.decisions
-                    ]
+                last = await self._last_look(plan, action, now)
+                if last is None:
                     continue
-                footer = await host.disclosure.footer(host.store, host.config.about.disclosure, action, now)
-                if footer != action.footer:
-                    action = replace(action, footer=footer)
+                action = last
             kept.append(action)
         plan.actions = kept
+
+    async def _last_look(self, plan: Plan, reply: Reply, now: float) -> Reply | None:
+        host = self.host
+        p = host.personas.get(reply.persona_id)
+        reason = self.quiet(p, reply.platform, reply.to_user, now) if p else ""
+        if reason:
+            silenced = Decision(reply.persona_id, "skip", reason)
+            plan.decisions = [
+                silenced if d.persona_id == reply.persona_id and d.action == "reply" else d for d in plan.decisions
+            ]
+            return None
+        footer = await host.disclosure.footer(host.store, host.config.about.disclosure, reply, now)
+        return reply if footer == reply.footer else replace(reply, footer=footer)
