@@ -63,6 +63,7 @@ class Brain:
             history,
             instruction=reply.instruction,
             budget_chars=self.config.history_chars,
+            answering=reply.reply_to,
         )
         return LLMRequest(
             messages=tuple(messages),

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from bots.core.brain import IncompleteReply
@@ -23,6 +24,25 @@ log = logging.getLogger("botfleet.fleet")
 
 # After shutdown_seconds, replies still streaming are cut; adapters get this long to mark them so.
 CUT_GRACE = 2.0
+
+# A speaker label a model may open with: "The Stoic:", "[The Skeptic]", "**Sage:**".
+_LABEL = re.compile(r"\s*(?:\*\*)?(?:\[([^\]\n]{1,40})\]:?|([^:\[\]\n]{1,40}):)(?:\*\*)?\s*")
+
+
+def unlabel(text: str, names: frozenset[str]) -> str:
+    """text without the speaker labels it opens with ("The Optimist: The Stoic: ..."), as long as
+    they name someone in names (lowercase, with and without a leading "the ")."""
+    while m := _LABEL.match(text):
+        label = (m.group(1) or m.group(2) or "").strip().strip("*").strip().lower()
+        if label not in names and label.removeprefix("the ") not in names:
+            break
+        text = text[m.end() :]
+    return text
+
+
+def speaker_names(personas: Iterable[Persona]) -> frozenset[str]:
+    names = {p.name.strip().lower() for p in personas}
+    return frozenset(names | {n.removeprefix("the ") for n in names})
 
 
 class Delivery:
@@ -119,20 +139,21 @@ class Delivery:
 
     async def snapshots(self, persona: Persona, request: LLMRequest, footer: str) -> AsyncIterator[str]:
         """The sanitised text so far, each time more arrives; the footer joins the final one only."""
+        names = speaker_names(self.fleet.personas.values())
         text = ""
         shown = ""
         try:
             async for part in self.fleet.brain.write(persona, request):
                 text += part
-                clean = sanitize(text, persona.name)
+                clean = sanitize(unlabel(text, names), persona.name)
                 if clean and clean != shown:
                     shown = clean
                     yield clean
         except IncompleteReply:
-            raise IncompleteReply(sanitize(text, persona.name)) from None
+            raise IncompleteReply(sanitize(unlabel(text, names), persona.name)) from None
         except asyncio.CancelledError:
-            self._cut_short(sanitize(text, persona.name))
-        final = _with_footer(sanitize(text, persona.name), footer)
+            self._cut_short(sanitize(unlabel(text, names), persona.name))
+        final = _with_footer(sanitize(unlabel(text, names), persona.name), footer)
         if final != shown:
             yield final
 
