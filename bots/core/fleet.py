@@ -27,7 +27,7 @@ from bots.core.events import Action, Command, Event, Message
 from bots.core.gate import Gate
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, RateLimiter, Store, Turn
-from bots.core.route import route
+from bots.core.route import ChainBudget, route
 from bots.core.triggers import TriggerIndex
 from bots.core.usage import UsageMeter
 from bots.llm.breaker import Breaker
@@ -71,6 +71,7 @@ class Fleet:
         brain.on_usage = self.usage.record
         self.disclosure = Disclosure()
         self.gate = Gate(self)
+        self.chains = ChainBudget()
         self.delivery = Delivery(self)
         self.load(personas)
 

@@ -1,11 +1,16 @@
 """Routing one message: trigger hits -> fleet rules (self, bot chains) -> the gate -> reactions.
 
+`max_bot_chain` is the number of persona-to-persona replies one human message may lead to, over all
+branches: each Reply and each persona message fed back carries the key of that human message (its
+root), and ChainBudget reserves from the root's allowance when the replies are decided.
+
 A post in a feed channel goes to feed.plan_post instead; everything else that may be answered is
 decided here, without the LLM and with the limiter as the one network call.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from bots.config import FeedConfig
@@ -35,11 +40,57 @@ async def route(fleet: Fleet, msg: Message, plan: Plan, now: float) -> None:
     screened = fleet.gate.screen(plan, where, candidates, now, muted)
     # Mentions and replies first, then by score; ties broken at random.
     screened.sort(key=lambda c: (-c.score, fleet.rng.random()))
-    granted = await fleet.gate.limit(plan, where, screened, fleet.config.fleet.max_responders, now)
+    root = msg.root or msg.key
+    granted = await _limit(fleet, plan, where, screened, root if from_persona else None, now)
     chain = msg.chain + 1 if from_persona else 0
     for c, delay in zip(granted, fleet.gate.stagger(len(granted)), strict=True):
-        fleet.gate.reply(plan, where, c, delay=delay, reply_to=msg.id, chain=chain)
+        fleet.gate.reply(plan, where, c, delay=delay, reply_to=msg.id, chain=chain, root=root)
     _react(fleet, msg, plan, reactions, where, muted)
+
+
+class ChainBudget:
+    """Persona-to-persona replies already granted per human message (its event key), over every
+    branch of the exchange it started: max_bot_chain bounds that count, not one branch's depth."""
+
+    def __init__(self, remember: int = 10_000) -> None:
+        self.remember = remember
+        self._used: OrderedDict[str, int] = OrderedDict()
+
+    def reserve(self, root: str, want: int, limit: int) -> int:
+        """Take up to want of what is left under limit; no await between the look and the take, so
+        concurrent branches cannot both take the last one."""
+        used = self._used.get(root, 0)
+        n = max(0, min(want, limit - used))
+        if n:
+            self._used[root] = used + n
+            self._used.move_to_end(root)
+            while len(self._used) > self.remember:
+                self._used.popitem(last=False)
+        return n
+
+    def release(self, root: str, n: int) -> None:
+        """Give back what was reserved but not used (the limiter said no)."""
+        if n and root in self._used:
+            self._used[root] = max(0, self._used[root] - n)
+
+    def used(self, root: str) -> int:
+        return self._used.get(root, 0)
+
+
+async def _limit(
+    fleet: Fleet, plan: Plan, where: Where, screened: list[Candidate], root: str | None, now: float
+) -> list[Candidate]:
+    """The gate's limits; a reply to a persona must also fit what is left of its root's bot chain."""
+    grants = fleet.config.fleet.max_responders
+    if root is None:
+        return await fleet.gate.limit(plan, where, screened, grants, now)
+    reserved = fleet.chains.reserve(root, min(grants, len(screened)), fleet.config.fleet.max_bot_chain)
+    if not reserved:
+        plan.decisions.extend(Decision(c.persona.id, "skip", "max_bot_chain") for c in screened)
+        return []
+    granted = await fleet.gate.limit(plan, where, screened, reserved, now)
+    fleet.chains.release(root, reserved - len(granted))
+    return granted
 
 
 def _feed_of(fleet: Fleet, msg: Message) -> FeedConfig | None:
