@@ -33,10 +33,23 @@ async def route(fleet: Fleet, msg: Message, plan: Plan, now: float) -> None:
     conversing = _feed_thread_reply(fleet, msg, feed, hits)
     if not hits and not reactions:
         return
-    from_persona = msg.author.persona_id
-    where = Where.of(msg, None if from_persona else msg.author.id)
+    where = Where.of(msg, None if msg.author.persona_id else msg.author.id)
     muted = await fleet.gate.muted(where)
-    candidates = _candidates(fleet, msg, plan, hits, conversing)
+    await _replies(fleet, msg, plan, _candidates(fleet, msg, plan, hits, conversing), where, muted, now)
+    _react(fleet, msg, plan, reactions, where, muted)
+
+
+async def _replies(
+    fleet: Fleet,
+    msg: Message,
+    plan: Plan,
+    candidates: list[Candidate],
+    where: Where,
+    muted: frozenset[str],
+    now: float,
+) -> None:
+    """The candidates through the gate, best first, then a staggered Reply for each one admitted."""
+    from_persona = msg.author.persona_id
     screened = fleet.gate.screen(plan, where, candidates, now, muted)
     # Mentions and replies first, then by score; ties broken at random.
     screened.sort(key=lambda c: (-c.score, fleet.rng.random()))
@@ -45,7 +58,6 @@ async def route(fleet: Fleet, msg: Message, plan: Plan, now: float) -> None:
     chain = msg.chain + 1 if from_persona else 0
     for c, delay in zip(granted, fleet.gate.stagger(len(granted)), strict=True):
         fleet.gate.reply(plan, where, c, delay=delay, reply_to=msg.id, chain=chain, root=root)
-    _react(fleet, msg, plan, reactions, where, muted)
 
 
 class ChainBudget:
