@@ -107,6 +107,7 @@ async def simulate(
                 text=canned.text,
                 reply_to_id=reply.reply_to,
                 chain=reply.chain,
+                root=reply.root,
                 channel_name=reply.channel,
             )
             pending.extend(emit(i, await fleet.handle(echo, now=now), after=reply))

@@ -110,7 +110,7 @@ async def test_console_fleet_answers_through_a_real_openai_client(tmp_path: Path
         last = fake.requests[-1]["messages"]
         assert last[0]["role"] == "system" and "You love numbers." in last[0]["content"]
         contents = [m["content"] for m in last[1:]]
-        assert "you: hi @skeptic, is this a good deal?" in contents
+        assert any("> you: hi @skeptic, is this a good deal?" in c for c in contents)  # quoted, not a "Name:" turn
         assert any(m["role"] == "assistant" and m["content"].startswith("nerd says") for m in last)
         assert all(r.get("stream", False) is stream for r in fake.requests)
 

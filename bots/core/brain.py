@@ -1,10 +1,9 @@
-"""Prompt assembly and reply writing: persona + examples + recent history -> LLM -> text chunks."""
+"""Reply writing: a prompt (bots.core.prompts) -> LLM -> text chunks, within the breaker and a concurrency cap."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -12,19 +11,13 @@ from dataclasses import dataclass
 from bots.config import LLMConfig
 from bots.core.events import Reply
 from bots.core.ports import Chunk, LLMClient, LLMError, LLMRequest, Turn
+from bots.core.prompts import GROUND_RULES, build_messages
 from bots.llm.breaker import Breaker
 from bots.persona import Persona
 
 log = logging.getLogger("botfleet.brain")
 
-_NAME_OK = re.compile(r"[^a-zA-Z0-9_-]")
-
-GROUND_RULES = (
-    "You are {name}, an AI persona in a group chat with people and other AI personas. "
-    "Stay in character. Answer in plain text, briefly (2-4 sentences unless asked for more). "
-    "Do not prefix your reply with your name. Never claim to be human; if asked, say you are an AI persona. "
-    "Do not @mention anyone."
-)
+__all__ = ["GROUND_RULES", "Brain", "IncompleteReply", "Usage", "build_messages"]
 
 
 class IncompleteReply(Exception):
@@ -43,47 +36,6 @@ class Usage:
     estimated: bool
     # "platform:user id" of the human the reply was for (None: another persona), for per-user budgets.
     user: str | None = None
-
-
-def _speaker_name(name: str) -> str:
-    # The API rejects message names outside ^[a-zA-Z0-9_-]{1,64}$, so names go in the text instead.
-    return _NAME_OK.sub("_", name)[:64] or "user"
-
-
-def build_messages(
-    persona: Persona,
-    history: Sequence[Turn],
-    *,
-    instruction: str = "",
-    budget_chars: int = 4000,
-) -> list[dict[str, str]]:
-    system = persona.prompt.strip() + "\n\n" + GROUND_RULES.format(name=persona.name)
-    if persona.sponsor:
-        system += f" You speak for {persona.sponsor}; say so when relevant."
-    if instruction:
-        system += "\n\n" + instruction.strip()
-    messages: list[dict[str, str]] = [{"role": "system", "content": system}]
-    for ex in persona.examples:
-        messages.append({"role": "user", "content": ex.user})
-        messages.append({"role": "assistant", "content": ex.reply})
-    # Newest turns first until the budget is spent, then back into chronological order.
-    kept: list[dict[str, str]] = []
-    used = 0
-    for turn in reversed(history):
-        if turn.persona_id == persona.id:
-            msg = {"role": "assistant", "content": turn.text}
-        else:
-            msg = {"role": "user", "content": f"{turn.speaker}: {turn.text}"}
-        if kept and used + len(msg["content"]) > budget_chars:
-            break
-        used += len(msg["content"])
-        kept.append(msg)
-    kept.reverse()
-    messages.extend(kept)
-    if messages[-1]["role"] != "user":
-        # Chat templates expect the model to answer a user turn.
-        messages.append({"role": "user", "content": "(Continue the conversation in your own voice.)"})
-    return messages
 
 
 class Brain:
@@ -111,6 +63,7 @@ class Brain:
             history,
             instruction=reply.instruction,
             budget_chars=self.config.history_chars,
+            answering=reply.reply_to,
         )
         return LLMRequest(
             messages=tuple(messages),

@@ -7,11 +7,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from bots.core.events import Command, Notice, Reply
+from bots.core.events import Command, Notice
 from bots.core.feed import followers, more
-from bots.core.gate import channel_allowed
+from bots.core.gate import Candidate, Where, channel_allowed
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Turn
+from bots.core.prompts import ask_instruction, panel_instruction
 from bots.persona import Persona
 
 if TYPE_CHECKING:
@@ -88,33 +89,36 @@ async def run_command(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> Non
         await spec.handler(fleet, cmd, plan, now)
 
 
-async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+def _ask_target(fleet: Fleet, cmd: Command) -> tuple[Persona | None, str]:
+    """The persona asked, if one was named (an option, or the first word), and the question."""
     args = cmd.args.strip()
-    persona: Persona | None = fleet.find_persona(cmd.persona) if cmd.persona else None
-    if persona is None and args:
-        first, _, rest = args.partition(" ")
-        found = fleet.find_persona(first)
-        if found is not None and rest.strip():
-            persona, args = found, rest.strip()
+    if cmd.persona:
+        return fleet.find_persona(cmd.persona), args
+    first, _, rest = args.partition(" ")
+    found = fleet.find_persona(first) if args else None
+    if found is not None and rest.strip():
+        return found, rest.strip()
+    return None, args
+
+
+async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
+    persona, args = _ask_target(fleet, cmd)
     if not args:
         plan.actions.append(_notice(cmd, "Usage: /ask [persona] <question>", private=True))
         return
-    pool = [i for i, p in enumerate(fleet.index.personas) if p.has("command") and _usable(fleet, p, cmd)]
-    if persona is not None:
-        if not persona.has("command") or not _usable(fleet, persona, cmd):
-            plan.decisions.append(Decision(persona.id, "skip", "not available here"))
-            plan.actions.append(_notice(cmd, f"{persona.name} can't be asked here.", private=True))
-            return
-        ranked = [fleet.index.by_id[persona.id]]
-    else:
-        ranked = fleet.index.rank(args, pool, fleet.rng)
+    if persona is not None and not (persona.has("command") and _usable(fleet, persona, cmd)):
+        plan.decisions.append(Decision(persona.id, "skip", "not available here"))
+        plan.actions.append(_notice(cmd, f"{persona.name} can't be asked here.", private=True))
+        return
+    # An explicit choice waits for its own limits; "the best match" falls through to the next one.
+    ranked = (
+        [fleet.index.by_id[persona.id]] if persona is not None else fleet.index.rank(args, _pool(fleet, cmd), fleet.rng)
+    )
     if not ranked:
         plan.actions.append(_notice(cmd, "No persona takes questions here.", private=True))
         return
     await _record_question(fleet, cmd, args, now)
-    # An explicit choice waits for its own limits; "the best match" falls through to the next one.
-    granted = await _summon(fleet, cmd, plan, now, ranked if persona is None else ranked[:1], 1, args, [])
-    if not granted:
+    if not await _summon(fleet, cmd, plan, now, ranked, 1, args, []):
         who = persona.name if persona else "Everyone"
         plan.actions.append(_notice(cmd, f"{who} is resting (rate or budget limit); try again later.", private=True))
 
@@ -124,7 +128,7 @@ async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     if not question:
         plan.actions.append(_notice(cmd, "Usage: /panel <question>", private=True))
         return
-    pool = [i for i, p in enumerate(fleet.index.personas) if p.has("command") and _usable(fleet, p, cmd)]
+    pool = _pool(fleet, cmd)
     if not pool:
         plan.actions.append(_notice(cmd, "No persona takes questions here.", private=True))
         return
@@ -135,6 +139,11 @@ async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     granted = await _summon(fleet, cmd, plan, now, ranked, size, question, ranked)
     if not granted:
         plan.actions.append(_notice(cmd, "The panel is resting (rate or budget limit); try again later.", private=True))
+
+
+def _pool(fleet: Fleet, cmd: Command) -> list[int]:
+    """The personas that take commands in this channel (index positions)."""
+    return [i for i, p in enumerate(fleet.index.personas) if p.has("command") and _usable(fleet, p, cmd)]
 
 
 def _usable(fleet: Fleet, p: Persona, cmd: Command) -> bool:
@@ -158,53 +167,29 @@ async def _summon(
     question: str,
     panel_pool: list[int],
 ) -> int:
+    """Up to size of the ranked personas answer, through the gate; a panel's answers share a queue,
+    so each one is written with the ones before it in its prompt."""
     personas = fleet.index.personas
-    muted = await fleet.store.muted(cmd.conversation)
-    order: list[int] = []
-    for i in ranked:
-        p = personas[i]
-        reason = "muted" if p.id in muted else fleet.quiet(p, cmd.platform, cmd.author.id, now)
-        if reason:
-            plan.decisions.append(Decision(p.id, "skip", reason))
-        else:
-            order.append(i)
-    verdicts = await fleet.limiter.acquire(
-        [fleet.rates(personas[i], cmd.platform, cmd.conversation, cmd.author.id) for i in order], size, now
-    )
-    chosen = [i for i, v in zip(order, verdicts, strict=True) if v.allowed]
-    for i, v in zip(order, verdicts, strict=True):
-        if not v.allowed:
-            plan.decisions.append(Decision(personas[i].id, "skip", v.blocked_by))
-    delay = 0.0
-    for n, i in enumerate(chosen):
-        p = personas[i]
+    where = Where.of(cmd, cmd.author.id)
+    reason = "command:panel" if panel_pool else "command:ask"
+    chosen = await fleet.gate.admit(plan, where, [Candidate(personas[i], reason) for i in ranked], size, now)
+    for n, (c, delay) in enumerate(zip(chosen, fleet.gate.stagger(len(chosen)), strict=True)):
         if panel_pool:
-            others = [personas[j] for j in chosen if j != i]
-            angles = "; ".join(f"{o.name} ({o.bio.strip() or 'another outlook'})" for o in others)
-            instruction = (
-                f"{cmd.author.name} asked a panel of AI personas: {question!r}. "
-                f"The others on the panel: {angles}. Answer from your own outlook; do not repeat points "
-                "already made above, add the angle only you would take."
-            )
+            others = [o.persona for o in chosen if o is not c]
+            instruction = panel_instruction(cmd.author.name, question, others)
             reason = f"command:panel#{n + 1}"
         else:
-            instruction = f"{cmd.author.name} asked you directly: {question!r}. Answer them."
-            reason = "command:ask"
-        delay += fleet._delay()
-        plan.decisions.append(Decision(p.id, "reply", reason))
-        plan.actions.append(
-            Reply(
-                persona_id=p.id,
-                platform=cmd.platform,
-                channel=cmd.channel,
-                reply_to=cmd.reply_to_id or cmd.id,
-                reason=reason,
-                delay=delay,
-                to_user=cmd.author.id,
-                instruction=instruction,
-                footer=fleet.footer(p),
-                queue=cmd.key if panel_pool else "",
-            )
+            instruction = ask_instruction(cmd.author.name, question)
+        fleet.gate.reply(
+            plan,
+            where,
+            c,
+            delay=delay,
+            reply_to=cmd.reply_to_id or cmd.id,
+            reason=reason,
+            root=cmd.key,
+            instruction=instruction,
+            queue=cmd.key if panel_pool else "",
         )
     return len(chosen)
 

@@ -30,7 +30,7 @@ class Disclosure:
         owed = (reply.platform, reply.to_user, reply.persona_id)
         if owed in self._owed:
             self._owed.discard(owed)
-            return f"{text}\n{reply.footer}" if reply.footer else text
+            return _disclosed(text, reply.footer)
         told = self._told.get(who)
         if told is not None and reply.persona_id in told:
             self._told.move_to_end(who)
@@ -43,8 +43,7 @@ class Disclosure:
         told.add(reply.persona_id)
         if not first:
             return reply.footer
-        # The disclosure goes first so a sponsor line stays the last line of every reply.
-        return f"{text}\n{reply.footer}" if reply.footer else text
+        return _disclosed(text, reply.footer)
 
     async def _first_contact(self, store: Any, reply: Reply, now: float) -> bool:
         assert reply.to_user is not None
@@ -59,3 +58,8 @@ class Disclosure:
     def forget(self, platform: str, user_id: str) -> None:
         """After /forget the store has no record either: the next reply discloses again."""
         self._told.pop((platform, user_id), None)
+
+
+def _disclosed(text: str, footer: str) -> str:
+    # The disclosure goes first so a sponsor line stays the last line of every reply.
+    return f"{text}\n{footer}" if footer else text

@@ -40,6 +40,8 @@ class Message:
     parent_channel: str | None = None
     # A new top-level post in a feed channel (forum thread starter, channel post copy, console /post).
     is_post: bool = False
+    # The key of the human message a persona's message descends from ("" for a human's own message).
+    root: str = ""
 
     @property
     def key(self) -> str:
@@ -95,6 +97,8 @@ class Reply:
     footer: str = ""
     # Replies sharing a queue are written one at a time in delay order (a post's comments, a panel).
     queue: str = ""
+    # The key of the human message (or command) this reply descends from: max_bot_chain counts per root.
+    root: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from bots.config import FeedConfig
-from bots.core.events import Command, Message, Notice, React, Reply
-from bots.core.gate import channel_allowed
+from bots.core.events import Command, Message, Notice, React
+from bots.core.gate import Candidate, Where
 from bots.core.plan import Decision, Plan
+from bots.core.ports import Turn
+from bots.core.prompts import COMMENT, MORE_COMMENT
 from bots.persona import Persona
 
 if TYPE_CHECKING:
@@ -24,16 +26,6 @@ if TYPE_CHECKING:
 LIKE = "👍"
 MIN_FOLLOWERS = 3
 MORE = 2
-
-COMMENT = (
-    "{author} just posted this to a feed where AI personas follow people and comment on their posts, "
-    "the way followers do on a social app. Write one short comment (1-3 sentences) from your own outlook. "
-    "Comments other followers already made are above: take a different angle, do not repeat them."
-)
-MORE_COMMENT = (
-    "{author} asked for more perspectives on their post. Comments already made are above: add an angle "
-    "nobody has taken yet, in 1-3 sentences."
-)
 
 
 def like_emoji(p: Persona) -> str:
@@ -48,7 +40,7 @@ async def follower_pool(fleet: Fleet, feed: FeedConfig | None, platform: str, us
     elif feed is None or feed.personas == "all":
         ids = tuple(fleet.personas)
     else:
-        ids = feed.personas  # type: ignore[assignment]
+        ids = feed.personas
     return [fleet.personas[i] for i in ids if i in fleet.personas]
 
 
@@ -60,32 +52,32 @@ def comment_delays(fleet: Fleet, n: int, window: float) -> list[float]:
     return [first, *rest]
 
 
-async def _usable(fleet: Fleet, pool: list[Persona], event: Message | Command, names: tuple[str, ...]) -> list[Persona]:
-    muted = await fleet.muted_in(event.platform, event.channel, event.parent_channel)
-    return [p for p in pool if p.id not in muted and channel_allowed(p, names)]
-
-
-def _awake(fleet: Fleet, pool: list[Persona], platform: str, user: str, now: float) -> list[Persona]:
-    # Over budget or with the LLM resting, a persona must not take a comment slot it cannot fill.
-    return [p for p in pool if not fleet.quiet(p, platform, user, now)]
+async def _open(fleet: Fleet, pool: list[Persona], where: Where) -> list[Persona]:
+    """The followers that may speak in this channel at all (channel rules, mutes)."""
+    muted = await fleet.gate.muted(where)
+    return [p for p in pool if not fleet.gate.closed(p, where, muted)]
 
 
 async def _choose(
-    fleet: Fleet, pool: list[Persona], text: str, platform: str, conversation: str, user: str, n: int, now: float
-) -> list[Persona]:
-    """Up to n personas from pool, most relevant to text first (ties at random), within their limits."""
-    index = fleet.index
-    pool = _awake(fleet, pool, platform, user, now)
-    order = index.rank(text, [index.by_id[p.id] for p in pool], fleet.rng)
-    ranked = [index.personas[i] for i in order]
-    verdicts = await fleet.limiter.acquire([fleet.rates(p, platform, conversation, user) for p in ranked], n, now)
-    return [p for p, v in zip(ranked, verdicts, strict=True) if v.allowed]
+    fleet: Fleet, plan: Plan, pool: list[Persona], text: str, where: Where, n: int, now: float
+) -> list[Candidate]:
+    """Up to n personas from pool, most relevant to text first (ties at random), through the gate."""
+    gate, index = fleet.gate, fleet.index
+    # Over budget or with the LLM resting, a persona must not take a comment slot it cannot fill.
+    awake = [p for p in pool if not gate.quiet(p, where.platform, where.user, now)]
+    order = index.rank(text, [index.by_id[p.id] for p in awake], fleet.rng)
+    ranked = [Candidate(index.personas[i], "") for i in order]
+    scratch = Plan(plan.event)
+    granted = await gate.limit(scratch, where, ranked, n, now)
+    # Followers left out because enough were chosen are "not chosen", not limited: plan_post says so.
+    plan.decisions.extend(d for d in scratch.decisions if d.reason != "max_responders")
+    return granted
 
 
 def _comment(
     fleet: Fleet,
     plan: Plan,
-    commenters: list[Persona],
+    commenters: list[Candidate],
     event: Message | Command,
     reply_to: str,
     reason: str,
@@ -93,38 +85,36 @@ def _comment(
     window: float,
 ) -> None:
     """Plan one comment per persona, staggered over the window and written in turn (one queue)."""
+    where = Where.of(event, event.author.id)
     delays = comment_delays(fleet, len(commenters), window) if commenters else []
-    for p, delay in zip(commenters, delays, strict=True):
-        plan.decisions.append(Decision(p.id, "reply", reason))
-        plan.actions.append(
-            Reply(
-                persona_id=p.id,
-                platform=event.platform,
-                channel=event.channel,
-                reply_to=reply_to,
-                reason=reason,
-                delay=delay,
-                to_user=event.author.id,
-                instruction=instruction.format(author=event.author.name),
-                footer=fleet.footer(p),
-                queue=event.key,
-            )
+    for c, delay in zip(commenters, delays, strict=True):
+        fleet.gate.reply(
+            plan,
+            where,
+            c,
+            delay=delay,
+            reply_to=reply_to,
+            reason=reason,
+            root=event.key,
+            instruction=instruction.format(author=event.author.name),
+            queue=event.key,
         )
 
 
 async def plan_post(fleet: Fleet, msg: Message, plan: Plan, now: float, feed: FeedConfig) -> None:
-    names = (msg.channel, msg.channel_name, msg.parent_channel or "")
-    pool = await _usable(fleet, await follower_pool(fleet, feed, msg.platform, msg.author.id), msg, names)
-    commenters = await _choose(fleet, pool, msg.text, msg.platform, msg.conversation, msg.author.id, feed.comments, now)
+    where = Where.of(msg, msg.author.id)
+    pool = await _open(fleet, await follower_pool(fleet, feed, msg.platform, msg.author.id), where)
+    commenters = await _choose(fleet, plan, pool, msg.text, where, feed.comments, now)
     _comment(fleet, plan, commenters, msg, msg.id, "feed:post", COMMENT, feed.window_seconds)
-    speaking = {p.id for p in commenters}
+    speaking = {c.persona.id for c in commenters}
+    limited = {d.persona_id for d in plan.decisions}
     for p in pool:
         if p.id in speaking:
             continue
         if feed.reactions and fleet.rng.random() < 0.5:
             plan.decisions.append(Decision(p.id, "react", "feed:like"))
             plan.actions.append(React(p.id, msg.platform, msg.channel, msg.id, like_emoji(p), reason="feed:like"))
-        else:
+        elif p.id not in limited:
             plan.decisions.append(Decision(p.id, "skip", "feed:not_chosen"))
 
 
@@ -135,68 +125,66 @@ def _notice(cmd: Command, text: str, private: bool = True) -> Notice:
 
 async def more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     """`/more` in a post's thread: two followers who have not spoken there yet comment."""
-
-    names = (cmd.channel, cmd.channel_name, cmd.parent_channel or "")
-    feed = fleet.config.feeds.find(cmd.platform, names)
+    feed = fleet.config.feeds.find(cmd.platform, (cmd.channel, cmd.channel_name, cmd.parent_channel or ""))
     if feed is None:
         plan.actions.append(_notice(cmd, "/more works in a feed post's thread."))
         return
     history = await fleet.store.history(cmd.conversation, fleet.config.fleet.history_size)
-    spoken = {t.persona_id for t in history if t.persona_id}
-    pool = await _usable(fleet, await follower_pool(fleet, feed, cmd.platform, cmd.author.id), cmd, names)
-    pool = [p for p in pool if p.id not in spoken]
-    post = next((t for t in history if t.user_id), None)
-    chosen = await _choose(
-        fleet, pool, post.text if post else "", cmd.platform, cmd.conversation, cmd.author.id, MORE, now
-    )
+    where = Where.of(cmd, cmd.author.id)
+    pool = await _open(fleet, await follower_pool(fleet, feed, cmd.platform, cmd.author.id), where)
+    post = next((t for t in history if t.user_id), Turn("", "", 0.0, message_id=cmd.id))
+    chosen = await _choose(fleet, plan, _unheard(pool, history), post.text, where, MORE, now)
     if not chosen:
         plan.actions.append(_notice(cmd, "Every follower has had their say here (or is resting)."))
         return
-    reply_to = post.message_id if post and post.message_id else cmd.id
+    reply_to = post.message_id or cmd.id
     _comment(fleet, plan, chosen, cmd, reply_to, "feed:more", MORE_COMMENT, feed.window_seconds / 2)
+
+
+def _unheard(pool: list[Persona], history: list[Turn]) -> list[Persona]:
+    spoken = {t.persona_id for t in history if t.persona_id}
+    return [p for p in pool if p.id not in spoken]
 
 
 async def followers(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     """`/followers` shows who follows you; `/followers a b c` chooses (at least 3); `reset` goes back."""
     args = cmd.args.replace(",", " ").split()
-    names = (cmd.channel, cmd.channel_name, cmd.parent_channel or "")
-    feed = fleet.config.feeds.find(cmd.platform, names)
     if args == ["reset"]:
         await fleet.store.set_followers(cmd.platform, cmd.author.id, None)
         plan.actions.append(_notice(cmd, "Your followers are the channel's default set again."))
-        return
-    if args:
-        chosen: list[str] = []
-        unknown: list[str] = []
-        for name in args:
-            p = fleet.find_persona(name)
-            if p is None:
-                unknown.append(name)
-            elif p.id not in chosen:
-                chosen.append(p.id)
-        if unknown or len(chosen) < MIN_FOLLOWERS:
-            problem = f"unknown: {', '.join(unknown)}. " if unknown else ""
-            plan.actions.append(
-                _notice(
-                    cmd,
-                    f"{problem}Choose at least {MIN_FOLLOWERS} different personas, e.g. /followers "
-                    f"{' '.join(list(fleet.personas)[:3])}. Available: {', '.join(fleet.personas)}.",
-                )
-            )
-            return
-        await fleet.store.set_followers(cmd.platform, cmd.author.id, tuple(chosen))
-        names_text = ", ".join(fleet.personas[i].name for i in chosen)
-        plan.actions.append(_notice(cmd, f"Your posts will get comments from: {names_text}."))
-        return
+    elif args:
+        plan.actions.append(_notice(cmd, await _set_followers(fleet, cmd, args)))
+    else:
+        plan.actions.append(_notice(cmd, await _show_followers(fleet, cmd)))
+
+
+async def _set_followers(fleet: Fleet, cmd: Command, args: list[str]) -> str:
+    chosen: list[str] = []
+    unknown: list[str] = []
+    for name in args:
+        p = fleet.find_persona(name)
+        if p is None:
+            unknown.append(name)
+        elif p.id not in chosen:
+            chosen.append(p.id)
+    if unknown or len(chosen) < MIN_FOLLOWERS:
+        problem = f"unknown: {', '.join(unknown)}. " if unknown else ""
+        return (
+            f"{problem}Choose at least {MIN_FOLLOWERS} different personas, e.g. /followers "
+            f"{' '.join(list(fleet.personas)[:3])}. Available: {', '.join(fleet.personas)}."
+        )
+    await fleet.store.set_followers(cmd.platform, cmd.author.id, tuple(chosen))
+    return f"Your posts will get comments from: {', '.join(fleet.personas[i].name for i in chosen)}."
+
+
+async def _show_followers(fleet: Fleet, cmd: Command) -> str:
+    feed = fleet.config.feeds.find(cmd.platform, (cmd.channel, cmd.channel_name, cmd.parent_channel or ""))
     chosen_now = await fleet.store.followers(cmd.platform, cmd.author.id)
     pool = await follower_pool(fleet, feed, cmd.platform, cmd.author.id)
     source = "your choice" if chosen_now else "the channel's default set"
     lines = [f"• {p.name} ({p.id}): {p.display_bio}" for p in pool]
-    plan.actions.append(
-        _notice(
-            cmd,
-            f"Your AI followers ({source}):\n" + "\n".join(lines) + "\n"
-            f"Choose yours with /followers <id> <id> <id> (at least {MIN_FOLLOWERS}); /followers reset for the "
-            f"default. All personas: {', '.join(fleet.personas)}.",
-        )
+    return (
+        f"Your AI followers ({source}):\n" + "\n".join(lines) + "\n"
+        f"Choose yours with /followers <id> <id> <id> (at least {MIN_FOLLOWERS}); /followers reset for the "
+        f"default. All personas: {', '.join(fleet.personas)}."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from bots.core.events import Action, Event
 
@@ -10,7 +11,7 @@ from bots.core.events import Action, Event
 @dataclass(frozen=True, slots=True)
 class Decision:
     persona_id: str
-    action: str  # reply | react | skip
+    action: Literal["reply", "react", "skip"]
     reason: str
 
 
