@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from bots.core.ports import ALLOWED, CAPPED, Rate, Turn, Verdict
 from bots.state.gcra import gcra_check
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """People's and moderators' standing choices: what must outlive the loss of a shared store."""
+
+    opted_out: frozenset[tuple[str, str]] = frozenset()  # (platform, user id)
+    muted: tuple[tuple[str, frozenset[str]], ...] = ()  # (conversation, persona ids)
+    followers: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (platform, user id, persona ids)
+
+    def __bool__(self) -> bool:
+        return bool(self.opted_out or self.muted or self.followers)
 
 
 class MemoryStore:
@@ -15,10 +28,12 @@ class MemoryStore:
         history_size: int = 50,
         max_conversations: int = 10_000,
         retention_seconds: float | None = None,
+        max_seen: int = 100_000,
     ) -> None:
         self.history_size = history_size
         self.max_conversations = max_conversations
         self.retention_seconds = retention_seconds
+        self.max_seen = max_seen
         self._history: OrderedDict[str, deque[Turn]] = OrderedDict()
         self._seen: dict[str, float] = {}
         self._seen_sweep = 0.0
@@ -33,11 +48,15 @@ class MemoryStore:
         expires = self._seen.get(key)
         if expires is not None and expires > now:
             return False
+        self._seen.pop(key, None)  # re-inserted at the end: the dict stays in order of offer
         self._seen[key] = now + ttl
         if now - self._seen_sweep > ttl:
             self._seen_sweep = now
             for k in [k for k, exp in self._seen.items() if exp <= now]:
                 del self._seen[k]
+        # A flood of distinct events must not grow memory without bound: the oldest offers go first.
+        while len(self._seen) > self.max_seen:
+            del self._seen[next(iter(self._seen))]
         return True
 
     async def append(self, conversation: str, turn: Turn) -> None:
@@ -131,6 +150,14 @@ class MemoryStore:
         for old in sorted(self._usage)[:-2]:
             del self._usage[old]
         return dict(totals)
+
+    def choices(self) -> Choices:
+        """Every opt-out, mute and follower choice held here, to write back into a store that lost them."""
+        return Choices(
+            opted_out=frozenset(self._opt_out),
+            muted=tuple((conv, frozenset(pids)) for conv, pids in self._muted.items() if pids),
+            followers=tuple((platform, user, chosen) for (platform, user), chosen in self._followers.items()),
+        )
 
     async def close(self) -> None:
         return None

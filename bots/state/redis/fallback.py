@@ -22,6 +22,7 @@ from bots.config import FleetConfig
 from bots.core.ports import Rate, Turn, Verdict
 from bots.state.memory import MemoryRateLimiter, MemoryStore
 from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe
+from bots.state.redis.epoch import EpochGuard
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.limiter import LimiterOverloaded, RedisRateLimiter
 from bots.state.redis.store import RedisStore
@@ -122,6 +123,8 @@ class FallbackStore:
         self._turns_outage = health.outages
         self.forget_channel = f"{primary.prefix}forget"
         self._listener: asyncio.Task[None] | None = None
+        # Writes back the mirror of choices (self.local) when Redis has lost its data.
+        self.epochs = EpochGuard(primary, health, self.local.choices)
         # Messages skipped because dedupe timed out while Redis was up (see first_seen).
         self.dedupe_skipped = 0
         # The day's totals as Redis last gave them: the base for budgets while it is away.
@@ -141,6 +144,7 @@ class FallbackStore:
 
     def _listen(self) -> None:
         if self._listener is None:
+            self.epochs.start()
             self._listener = asyncio.get_running_loop().create_task(
                 subscribe(self.primary.client, self.forget_channel, self._forgotten, backoff=self.health.backoff),
                 name="botfleet-forget",
@@ -225,12 +229,17 @@ class FallbackStore:
             self._journal(lambda j: j.opt_out.__setitem__((platform, user_id), opted_out))
 
     async def is_opted_out(self, platform: str, user_id: str) -> bool:
-        ok, out = await self._try(lambda: self.primary.is_opted_out(platform, user_id))
-        if ok:
-            if out != await self.local.is_opted_out(platform, user_id):
-                await self.local.set_opt_out(platform, user_id, bool(out))
-            return bool(out)
-        return await self.local.is_opted_out(platform, user_id)
+        ok, got = await self._try(lambda: self.primary.is_opted_out_at(platform, user_id))
+        mirror = await self.local.is_opted_out(platform, user_id)
+        if not ok or got is None:
+            return mirror
+        out, epoch = got
+        if self.epochs.seen(epoch):
+            # Redis lost its data since the mirror last agreed with it: an opt-out either knows holds.
+            out = out or mirror
+        if out != mirror:
+            await self.local.set_opt_out(platform, user_id, out)
+        return out
 
     async def set_muted(self, conversation: str, persona_id: str, muted: bool) -> None:
         await self.local.set_muted(conversation, persona_id, muted)
@@ -239,22 +248,29 @@ class FallbackStore:
             self._journal(lambda j: j.muted.__setitem__((conversation, persona_id), muted))
 
     async def muted(self, conversation: str) -> frozenset[str]:
-        ok, out = await self._try(lambda: self.primary.muted(conversation))
-        if ok and out is not None:
-            mirror = await self.local.muted(conversation)
+        ok, got = await self._try(lambda: self.primary.muted_at(conversation))
+        mirror = await self.local.muted(conversation)
+        if not ok or got is None:
+            return mirror
+        out, epoch = got
+        if self.epochs.seen(epoch):
+            out |= mirror
+        if out != mirror:
             for pid in mirror - out:
                 await self.local.set_muted(conversation, pid, False)
             for pid in out - mirror:
                 await self.local.set_muted(conversation, pid, True)
-            return out
-        return await self.local.muted(conversation)
+        return out
 
     async def followers(self, platform: str, user_id: str) -> tuple[str, ...] | None:
-        ok, out = await self._try(lambda: self.primary.followers(platform, user_id))
-        if ok:
-            await self.local.set_followers(platform, user_id, out)
-            return out
-        return await self.local.followers(platform, user_id)
+        ok, got = await self._try(lambda: self.primary.followers_at(platform, user_id))
+        if not ok or got is None:
+            return await self.local.followers(platform, user_id)
+        out, epoch = got
+        if self.epochs.seen(epoch) and out is None:
+            out = await self.local.followers(platform, user_id)
+        await self.local.set_followers(platform, user_id, out)
+        return out
 
     async def set_followers(self, platform: str, user_id: str, persona_ids: tuple[str, ...] | None) -> None:
         await self.local.set_followers(platform, user_id, persona_ids)
@@ -298,6 +314,9 @@ class FallbackStore:
 
     async def _replay(self) -> None:
         """Runs before Redis is trusted again; an entry leaves the journal only once Redis has it."""
+        # A restarted Redis without persistence has lost every choice: those known here go back first,
+        # then the outage's own writes, which are newer.
+        await self.epochs.restore()
         j = self.journal
         for (platform, user), opted in list(j.opt_out.items()):
             await self.primary.set_opt_out(platform, user, opted)
@@ -320,6 +339,7 @@ class FallbackStore:
     async def close(self) -> None:
         if self._listener is not None:
             await stop_task(self._listener)
+        await self.epochs.close()
         await self.primary.close()
         await self.local.close()
         await self.health.release_user()

@@ -5,6 +5,13 @@ period, dedupe keys set with SET NX PX, sets for opt-outs and mutes, a hash of f
 user, and a hash of token usage per day. Appends and /forget are Lua scripts, so an opted-out user's
 turn can never slip in between the opt-out check and the write, and /forget sees a consistent
 history; a per-user index of conversations lets /forget find every one of them without a scan.
+
+Opt-outs, mutes and follower choices are the only state that must never be lost, yet a Redis without
+persistence loses them on a restart (and FLUSHALL loses them anywhere). So the store marks its data
+with an epoch (`state-epoch`, a random token), and the `*_at` reads return the epoch along with the
+answer in the same round trip: a missing or changed epoch tells the caller (FallbackStore) that Redis
+lost its data, and `restore` writes back what the caller remembers. Every key and its lifetime is
+listed in bots/state/redis/__init__.py.
 """
 
 from __future__ import annotations
@@ -15,7 +22,11 @@ from collections.abc import Mapping
 from redis.asyncio import Redis
 
 from bots.core.ports import Turn
+from bots.state.memory import Choices
 from bots.state.redis.client import PREFIX
+
+# Keys kept without an expiry, each for the reason given in bots/state/redis/__init__.py.
+PERMANENT_KEYS = ("optout:", "mute:", "follow:", "state-epoch")
 
 # The default for how long history is kept (config: retention_days).
 RETENTION_SECONDS = 30 * 86400.0
@@ -241,6 +252,67 @@ class RedisStore:
             await self._client.delete(key)
         else:
             await self._client.set(key, json.dumps(list(persona_ids)))
+
+    # --- reads that also say whether Redis still holds its data ---------------------------------
+
+    @property
+    def epoch_key(self) -> str:
+        return f"{self._p}state-epoch"
+
+    async def state_epoch(self) -> str | None:
+        raw = await self._client.get(self.epoch_key)
+        return None if raw is None else _text(raw)
+
+    async def claim_epoch(self, token: str) -> str:
+        """Mark the data with `token` unless another process already did; returns the epoch in force."""
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.set(self.epoch_key, token, nx=True)
+            pipe.get(self.epoch_key)
+            _, raw = await pipe.execute()
+        return _text(raw)
+
+    async def is_opted_out_at(self, platform: str, user_id: str) -> tuple[bool, str | None]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.sismember(f"{self._p}optout:{platform}", user_id)
+            pipe.get(self.epoch_key)
+            member, epoch = await pipe.execute()
+        return bool(member), None if epoch is None else _text(epoch)
+
+    async def muted_at(self, conversation: str) -> tuple[frozenset[str], str | None]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.smembers(f"{self._p}mute:{conversation}")
+            pipe.get(self.epoch_key)
+            members, epoch = await pipe.execute()
+        return frozenset(_text(m) for m in members), None if epoch is None else _text(epoch)
+
+    async def followers_at(self, platform: str, user_id: str) -> tuple[tuple[str, ...] | None, str | None]:
+        async with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(f"{self._p}follow:{platform}:{user_id}")
+            pipe.get(self.epoch_key)
+            raw, epoch = await pipe.execute()
+        return None if raw is None else tuple(json.loads(raw)), None if epoch is None else _text(epoch)
+
+    async def restore(self, choices: Choices, batch: int = 500) -> None:
+        """Write back choices Redis lost. Opt-outs and mutes are added (a stale one errs on the side of
+        silence); a follower choice made since the loss is newer than ours and is kept (SET NX)."""
+        ops: list[tuple[str, str, str]] = [
+            ("sadd", f"{self._p}optout:{platform}", user) for platform, user in choices.opted_out
+        ]
+        ops += [("sadd", f"{self._p}mute:{conv}", pid) for conv, pids in choices.muted for pid in pids]
+        ops += [
+            ("setnx", f"{self._p}follow:{platform}:{user}", json.dumps(list(chosen)))
+            for platform, user, chosen in choices.followers
+        ]
+        for i in range(0, len(ops), batch):
+            async with self._client.pipeline(transaction=False) as pipe:
+                for op, key, value in ops[i : i + batch]:
+                    if op == "sadd":
+                        pipe.sadd(key, value)
+                    else:
+                        pipe.set(key, value, nx=True)
+                await pipe.execute()
+
+    # --- first contacts and usage ----------------------------------------------------------------
 
     async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
         key = self._told_key(platform, user_id)
