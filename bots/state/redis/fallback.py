@@ -50,6 +50,7 @@ class FallbackRateLimiter:
         if not candidates:
             return []
         if self.health.usable:
+            started = time.monotonic()
             try:
                 verdicts = await self.primary.acquire(candidates, max_grants, now)
                 self.health.last_ok = time.monotonic()
@@ -61,7 +62,7 @@ class FallbackRateLimiter:
                     self._overload_log = t
                     log.warning("rate limiter overloaded, deciding locally: %s", exc)
             except FAULTS as exc:
-                self.health.failed(exc)
+                self.health.failed(exc, started)
             except RedisError as exc:
                 self.health.bad_command(exc)
         return self.local.acquire_now(candidates, max_grants, now)
@@ -125,8 +126,8 @@ class FallbackStore:
         self._listener: asyncio.Task[None] | None = None
         # Writes back the mirror of choices (self.local) when Redis has lost its data.
         self.epochs = EpochGuard(primary, health, self.local.choices)
-        # Messages skipped because dedupe timed out while Redis was up (see first_seen).
-        self.dedupe_skipped = 0
+        # Messages let through unchecked because dedupe timed out while Redis was up (see first_seen).
+        self.dedupe_unchecked = 0
         # The day's totals as Redis last gave them: the base for budgets while it is away.
         self._usage_seen: dict[str, dict[str, int]] = {}
         health.acquire_user()
@@ -171,22 +172,21 @@ class FallbackStore:
 
     async def first_seen(self, key: str, ttl: float, now: float) -> bool:
         self._listen()
-        local_first = await self.local.first_seen(key, ttl, now)
+        if not await self.local.first_seen(key, ttl, now):
+            return False  # this process saw it already: nobody else needs asking
         # Not skipped when Redis is merely slow: dedupe comes first in a handler, so this is its one wait.
         if not self.health.up:
-            return local_first
+            return True
         try:
             return bool(await self.health.call(lambda: self.primary.first_seen(key, ttl, now)))
-        except FAULTS:
-            if not self.health.up:
-                return local_first  # the start of an outage: local dedupe from now on
-            # Redis is up but did not answer in time, and another process may have it already:
-            # dropping one reply is better than two processes both answering.
-            self.dedupe_skipped += 1
-            log.debug("dedupe of %s timed out while redis is up: skipping it", key)
-            return False
-        except RedisError:
-            return local_first
+        except FAILURES:
+            # Unchecked across processes (Redis slow, or going away). Letting the message through
+            # risks a second reply if another process received it too; treating it as a duplicate
+            # silently drops a message somebody is waiting for, which is worse.
+            if self.health.up:
+                self.dedupe_unchecked += 1
+                log.debug("dedupe of %s timed out while redis is up: answering it unchecked", key)
+            return True
 
     async def append(self, conversation: str, turn: Turn) -> None:
         ok, _ = await self._try(lambda: self.primary.append(conversation, turn))

@@ -71,11 +71,12 @@ class RedisHealth:
 
     async def call(self, op: Callable[[], Awaitable[T]]) -> T:
         """Run one Redis operation within the time budget; raises on a fault after flipping to local."""
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
                 result = await op()
         except FAULTS as exc:
-            self.failed(exc)
+            self.failed(exc, started)
             raise
         except RedisError as exc:
             self.bad_command(exc)
@@ -83,10 +84,16 @@ class RedisHealth:
         self.last_ok = time.monotonic()
         return result
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, started: float | None = None) -> None:
+        """A call failed; `started` is when it began (monotonic), if the caller knows."""
         now = time.monotonic()
-        # Our own timeout with answers arriving in the last half of it: Redis is alive, we are queued.
-        if type(exc) is TimeoutError and now - self.last_ok < self.timeout / 2:
+        # Our own timeout, yet Redis is alive and we are queued, when: answers arrived in the last half
+        # of the budget, or any answer arrived since this call began (a busy event loop may read those
+        # late, so "lately" alone misjudges a burst), or every pooled connection is busy. A frozen
+        # server gives no answer after the calls that began once it froze.
+        alive = now - self.last_ok < self.timeout / 2 or (started is not None and self.last_ok >= started)
+        queued = not self.client.connection_pool.can_get_connection()
+        if type(exc) is TimeoutError and (alive or queued):
             self.overloaded += 1
             self._slow_until = now + self.slow_seconds
             if now - self._last_overload_log > 60:
