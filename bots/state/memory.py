@@ -175,9 +175,10 @@ def _drop_before(turns: deque[Turn], cutoff: float) -> int:
 class MemoryRateLimiter:
     """In-process GCRA; atomic because nothing awaits between check and consume."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_keys: int = 200_000) -> None:
         self._tat: dict[str, float] = {}
         self._expiry_sweep = 0.0
+        self.max_keys = max_keys
 
     async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
         return self.acquire_now(candidates, max_grants, now)
@@ -206,11 +207,28 @@ class MemoryRateLimiter:
             self._sweep(now)
         return out
 
+    def remember(self, now: float, ahead: Mapping[str, float]) -> None:
+        """Take tats decided elsewhere (Redis): each key's tat is `ahead` seconds after `now`, and a
+        key 0 ahead no longer matters. A fallback that starts from these keeps the cooldowns and
+        limits granted before it took over."""
+        tat = self._tat
+        for key, seconds in ahead.items():
+            if seconds > 0:
+                tat[key] = now + seconds
+            else:
+                tat.pop(key, None)
+        if len(tat) > self.max_keys:
+            self._sweep(now)
+
     def _sweep(self, now: float) -> None:
         # A tat in the past carries no information: dropping it keeps memory bounded by active keys.
         self._expiry_sweep = now
         for key in [k for k, v in self._tat.items() if v < now]:
             del self._tat[key]
+        if len(self._tat) > self.max_keys:
+            # Still too many live keys: forget those that lapse soonest, the least to lose.
+            for key in sorted(self._tat, key=self._tat.__getitem__)[: len(self._tat) - self.max_keys]:
+                del self._tat[key]
 
     async def close(self) -> None:
         return None

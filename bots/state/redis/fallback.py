@@ -35,8 +35,11 @@ T = TypeVar("T")
 class FallbackRateLimiter:
     """Redis limits while Redis answers within budget; the in-memory GCRA otherwise.
 
-    Local limits are per process, so during an outage N processes together allow up to N times a
-    limit: the price of answering at all, for the length of the outage only.
+    Local limits start from the tats Redis last reported for every key this process asked about (its
+    grants, and keys it found blocked by other processes' grants), so a cooldown granted before an
+    outage holds during it. Keys only other processes used are unknown here, so during an outage N
+    processes together allow up to N times a limit: the price of answering at all, for the length of
+    the outage only.
     """
 
     def __init__(self, primary: RedisRateLimiter, health: RedisHealth, local: MemoryRateLimiter | None = None) -> None:
@@ -44,6 +47,9 @@ class FallbackRateLimiter:
         self.local = local or MemoryRateLimiter()
         self.health = health
         self._overload_log = 0.0
+        # The local limiter mirrors every tat Redis reports (bounded by its max_keys), so an outage
+        # starts from the cooldowns and limits already granted instead of from nothing.
+        primary.on_tats = self.local.remember
         health.acquire_user()
 
     async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:

@@ -27,7 +27,8 @@ from bots.state.redis.client import CALL_TIMEOUT, PREFIX, stop_task
 # cost_millionths, ...], one quadruple per distinct (key, rate) pair. ARGV[3]: JSON flat decisions:
 # per decision max_grants and the number of candidates, then per candidate the number of its rates
 # and their indexes into ARGV[2]'s quadruples (all indexes 0-based). ARGV[4]: "" to use the server's
-# clock, or a time in microseconds that tests pin it to.
+# clock, or a time in microseconds that tests pin it to. ARGV[5]: "1" to also return, after the
+# verdicts, (key_index, microseconds its tat is ahead of now) for every key the script read.
 # Returns JSON: per candidate two numbers, (0, 0) admitted, (-1, 0) capped by max_grants, or
 # (k, retry_us) blocked by the k-th rate of that candidate.
 # Both sides' CPU time per rate matters (see bench/limits.py): the client numbers the distinct keys,
@@ -129,6 +130,15 @@ for k in pairs(dirty) do
   -- Past its tat a key says nothing more than an absent one: that is exactly its lifetime.
   call('PSETEX', keys[k], max(1, ceil((v - now) / 1000)), fmt('%d', v))
 end
+-- On request, every key read or written with how far its tat is ahead of now (0: no longer
+-- matters): what a local fallback needs to go on from where Redis was.
+if ARGV[5] == '1' then
+  for k, v in pairs(tat) do
+    out[o + 1] = k - 1
+    out[o + 2] = (v and v > now) and (v - now) or 0
+    o = o + 2
+  end
+end
 return cjson.encode(out)
 """
 
@@ -142,6 +152,7 @@ class _Job:
     candidates: Sequence[Sequence[Rate]]
     max_grants: int
     future: asyncio.Future[list[Verdict]]
+    now: float = 0.0
 
 
 class _Batcher:
@@ -274,6 +285,9 @@ class RedisRateLimiter:
             self._send, timeout=timeout, max_batch=max_batch, max_in_flight=max_in_flight, max_pending=max_pending
         )
         self.pinned_time: float | None = None
+        # Told, after each script call, how far ahead of `now` (seconds) the tat of every key the call
+        # read is, `now` being the caller's clock of the batch's last decision (FallbackRateLimiter).
+        self.on_tats: Callable[[float, dict[str, float]], None] | None = None
         # Script calls and decisions carried, for the benchmark's round trips per decision.
         self.calls = 0
         self.decisions = 0
@@ -282,7 +296,7 @@ class RedisRateLimiter:
         if not candidates:
             return []
         future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
-        self._batcher.submit(_Job(candidates, max_grants, future))
+        self._batcher.submit(_Job(candidates, max_grants, future, now))
         return await future
 
     async def _send(self, jobs: list[_Job]) -> None:
@@ -291,8 +305,13 @@ class RedisRateLimiter:
         self.decisions += len(jobs)
         dumps = json.dumps
         pinned = "" if self.pinned_time is None else str(round(self.pinned_time * 1e6))
-        raw = await self._script(args=[dumps(keys), dumps(limits), dumps(flat), pinned])
-        _settle(jobs, json.loads(raw))
+        on_tats = self.on_tats
+        raw = await self._script(args=[dumps(keys), dumps(limits), dumps(flat), pinned, "1" if on_tats else ""])
+        out = json.loads(raw)
+        pos = _settle(jobs, out)
+        if on_tats is not None:
+            cut = len(self._prefix)
+            on_tats(jobs[-1].now, {keys[out[i]][cut:]: out[i + 1] / 1e6 for i in range(pos, len(out), 2)})
 
     def _encode(self, jobs: list[_Job]) -> tuple[list[str], list[int], list[int]]:
         """The batch as the script's three flat arrays (see LIMIT_LUA)."""
@@ -338,8 +357,9 @@ class RedisRateLimiter:
         await self._batcher.close()
 
 
-def _settle(jobs: list[_Job], out: list[int]) -> None:
-    """Hands each job its verdicts from the script's flat answer (two numbers per candidate)."""
+def _settle(jobs: list[_Job], out: list[int]) -> int:
+    """Hands each job its verdicts from the script's flat answer (two numbers per candidate); returns
+    where the verdicts end."""
     pos = 0
     for job in jobs:
         verdicts: list[Verdict] = []
@@ -354,3 +374,4 @@ def _settle(jobs: list[_Job], out: list[int]) -> None:
             pos += 2
         if not job.future.done():
             job.future.set_result(verdicts)
+    return pos
