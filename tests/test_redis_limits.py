@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from bots.core.ports import Rate, RateLimiter, Verdict
 from bots.state.memory import MemoryRateLimiter
 from bots.state.redis import FallbackRateLimiter, RedisHealth, RedisRateLimiter, make_client
+from tests.redis_server import RedisServer
 
 START = 10_000.0
 
@@ -289,3 +290,65 @@ async def test_one_round_trip_per_decision_at_most(redis_url: str, redis_prefix:
     finally:
         await lim.close()
         await client.aclose()
+
+
+# --- the fallback starts from what Redis granted (issue 11.10) -----------------------------------
+
+
+async def open_fallback(url: str, prefix: str) -> tuple[FallbackRateLimiter, Redis]:
+    client = make_client(url)
+    return FallbackRateLimiter(RedisRateLimiter(client, prefix=prefix), RedisHealth(client, owns_client=False)), client
+
+
+async def test_cooldown_granted_on_redis_holds_while_redis_is_frozen(redis_servers: Callable[[], RedisServer]) -> None:
+    """A persona with a 40 s cooldown answered on Redis; Redis freezes; 9 s later the local fallback
+    still refuses, with the cooldown's remaining time."""
+    server = redis_servers()
+    lim, client = await open_fallback(server.url, "cd:")
+    try:
+        cooldown = Rate("cd:skeptic:tg:g1", 1, 40.0, "cooldown")
+        other = Rate("cd:nerd:tg:g1", 1, 40.0, "cooldown")
+        assert allowed(await lim.acquire([[cooldown]], 1, START)) == [True]
+        server.freeze()
+        [v] = await lim.acquire([[cooldown]], 1, START + 9)
+        assert (v.allowed, v.blocked_by) == (False, "cooldown")
+        assert v.retry_after == pytest.approx(31.0, abs=0.5)
+        # Decided locally, and a key never granted is still free there.
+        assert allowed(await lim.acquire([[other]], 1, START + 9.5)) == [True]
+        assert allowed(await lim.acquire([[cooldown]], 1, START + 41)) == [True]
+    finally:
+        server.thaw()
+        await lim.close()
+        await client.aclose()
+
+
+async def test_a_limit_another_process_used_up_holds_while_redis_is_away(
+    redis_servers: Callable[[], RedisServer],
+) -> None:
+    """B granted the channel's whole budget; A was refused once on Redis, and so knows the tat: when
+    Redis dies, A's fallback refuses too instead of granting the budget again."""
+    server = redis_servers()
+    a, a_client = await open_fallback(server.url, "ch:")
+    b, b_client = await open_fallback(server.url, "ch:")
+    try:
+        chan = Rate("chan:tg:g1", 3, 60.0, "channel_per_minute")
+        assert allowed(await b.acquire([[chan]] * 3, 3, START)) == [True] * 3
+        assert allowed(await a.acquire([[chan]], 1, START)) == [False]
+        server.kill()
+        [v] = await a.acquire([[chan]], 1, START + 5)
+        assert (v.allowed, v.blocked_by) == (False, "channel_per_minute")
+        assert allowed(await a.acquire([[chan]], 1, START + 21)) == [True]
+    finally:
+        for lim, c in ((a, a_client), (b, b_client)):
+            await lim.close()
+            await c.aclose()
+
+
+async def test_the_mirror_is_bounded() -> None:
+    local = MemoryRateLimiter(max_keys=100)
+    local.remember(START, {f"k{i}": float(i + 1) for i in range(250)})
+    assert len(local._tat) <= 100
+    # The keys that matter longest are the ones kept.
+    assert allowed(local.acquire_now([[Rate("k249", 1, 1000.0, "cooldown")]], 1, START)) == [False]
+    local.remember(START, {"k249": 0.0})
+    assert allowed(local.acquire_now([[Rate("k249", 1, 1000.0, "cooldown")]], 1, START)) == [True]

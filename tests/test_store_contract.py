@@ -58,7 +58,15 @@ async def open_backend(name: str, url: str, prefix: str) -> tuple[Backend, Redis
     store: Store = raw
     if name == "redis+fallback":
         store = FallbackStore(raw, RedisHealth(client, owns_client=False))
-    return Backend(name, store, asyncio.sleep), client
+    backend = Backend(name, store, asyncio.sleep)
+
+    async def elapse_real(seconds: float) -> None:
+        # Both clocks move: Redis's for its key TTLs, the caller's for the fallback's local state.
+        await asyncio.sleep(seconds)
+        backend.now += seconds
+
+    backend.elapse = elapse_real
+    return backend, client
 
 
 @pytest_asyncio.fixture(params=BACKENDS)

@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from bots.core.ports import ALLOWED, CAPPED, Rate, Turn, Verdict
 from bots.state.gcra import gcra_check
+
+
+@dataclass(frozen=True, slots=True)
+class Choices:
+    """People's and moderators' standing choices: what must outlive the loss of a shared store."""
+
+    opted_out: frozenset[tuple[str, str]] = frozenset()  # (platform, user id)
+    muted: tuple[tuple[str, frozenset[str]], ...] = ()  # (conversation, persona ids)
+    followers: tuple[tuple[str, str, tuple[str, ...]], ...] = ()  # (platform, user id, persona ids)
+
+    def __bool__(self) -> bool:
+        return bool(self.opted_out or self.muted or self.followers)
 
 
 class MemoryStore:
@@ -15,10 +28,12 @@ class MemoryStore:
         history_size: int = 50,
         max_conversations: int = 10_000,
         retention_seconds: float | None = None,
+        max_seen: int = 100_000,
     ) -> None:
         self.history_size = history_size
         self.max_conversations = max_conversations
         self.retention_seconds = retention_seconds
+        self.max_seen = max_seen
         self._history: OrderedDict[str, deque[Turn]] = OrderedDict()
         self._seen: dict[str, float] = {}
         self._seen_sweep = 0.0
@@ -33,11 +48,15 @@ class MemoryStore:
         expires = self._seen.get(key)
         if expires is not None and expires > now:
             return False
+        self._seen.pop(key, None)  # re-inserted at the end: the dict stays in order of offer
         self._seen[key] = now + ttl
         if now - self._seen_sweep > ttl:
             self._seen_sweep = now
             for k in [k for k, exp in self._seen.items() if exp <= now]:
                 del self._seen[k]
+        # A flood of distinct events must not grow memory without bound: the oldest offers go first.
+        while len(self._seen) > self.max_seen:
+            del self._seen[next(iter(self._seen))]
         return True
 
     async def append(self, conversation: str, turn: Turn) -> None:
@@ -132,6 +151,14 @@ class MemoryStore:
             del self._usage[old]
         return dict(totals)
 
+    def choices(self) -> Choices:
+        """Every opt-out, mute and follower choice held here, to write back into a store that lost them."""
+        return Choices(
+            opted_out=frozenset(self._opt_out),
+            muted=tuple((conv, frozenset(pids)) for conv, pids in self._muted.items() if pids),
+            followers=tuple((platform, user, chosen) for (platform, user), chosen in self._followers.items()),
+        )
+
     async def close(self) -> None:
         return None
 
@@ -148,9 +175,10 @@ def _drop_before(turns: deque[Turn], cutoff: float) -> int:
 class MemoryRateLimiter:
     """In-process GCRA; atomic because nothing awaits between check and consume."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_keys: int = 200_000) -> None:
         self._tat: dict[str, float] = {}
         self._expiry_sweep = 0.0
+        self.max_keys = max_keys
 
     async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
         return self.acquire_now(candidates, max_grants, now)
@@ -179,11 +207,28 @@ class MemoryRateLimiter:
             self._sweep(now)
         return out
 
+    def remember(self, now: float, ahead: Mapping[str, float]) -> None:
+        """Take tats decided elsewhere (Redis): each key's tat is `ahead` seconds after `now`, and a
+        key 0 ahead no longer matters. A fallback that starts from these keeps the cooldowns and
+        limits granted before it took over."""
+        tat = self._tat
+        for key, seconds in ahead.items():
+            if seconds > 0:
+                tat[key] = now + seconds
+            else:
+                tat.pop(key, None)
+        if len(tat) > self.max_keys:
+            self._sweep(now)
+
     def _sweep(self, now: float) -> None:
         # A tat in the past carries no information: dropping it keeps memory bounded by active keys.
         self._expiry_sweep = now
         for key in [k for k, v in self._tat.items() if v < now]:
             del self._tat[key]
+        if len(self._tat) > self.max_keys:
+            # Still too many live keys: forget those that lapse soonest, the least to lose.
+            for key in sorted(self._tat, key=self._tat.__getitem__)[: len(self._tat) - self.max_keys]:
+                del self._tat[key]
 
     async def close(self) -> None:
         return None

@@ -1,19 +1,52 @@
-"""Shared state in Redis: client and pub/sub, the limiter, the store, health, and the local fallback."""
+"""Shared state in Redis: client and pub/sub, the limiter, the store, health, and the local fallback.
 
-from bots.state.redis.backend import (
-    CALL_TIMEOUT,
-    FAULTS,
-    PREFIX,
-    FallbackRateLimiter,
-    FallbackStore,
-    RedisHealth,
-    RedisRateLimiter,
-    RedisStore,
-    make_client,
-    open_redis_state,
-    stop_task,
-    subscribe,
-)
+- client.py: the client for the per-message path, pub/sub, the key prefix, the time budget, FAULTS.
+- limiter.py: GCRA rate limits in one Lua script per batch of routing decisions.
+- store.py: the Store protocol in Redis (history, dedupe, opt-outs, mutes, first contacts, usage).
+- health.py: whether Redis is usable right now, shared by the store and the limiter.
+- epoch.py: noticing that Redis lost its data, and writing back the choices a process remembers.
+- fallback.py: local state that answers while Redis is away, and `open_redis_state`.
+
+Every key, under the prefix (`botfleet:` by default), and how long it lives:
+
+| key                              | type   | lifetime                                                        |
+|----------------------------------|--------|-----------------------------------------------------------------|
+| `rl:<rate key>`                  | string | until its tat passes (set by the limit script with PSETEX)      |
+| `seen:<platform>:<event>`        | string | fleet.dedupe_seconds (SET NX PX)                                |
+| `h:<conversation>`               | list   | retention_days after the conversation's last write              |
+| `uc:<platform>:<user>`           | set    | twice retention_days after the user's last turn                 |
+| `told:<platform>:<user>`         | hash   | retention_days after the last first contact                     |
+| `usage:<day>`                    | hash   | three days                                                      |
+| `why:<platform>:<message>`       | string | the why record's ttl (bots/ops/admin.py)                        |
+| `lease:<account>`                | string | one lease time, renewed by its holder (bots/ops/leases.py)      |
+| `members:<pool>`, `accounts`     | zset   | twice the lease time, renewed by every tick (bots/ops/leases.py)|
+| `optout:<platform>`              | set    | none: see below                                                 |
+| `mute:<conversation>`            | set    | none: see below                                                 |
+| `follow:<platform>:<user>`       | string | none: see below                                                 |
+| `state-epoch`                    | string | none: see below                                                 |
+| `epoch`                          | string | none: see below (bots/ops/leases.py)                            |
+
+Channels (pub/sub, nothing stored): `forget` (a /forget for every process's local state) and
+`reload` (bots/ops/control.py).
+
+Why some keys never expire:
+
+- `optout:*` are people's requests not to be answered, `mute:*` a moderator's decision and
+  `follow:*` a person's choice of personas. Expiring one would silently undo somebody's decision,
+  which is exactly the failure the store exists to prevent. They stay small: one set member or key per
+  person or persona that chose, and the key disappears when the choice is undone (SREM of the last
+  member, or DEL for `follow:`).
+- `state-epoch` marks the data as a whole: its absence is how a process learns that Redis lost its
+  data (epoch.py). With an expiry it would vanish on a healthy Redis and trigger needless write-backs.
+- `epoch` does the same for leases: it tells when this Redis started holding leases, so that after a
+  data loss nobody takes an account for one lease time while holders re-assert theirs.
+"""
+
+from bots.state.redis.client import CALL_TIMEOUT, FAULTS, PREFIX, make_client, stop_task, subscribe
+from bots.state.redis.fallback import FallbackRateLimiter, FallbackStore, open_redis_state
+from bots.state.redis.health import RedisHealth
+from bots.state.redis.limiter import RedisRateLimiter
+from bots.state.redis.store import RedisStore
 
 __all__ = [
     "CALL_TIMEOUT",

@@ -1,0 +1,368 @@
+"""The fallback that keeps the fleet answering while Redis is away.
+
+`open_redis_state(cfg)` wraps the Redis store and limiter in `FallbackStore`/`FallbackRateLimiter`:
+each Redis call is bounded (`CALL_TIMEOUT`); on a timeout or connection error the fleet switches to
+the in-memory implementations (logged once), probes Redis with backoff, and switches back when it
+answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from redis.exceptions import RedisError
+
+from bots.config import FleetConfig
+from bots.core.ports import Rate, Turn, Verdict
+from bots.state.memory import MemoryRateLimiter, MemoryStore
+from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe
+from bots.state.redis.epoch import EpochGuard
+from bots.state.redis.health import RedisHealth
+from bots.state.redis.limiter import LimiterOverloaded, RedisRateLimiter
+from bots.state.redis.store import RedisStore
+
+log = logging.getLogger("botfleet.redis")
+
+T = TypeVar("T")
+
+
+class FallbackRateLimiter:
+    """Redis limits while Redis answers within budget; the in-memory GCRA otherwise.
+
+    Local limits start from the tats Redis last reported for every key this process asked about (its
+    grants, and keys it found blocked by other processes' grants), so a cooldown granted before an
+    outage holds during it. Keys only other processes used are unknown here, so during an outage N
+    processes together allow up to N times a limit: the price of answering at all, for the length of
+    the outage only.
+    """
+
+    def __init__(self, primary: RedisRateLimiter, health: RedisHealth, local: MemoryRateLimiter | None = None) -> None:
+        self.primary = primary
+        self.local = local or MemoryRateLimiter()
+        self.health = health
+        self._overload_log = 0.0
+        # The local limiter mirrors every tat Redis reports (bounded by its max_keys), so an outage
+        # starts from the cooldowns and limits already granted instead of from nothing.
+        primary.on_tats = self.local.remember
+        health.acquire_user()
+
+    async def acquire(self, candidates: Sequence[Sequence[Rate]], max_grants: int, now: float) -> list[Verdict]:
+        if not candidates:
+            return []
+        if self.health.usable:
+            started = time.monotonic()
+            try:
+                verdicts = await self.primary.acquire(candidates, max_grants, now)
+                self.health.last_ok = time.monotonic()
+                return verdicts
+            except LimiterOverloaded as exc:
+                # Too much queued is local overload, not an outage: decide this one locally.
+                t = time.monotonic()
+                if t - self._overload_log > 60:
+                    self._overload_log = t
+                    log.warning("rate limiter overloaded, deciding locally: %s", exc)
+            except FAULTS as exc:
+                self.health.failed(exc, started)
+            except RedisError as exc:
+                self.health.bad_command(exc)
+        return self.local.acquire_now(candidates, max_grants, now)
+
+    async def close(self) -> None:
+        await self.primary.close()
+        await self.local.close()
+        await self.health.release_user()
+
+
+@dataclass(slots=True)
+class _Journal:
+    """Writes made while Redis was away that must reach it: privacy and moderation choices, and token
+    usage (budgets are shared). Replayed when Redis is back, before it is trusted again.
+
+    Latest state wins per key and usage is summed per key, so the journal is bounded by the users,
+    conversations and usage keys touched during the outage, never by the number of writes.
+    """
+
+    opt_out: dict[tuple[str, str], bool] = field(default_factory=dict)
+    forget: set[tuple[str, str]] = field(default_factory=set)
+    muted: dict[tuple[str, str], bool] = field(default_factory=dict)
+    followers: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    limit: int = 100_000
+
+    def __len__(self) -> int:
+        sizes = (self.opt_out, self.forget, self.muted, self.followers)
+        return sum(len(x) for x in sizes) + sum(len(d) for d in self.usage.values())
+
+
+class FallbackStore:
+    """The Redis store, with local state that answers while Redis is away.
+
+    The local store caches what Redis answered about opt-outs, mutes and followers, and sees every
+    such write, so during an outage an opted-out user stays opted out and a muted persona stays muted
+    as far as this process has seen. Opt-outs, forgets, mutes, follower choices and token usage made
+    during an outage are journaled and replayed into Redis before it is used again.
+
+    History is different, because /forget must reach it in every process. Mirroring every turn
+    locally would keep a copy that a forget handled by another process never touches, and the next
+    outage would put the forgotten words back into prompts. So the mirror (`_turns`) holds only
+    turns that did not reach Redis, written while Redis was marked down, and it starts empty at each
+    outage: nothing from before the current outage can come back from it. A forget reaches other
+    processes' mirrors too: it is published on `<prefix>forget`, which every FallbackStore applies
+    to its local state (first-contact records included). Pub/sub may miss a message while a
+    subscriber reconnects; the per-outage mirror bounds what such a miss can expose to turns written
+    in the same outage. History written during an outage stays local (it is only context for prompts).
+    """
+
+    def __init__(self, primary: RedisStore, health: RedisHealth, local: MemoryStore | None = None) -> None:
+        self.primary = primary
+        self.local = local or MemoryStore(
+            history_size=primary.history_size, retention_seconds=primary.retention_seconds
+        )
+        self.health = health
+        self.journal = _Journal()
+        self._turns = self._new_mirror()
+        self._turns_outage = health.outages
+        self.forget_channel = f"{primary.prefix}forget"
+        self._listener: asyncio.Task[None] | None = None
+        # Writes back the mirror of choices (self.local) when Redis has lost its data.
+        self.epochs = EpochGuard(primary, health, self.local.choices)
+        # Messages let through unchecked because dedupe timed out while Redis was up (see first_seen).
+        self.dedupe_unchecked = 0
+        # The day's totals as Redis last gave them: the base for budgets while it is away.
+        self._usage_seen: dict[str, dict[str, int]] = {}
+        health.acquire_user()
+        health.on_recover(self._replay)
+
+    def _new_mirror(self) -> MemoryStore:
+        return MemoryStore(history_size=self.primary.history_size, retention_seconds=self.primary.retention_seconds)
+
+    def _mirror(self) -> MemoryStore:
+        """The turns of the current outage only: a new outage starts an empty mirror."""
+        if self._turns_outage != self.health.outages:
+            self._turns = self._new_mirror()
+            self._turns_outage = self.health.outages
+        return self._turns
+
+    def _listen(self) -> None:
+        if self._listener is None:
+            self.epochs.start()
+            self._listener = asyncio.get_running_loop().create_task(
+                subscribe(self.primary.client, self.forget_channel, self._forgotten, backoff=self.health.backoff),
+                name="botfleet-forget",
+            )
+
+    async def _forgotten(self, data: bytes) -> None:
+        platform, user_id = json.loads(data)
+        await self.local.forget_user(str(platform), str(user_id))
+        await self._turns.forget_user(str(platform), str(user_id))
+
+    async def _forget_everywhere(self, platform: str, user_id: str) -> int:
+        removed = await self.primary.forget_user(platform, user_id)
+        await self.primary.client.publish(self.forget_channel, json.dumps([platform, user_id]))
+        return removed
+
+    async def _try(self, op: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        self._listen()
+        if not self.health.usable:
+            return False, None
+        try:
+            return True, await self.health.call(op)
+        except FAILURES:
+            return False, None
+
+    async def first_seen(self, key: str, ttl: float, now: float) -> bool:
+        self._listen()
+        if not await self.local.first_seen(key, ttl, now):
+            return False  # this process saw it already: nobody else needs asking
+        # Not skipped when Redis is merely slow: dedupe comes first in a handler, so this is its one wait.
+        if not self.health.up:
+            return True
+        try:
+            return bool(await self.health.call(lambda: self.primary.first_seen(key, ttl, now)))
+        except FAILURES:
+            # Unchecked across processes (Redis slow, or going away). Letting the message through
+            # risks a second reply if another process received it too; treating it as a duplicate
+            # silently drops a message somebody is waiting for, which is worse.
+            if self.health.up:
+                self.dedupe_unchecked += 1
+                log.debug("dedupe of %s timed out while redis is up: answering it unchecked", key)
+            return True
+
+    async def append(self, conversation: str, turn: Turn) -> None:
+        ok, _ = await self._try(lambda: self.primary.append(conversation, turn))
+        # A timed-out write with Redis up may well have landed: only an outage's turns stay local.
+        if not ok and not self.health.up:
+            await self._mirror().append(conversation, turn)
+
+    async def history(self, conversation: str, limit: int) -> list[Turn]:
+        ok, turns = await self._try(lambda: self.primary.history(conversation, limit))
+        if ok and turns is not None:
+            return turns
+        if self.health.up:
+            return []  # slow, not away: no mirror of this outage to offer
+        return await self._mirror().history(conversation, limit)
+
+    async def prune(self, now: float) -> int:
+        local = await self._turns.prune(now)
+        if not self.health.up:
+            return local
+        try:
+            # A scan, not a per-message call: it gets more time than CALL_TIMEOUT.
+            async with asyncio.timeout(30):
+                return await self.primary.prune(now)
+        except FAILURES as exc:
+            log.warning("pruning old history in redis failed: %s", exc)
+            return local
+
+    async def forget_user(self, platform: str, user_id: str) -> int:
+        local = await self.local.forget_user(platform, user_id) + await self._turns.forget_user(platform, user_id)
+        ok, removed = await self._try(lambda: self._forget_everywhere(platform, user_id))
+        if ok and removed is not None:
+            return removed
+        self._journal(lambda j: j.forget.add((platform, user_id)))
+        return local
+
+    async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None:
+        await self.local.set_opt_out(platform, user_id, opted_out)
+        ok, _ = await self._try(lambda: self.primary.set_opt_out(platform, user_id, opted_out))
+        if not ok:
+            self._journal(lambda j: j.opt_out.__setitem__((platform, user_id), opted_out))
+
+    async def is_opted_out(self, platform: str, user_id: str) -> bool:
+        ok, got = await self._try(lambda: self.primary.is_opted_out_at(platform, user_id))
+        mirror = await self.local.is_opted_out(platform, user_id)
+        if not ok or got is None:
+            return mirror
+        out, epoch = got
+        if self.epochs.seen(epoch):
+            # Redis lost its data since the mirror last agreed with it: an opt-out either knows holds.
+            out = out or mirror
+        if out != mirror:
+            await self.local.set_opt_out(platform, user_id, out)
+        return out
+
+    async def set_muted(self, conversation: str, persona_id: str, muted: bool) -> None:
+        await self.local.set_muted(conversation, persona_id, muted)
+        ok, _ = await self._try(lambda: self.primary.set_muted(conversation, persona_id, muted))
+        if not ok:
+            self._journal(lambda j: j.muted.__setitem__((conversation, persona_id), muted))
+
+    async def muted(self, conversation: str) -> frozenset[str]:
+        ok, got = await self._try(lambda: self.primary.muted_at(conversation))
+        mirror = await self.local.muted(conversation)
+        if not ok or got is None:
+            return mirror
+        out, epoch = got
+        if self.epochs.seen(epoch):
+            out |= mirror
+        if out != mirror:
+            for pid in mirror - out:
+                await self.local.set_muted(conversation, pid, False)
+            for pid in out - mirror:
+                await self.local.set_muted(conversation, pid, True)
+        return out
+
+    async def followers(self, platform: str, user_id: str) -> tuple[str, ...] | None:
+        ok, got = await self._try(lambda: self.primary.followers_at(platform, user_id))
+        if not ok or got is None:
+            return await self.local.followers(platform, user_id)
+        out, epoch = got
+        if self.epochs.seen(epoch) and out is None:
+            out = await self.local.followers(platform, user_id)
+        await self.local.set_followers(platform, user_id, out)
+        return out
+
+    async def set_followers(self, platform: str, user_id: str, persona_ids: tuple[str, ...] | None) -> None:
+        await self.local.set_followers(platform, user_id, persona_ids)
+        ok, _ = await self._try(lambda: self.primary.set_followers(platform, user_id, persona_ids))
+        if not ok:
+            self._journal(lambda j: j.followers.__setitem__((platform, user_id), persona_ids))
+
+    async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
+        ok, first = await self._try(lambda: self.primary.first_contact(platform, persona_id, user_id, now))
+        local_first = await self.local.first_contact(platform, persona_id, user_id, now)
+        # While Redis is away, "first" is as far as this process knows: at worst someone is told twice.
+        return bool(first) if ok else local_first
+
+    async def first_told(self, platform: str, persona_id: str, user_id: str) -> float | None:
+        ok, at = await self._try(lambda: self.primary.first_told(platform, persona_id, user_id))
+        return at if ok else await self.local.first_told(platform, persona_id, user_id)
+
+    async def add_usage(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        ok, totals = await self._try(lambda: self.primary.add_usage(day, deltas))
+        if ok and totals is not None:
+            self._usage_seen = {day: totals}
+            return totals
+
+        def add(j: _Journal) -> None:
+            pending = j.usage.setdefault(day, {})
+            for key, n in deltas.items():
+                pending[key] = pending.get(key, 0) + n
+
+        self._journal(add)
+        # The shared totals last seen plus what this process spent since: the best guess at budgets.
+        merged = dict(self._usage_seen.get(day, {}))
+        for key, n in self.journal.usage.get(day, {}).items():
+            merged[key] = merged.get(key, 0) + n
+        return merged
+
+    def _journal(self, write: Callable[[_Journal], object]) -> None:
+        if len(self.journal) >= self.journal.limit:
+            log.error("redis outage journal full (%d entries): dropping a write", len(self.journal))
+            return
+        write(self.journal)
+
+    async def _replay(self) -> None:
+        """Runs before Redis is trusted again; an entry leaves the journal only once Redis has it."""
+        # A restarted Redis without persistence has lost every choice: those known here go back first,
+        # then the outage's own writes, which are newer.
+        await self.epochs.restore()
+        j = self.journal
+        for (platform, user), opted in list(j.opt_out.items()):
+            await self.primary.set_opt_out(platform, user, opted)
+            del j.opt_out[(platform, user)]
+        for platform, user in list(j.forget):
+            await self._forget_everywhere(platform, user)
+            j.forget.discard((platform, user))
+        for (conversation, pid), muted in list(j.muted.items()):
+            await self.primary.set_muted(conversation, pid, muted)
+            del j.muted[(conversation, pid)]
+        for (platform, user), chosen in list(j.followers.items()):
+            await self.primary.set_followers(platform, user, chosen)
+            del j.followers[(platform, user)]
+        for day, deltas in list(j.usage.items()):
+            self._usage_seen = {day: await self.primary.add_usage(day, deltas)}
+            del j.usage[day]
+        # The outage's turns are not needed once Redis is back (history reads Redis then).
+        self._turns = self._new_mirror()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await stop_task(self._listener)
+        await self.epochs.close()
+        await self.primary.close()
+        await self.local.close()
+        await self.health.release_user()
+
+
+def open_redis_state(cfg: FleetConfig, *, prefix: str = PREFIX) -> tuple[FallbackStore, FallbackRateLimiter]:
+    """The fleet's store and limiter on the Redis at cfg.store, each falling back to local state."""
+    client = make_client(cfg.store)
+    health = RedisHealth(client)
+    store = FallbackStore(
+        RedisStore(
+            client,
+            prefix=prefix,
+            history_size=cfg.fleet.history_size,
+            retention_seconds=cfg.retention_days * 86400.0,
+        ),
+        health,
+    )
+    limiter = FallbackRateLimiter(RedisRateLimiter(client, prefix=prefix), health)
+    return store, limiter

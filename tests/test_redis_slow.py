@@ -1,0 +1,98 @@
+"""A slow but alive Redis (120 ms per round trip, through a delaying proxy) must not drop messages:
+a dedupe that cannot be checked in time lets the message through, and the local dedupe still catches
+the same process seeing a message twice (issue 11.9)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest_asyncio
+
+from bots.config import FleetConfig
+from bots.core.brain import Brain
+from bots.core.events import Author, Command, Message
+from bots.core.fleet import Fleet
+from bots.core.plan import Plan
+from bots.llm.canned import CannedClient
+from bots.persona import load_personas
+from bots.state.redis import FallbackStore, open_redis_state
+from tests.redis_server import RedisServer, SlowProxy
+
+PERSONAS = load_personas(Path(__file__).resolve().parent.parent / "personas")
+ROUND_TRIP = 0.12
+
+
+@pytest_asyncio.fixture
+async def slow_fleet(redis_url: str, redis_prefix: str) -> AsyncIterator[Fleet]:
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with SlowProxy(port, ROUND_TRIP / 2) as proxy:
+        cfg = FleetConfig(store=proxy.url)
+        store, limiter = open_redis_state(cfg, prefix=redis_prefix)
+        fleet = Fleet(cfg, PERSONAS, store=store, limiter=limiter, brain=Brain(CannedClient(), cfg.llm))
+        try:
+            yield fleet
+        finally:
+            await fleet.stop(grace=0)
+
+
+def help_command(n: int) -> Command:
+    return Command(platform="tg", id=f"help-{n}", channel="dm1", author=Author(id="u1", name="Ann"), name="help")
+
+
+def answered(plan: Plan) -> bool:
+    return plan.note != "duplicate" and bool(plan.actions)
+
+
+async def test_every_help_is_answered_over_a_slow_redis(slow_fleet: Fleet) -> None:
+    store = slow_fleet.store
+    assert isinstance(store, FallbackStore)
+    store.health.backoff = (0.05, 0.2)
+    # Warm up until Redis is in use (the first connections may be taken for an outage), so the burst
+    # meets a Redis that is known to answer, only slowly.
+    await slow_fleet.handle(help_command(0))
+    deadline = asyncio.get_running_loop().time() + 10
+    while not store.health.up:
+        assert asyncio.get_running_loop().time() < deadline, "redis never came back"
+        await asyncio.sleep(0.02)
+    await slow_fleet.handle(help_command(1))
+    plans = await asyncio.gather(*(slow_fleet.handle(help_command(n)) for n in range(2, 12)))
+    assert [answered(p) for p in plans] == [True] * 10
+
+
+async def test_one_after_another_over_a_slow_redis(slow_fleet: Fleet) -> None:
+    plans = [await slow_fleet.handle(help_command(n)) for n in range(10)]
+    assert [answered(p) for p in plans] == [True] * 10
+
+
+async def test_the_same_message_twice_is_still_a_duplicate(slow_fleet: Fleet) -> None:
+    """Whether or not Redis answered the dedupe in time, this process does not answer twice."""
+    persona = PERSONAS[0]
+    msg = Message(
+        platform="tg",
+        id="m1",
+        channel="g1",
+        author=Author(id="u1", name="Ann"),
+        text=f"@{persona.id} hi",
+        mentions=frozenset({persona.id}),
+    )
+    first, second = await asyncio.gather(slow_fleet.handle(msg), slow_fleet.handle(msg))
+    assert sorted([first.note == "duplicate", second.note == "duplicate"]) == [False, True]
+    assert (await slow_fleet.handle(msg)).note == "duplicate"
+    assert (await slow_fleet.handle(help_command(1))).note != "duplicate"
+    assert (await slow_fleet.handle(help_command(1))).note == "duplicate"
+
+
+async def test_proxy_delivers_in_order(redis_servers: Callable[[], RedisServer]) -> None:
+    """The proxy itself: pipelined commands through it all arrive, answers in order."""
+    server = redis_servers()
+    async with SlowProxy(server.port, ROUND_TRIP / 2) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        for i in range(20):
+            writer.write(f"ECHO m{i}\r\n".encode())
+            await asyncio.sleep(0.001)
+        await writer.drain()
+        got = [await reader.readline() for _ in range(40)]
+        assert got[1::2] == [f"m{i}\r\n".encode() for i in range(20)]
+        writer.close()
