@@ -10,7 +10,7 @@ from typing import Any
 from bots.config import FleetConfig
 from bots.core.brain import Brain
 from bots.core.fleet import Fleet
-from bots.core.ports import Adapter, LLMClient, RateLimiter, Store
+from bots.core.ports import Adapter, LLMClient, Pacer, RateLimiter, Store
 from bots.llm.breaker import RetryBudget
 from bots.llm.canned import CannedClient
 from bots.llm.local import LocalClient, local_available
@@ -77,6 +77,15 @@ def make_state(cfg: FleetConfig) -> tuple[Store, RateLimiter]:
     return open_redis_state(cfg)
 
 
+def make_pacer(store: Store) -> Pacer | None:
+    """Pacing shared through Redis when the store is Redis (any process may post as any account)."""
+    if isinstance(store, MemoryStore):
+        return None
+    from bots.state.redis.pacing import pacer_for  # redis-py loads only for a Redis store, as in make_state
+
+    return pacer_for(store)
+
+
 def make_adapters(cfg: FleetConfig, personas: list[Persona], only: list[str] | None = None) -> list[Adapter]:
     """Platform adapters with a token; the console room when none has one (or when asked for)."""
     adapters: list[Adapter] = []
@@ -115,4 +124,4 @@ def build_fleet(
 ) -> Fleet:
     store, limiter = state or make_state(cfg)
     brain = Brain(llm or make_llm(cfg), cfg.llm)
-    return Fleet(cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng)
+    return Fleet(cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng, pacer=make_pacer(store))

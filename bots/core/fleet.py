@@ -25,11 +25,12 @@ from bots.core.events import Action, Author, Command, Event, Message, React, Rep
 from bots.core.feed import plan_post
 from bots.core.gate import channel_allowed
 from bots.core.plan import Decision, Plan
-from bots.core.ports import Adapter, LLMError, Rate, RateLimiter, Store, Turn
+from bots.core.ports import Adapter, LLMError, Pacer, Rate, RateLimiter, Store, Turn
 from bots.core.text import sanitize
 from bots.core.triggers import SCORES, Hit, TriggerIndex
 from bots.core.usage import UsageMeter
 from bots.persona import Persona
+from bots.state.pacing import MemoryPacer
 
 log = logging.getLogger("botfleet.fleet")
 
@@ -49,8 +50,10 @@ class Fleet:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         sleep: Callable[[float], object] = asyncio.sleep,
+        pacer: Pacer | None = None,
     ) -> None:
         self.config = config
+        self.pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
         self.store = store
         self.limiter = limiter
         self.brain = brain
