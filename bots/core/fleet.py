@@ -53,7 +53,7 @@ class Fleet:
         pacer: Pacer | None = None,
     ) -> None:
         self.config = config
-        self.pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
+        self.pacer: Pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
         self.store = store
         self.limiter = limiter
         self.brain = brain

@@ -23,6 +23,9 @@ from bots.core.ports import Pace, Pacer, Store
 from bots.state.pacing import MemoryPacer
 from bots.state.redis.backend import FAULTS, FallbackStore, RedisHealth
 
+# A fault (health decides whether Redis is away) or a rejected command: pace locally this once.
+ERRORS: tuple[type[BaseException], ...] = (*FAULTS, RedisError)
+
 # KEYS: per pace its slot list and its pause key. ARGV[1]: "" for the server's clock, or a time in
 # ms that tests pin it to; then per pace its interval in ms and its burst. Returns the wait in ms.
 RESERVE_LUA = """
@@ -125,7 +128,7 @@ class FallbackPacer:
         if self.health.usable:
             try:
                 return await self.health.call(lambda: self.primary.reserve(paces, now))
-            except (*FAULTS, RedisError):
+            except ERRORS:
                 pass  # health logged it (once per outage) and probes for the way back
         return self.local.reserve_now(paces, now)
 
@@ -135,7 +138,7 @@ class FallbackPacer:
         if self.health.usable:
             try:
                 await self.health.call(lambda: self.primary.pause(key, seconds, now))
-            except (*FAULTS, RedisError):
+            except ERRORS:
                 pass
 
 
