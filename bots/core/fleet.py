@@ -26,12 +26,13 @@ from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message
 from bots.core.gate import Gate
 from bots.core.plan import Decision, Plan
-from bots.core.ports import Adapter, RateLimiter, Store, Turn
+from bots.core.ports import Adapter, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
 from bots.core.triggers import TriggerIndex
 from bots.core.usage import UsageMeter
 from bots.llm.breaker import Breaker
 from bots.persona import Persona
+from bots.state.pacing import MemoryPacer
 
 log = logging.getLogger("botfleet.fleet")
 
@@ -48,8 +49,10 @@ class Fleet:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        pacer: Pacer | None = None,
     ) -> None:
         self.config = config
+        self.pacer: Pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
         self.store = store
         self.limiter = limiter
         self.brain = brain
