@@ -31,6 +31,11 @@ log = logging.getLogger("botfleet.discord")
 TYPING_REFRESH = 8.0
 
 
+def _nothing() -> Sent:
+    """A delivery that posted nothing: not complete, and no ids to feed back."""
+    return Sent(complete=False)
+
+
 def _preview(text: str, limit: int) -> str:
     chunks = split_text(text, limit)
     return chunks[0] if chunks else ""
@@ -92,30 +97,30 @@ class Outbound:
         return WebhookTarget(self._webhooks, host, channel, where, username, persona.avatar, mentions, header)
 
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
+        # Every failure below posted nothing: an incomplete Sent without ids, so the core does not count
+        # the reply as sent and owes its AI disclosure again.
         if not await self._feeds.open_thread(int(reply.channel)):
-            return Sent()
+            return _nothing()
         try:
             target = await self._target(reply, persona)
         except discord.Forbidden:
             self._channels.deny((HOST, int(reply.channel)), "use webhooks")
-            return Sent()
-        if target is None:
-            return Sent()
-        if not await self._probe(target):
-            return Sent()
+            return _nothing()
+        if target is None or not await self._probe(target):
+            return _nothing()
         typing = asyncio.ensure_future(self._keep_typing(target))
         try:
             return await self._write(target, snapshots, typing.cancel)
         except discord.Forbidden:
             self._channels.deny(target.key, "send messages")
-            return Sent()
+            return _nothing()
         except discord.HTTPException as exc:
             acct = self._accounts.by_name.get(target.key[0])
             if exc.status == 401 and acct is not None and isinstance(target, AccountTarget):
                 await self._accounts.revoke(acct, "token rejected by Discord (401)")
             else:
                 log.warning("discord: reply by %s in %s failed: %s", persona.id, reply.channel, exc)
-            return Sent()
+            return _nothing()
         finally:
             typing.cancel()
 
@@ -177,8 +182,7 @@ class Outbound:
                 if live is not None:
                     live.update(_preview(text, target.limit))
         except IncompleteReply as cut:
-            shown = await self._cut_off(target, live, cut.partial)
-            return Sent(message_ids=shown, complete=False)
+            return await self._cut_off(target, live, cut.partial)
         except (Exception, asyncio.CancelledError):
             # Whatever stopped the model, what is on screen must not pass for a finished reply.
             try:
@@ -188,34 +192,63 @@ class Outbound:
                 if live is not None:
                     live.abandon()
             raise
-        ids = await self._finish(target, live, text, posted)
-        return Sent(message_ids=tuple(str(i) for i in ids), text=text)
+        return await self._finish(target, live, text, posted)
 
-    async def _finish(self, target: Target, live: Live | None, text: str, posted: Callable[[], Any]) -> list[int]:
+    async def _finish(self, target: Target, live: Live | None, text: str, posted: Callable[[], Any]) -> Sent:
         chunks = split_text(text, target.limit)
-        ids: list[int] = []
-        if live is not None:
-            await live.stop()
-            if live.error is not None:
-                raise live.error
-            if live.message_id is not None:
-                ids.append(live.message_id)
-                if chunks and chunks[0] != live.shown:
-                    await live.pace()
-                    await target.edit(live.message_id, chunks[0])
-                chunks = chunks[1:]
-        for chunk in chunks:
-            ids.append(await target.post(chunk, first=not ids))
-            posted()
-        return ids
+        shown: list[tuple[int, str]] = []  # (message id, text) of what is on screen
+        try:
+            if live is not None:
+                chunks = await self._close_live(target, live, chunks, shown)
+            for chunk in chunks:
+                message_id = await target.post(chunk, first=not shown)
+                shown.append((message_id, chunk))
+                posted()
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            return await self._broken(target, shown, exc)
+        return Sent(message_ids=tuple(str(i) for i, _ in shown), text=text, complete=bool(shown))
 
-    async def _cut_off(self, target: Target, live: Live | None, partial: str) -> tuple[str, ...]:
+    @staticmethod
+    async def _close_live(target: Target, live: Live, chunks: list[str], shown: list[tuple[int, str]]) -> list[str]:
+        """Stop the streamed message and give it the final first part; returns the parts still to post."""
+        await live.stop()
+        if live.message_id is not None:
+            shown.append((live.message_id, live.shown))
+        if live.error is not None:
+            raise live.error
+        if live.message_id is None:
+            return chunks
+        if chunks and chunks[0] != live.shown:
+            await live.pace()
+            await target.edit(live.message_id, chunks[0])
+            shown[-1] = (live.message_id, chunks[0])
+        return chunks[1:]
+
+    async def _broken(self, target: Target, shown: list[tuple[int, str]], exc: BaseException) -> Sent:
+        """Part of a reply is on screen and the rest could not be written: mark the last part shown as
+        cut off, and report what is shown. With nothing shown, the caller decides what the error means."""
+        if not shown:
+            raise exc
+        if isinstance(exc, discord.Forbidden):
+            self._channels.deny(target.key, "send messages")
+        log.warning("discord: a reply broke off after %d message(s): %s", len(shown), exc)
+        message_id, last = shown[-1]
+        kept = _preview(last, target.limit - len(CUT_MARK) - 1)
+        try:
+            await target.edit(message_id, f"{kept} {CUT_MARK}")
+        except (discord.HTTPException, aiohttp.ClientError) as failed:
+            log.warning("discord: could not mark a cut-off reply: %s", failed)
+            kept = last
+        shown[-1] = (message_id, kept)
+        return Sent(message_ids=tuple(str(i) for i, _ in shown), text="\n\n".join(t for _, t in shown), complete=False)
+
+    async def _cut_off(self, target: Target, live: Live | None, partial: str) -> Sent:
         """Mark a streamed message whose model stopped mid-way, or remove it if nothing is worth keeping."""
         if live is None:
-            return ()
+            return _nothing()
         await live.stop()
         if live.message_id is None:
-            return ()
+            return _nothing()
         await live.pace()
         kept = _preview(partial, target.limit - len(CUT_MARK) - 1)
         try:
@@ -223,9 +256,11 @@ class Outbound:
                 await target.edit(live.message_id, f"{kept} {CUT_MARK}")
             else:
                 await target.delete(live.message_id)
+                return _nothing()
         except discord.HTTPException as exc:
             log.warning("discord: could not mark a cut-off reply: %s", exc)
-        return (str(live.message_id),)
+            kept = live.shown
+        return Sent(message_ids=(str(live.message_id),), text=kept, complete=False)
 
     # --- reactions and notices ----------------------------------------------------------------------
 

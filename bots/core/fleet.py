@@ -457,6 +457,9 @@ class Fleet:
             log.warning("reply by %s cut off: the model stopped without finishing", persona.id)
             return "cut_off"
         if not sent.complete:
+            if sent.message_ids and sent.text:
+                # Part of the reply is on screen: it stays in the conversation as what was shown.
+                await self.feed_back(reply, persona, sent)
             return "cut_off"
         if sent.message_ids:
             await self.feed_back(reply, persona, sent)
