@@ -426,7 +426,16 @@ async def test_panel_is_deferred_then_several_personas_answer_and_ask_autocomple
         before = len(world.persona_messages(world.general))
         chosen = [*question, {"name": "persona", "type": 3, "value": "skeptic"}]
         ask = await fake.send_interaction(HOST_TOKEN, world.general, world.alice, "ask", chosen)
-        new = await fake.wait_for(lambda: world.persona_messages(world.general)[before:])
+        await fake.wait_for(lambda: ask.original_message_id)
+
+        def answers_to_ask() -> list[JsonDict]:
+            # A late panel answer may still arrive: only what replies to /ask's message counts here.
+            said = world.persona_messages(world.general)[before:]
+            return [
+                m for m in said if (m.get("message_reference") or {}).get("message_id") == str(ask.original_message_id)
+            ]
+
+        new = await fake.wait_for(answers_to_ask)
         assert ask.callback_types == [5] and [world.author_of(m) for m in new] == ["skeptic"]
         assert fake.message(ask.original_message_id or 0)["content"].startswith("**alice** asked Skeptic:")
 

@@ -200,6 +200,7 @@ class DiscordAdapter:
     # --- sending ------------------------------------------------------------------------------------
 
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
+        await self._interactions.intro_first(reply.reply_to)
         return await self._outbound.deliver(reply, persona, snapshots)
 
     async def react(self, react: React, persona: Persona) -> None:

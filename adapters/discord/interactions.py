@@ -11,7 +11,7 @@ from typing import Any
 
 import discord
 
-from adapters.discord.common import LIMIT, PLATFORM, Tasks, nobody
+from adapters.discord.common import LIMIT, PLATFORM, Bounded, Tasks, nobody
 from bots.core.commands import CommandSpec
 from bots.core.events import Author, Command, Notice, Reply
 from bots.core.ports import FleetView
@@ -55,6 +55,8 @@ class Interactions:
         self._tasks = tasks
         self._clock = clock
         self._pending: dict[str, Pending] = {}
+        # "thinking…" message id -> set once the intro filling it is out (answers reply to that message).
+        self._intros: Bounded = Bounded(1000)
 
     async def run(self, interaction: discord.Interaction[Any], spec: CommandSpec, values: Mapping[str, Any]) -> None:
         persona, args = _arguments(spec, values)
@@ -67,16 +69,21 @@ class Interactions:
         # Persona answers reply to the "thinking…" message, which the intro then fills in.
         reply_to = str(thinking) if intro and thinking and not pending.private else None
         command = _command_event(interaction, spec.name, args, persona, is_admin, reply_to)
+        if reply_to is not None:
+            self._intros[reply_to] = pending.decided
         try:
-            fleet = self._fleet()
-            if fleet is not None:
-                await fleet.dispatch(command)
-            # Only once the core has decided: an opted-out user's question is not announced to the channel.
-            if intro and self._will_reply(command.key):
-                await self._post_intro(pending, spec.name, intro)
+            await self._decide(command, pending, intro)
         finally:
             pending.decided.set()
         self._tasks.spawn(self._settle(pending, command.key))
+
+    async def _decide(self, command: Command, pending: Pending, intro: str) -> None:
+        fleet = self._fleet()
+        if fleet is not None:
+            await fleet.dispatch(command)
+        # Only once the core has decided: an opted-out user's question is not announced to the channel.
+        if intro and self._will_reply(command.key):
+            await self._post_intro(pending, command.name, intro)
 
     async def _defer(
         self, interaction: discord.Interaction[Any], name: str, private: bool
@@ -139,6 +146,12 @@ class Interactions:
         pending.answered = True
         text = OPTED_OUT if getattr(plan, "note", "") == "opted_out" else "Done."
         await self._follow_up(pending, text, private=True)
+
+    async def intro_first(self, reply_to: str | None) -> None:
+        """A persona answering /ask or /panel waits for the intro: the question shows before the answers."""
+        decided: asyncio.Event | None = self._intros.get(reply_to or "")
+        if decided is not None:
+            await decided.wait()
 
     async def answer(self, notice: Notice) -> bool:
         """Answer a notice through its command's interaction; False when there is none to answer."""
