@@ -244,6 +244,7 @@ class _Fault:
     headers: dict[str, str]
     times: int
     after: bool
+    skip: int = 0
 
 
 @dataclass
@@ -519,6 +520,7 @@ class FakeDiscord:
         retry_after: float = 0.05,
         via: bool = True,
         after: bool = False,
+        skip: int = 0,
     ) -> None:
         """Answer the next ``times`` matching requests with an error.
 
@@ -526,7 +528,8 @@ class FakeDiscord:
         ``retry_after``, and a ``Via`` header unless ``via=False`` (discord.py retries a 429 only when
         that header is there, otherwise it assumes a Cloudflare ban and raises). With ``after=True`` the
         request is carried out first and only the answer is lost, as when Discord times out after
-        posting. discord.py sleeps 1 s before retrying a 500, 502, 504 or 524.
+        posting. discord.py sleeps 1 s before retrying a 500, 502, 504 or 524. ``skip`` lets that many
+        matching requests through first (the second part of a reply fails, say).
         """
         headers: dict[str, str] = {}
         if status == 429:
@@ -541,7 +544,7 @@ class FakeDiscord:
                 headers["Via"] = "1.1 google"
         else:
             body = {"message": message or f"{status}: fake failure", "code": code}
-        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, body, headers, times, after))
+        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, body, headers, times, after, skip))
 
     # ----------------------------------------------------------------- queries for tests
 
@@ -1362,6 +1365,9 @@ class FakeDiscord:
     def _take_fault(self, call: Call) -> _Fault | None:
         for fault in self._faults:
             if fault.method == call.method and fault.path.search(call.path):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.remove(fault)

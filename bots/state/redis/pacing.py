@@ -21,7 +21,9 @@ from redis.exceptions import RedisError
 
 from bots.core.ports import Pace, Pacer, Store
 from bots.state.pacing import MemoryPacer
-from bots.state.redis.backend import FAULTS, FallbackStore, RedisHealth
+from bots.state.redis.client import FAULTS
+from bots.state.redis.fallback import FallbackStore
+from bots.state.redis.health import RedisHealth
 
 # A fault (health decides whether Redis is away) or a rejected command: pace locally this once.
 ERRORS: tuple[type[BaseException], ...] = (*FAULTS, RedisError)
