@@ -150,7 +150,7 @@ async def test_reload_keeps_the_old_fleet_on_errors_and_applies_a_valid_change(
         (tmp_path / "personas" / "optimist.yaml").write_text(persona_yaml("optimist", "The Optimist", "hope"))
         fleet.proc.send_signal(signal.SIGHUP)
         await fleet.expect_err("reload rejected: 1 problem(s)")
-        problem = await fleet.expect_err(f"{nerd}:5: triggers[0]")
+        problem = await fleet.expect_err(f"{nerd}:5: triggers[1]")
         assert "mention: false is not a trigger" in json.loads(problem)["msg"]
         # `botfleet check` prints the very same line.
         rc, out, _ = await botfleet("check", "--config", str(cfg))
