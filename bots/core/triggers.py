@@ -114,6 +114,17 @@ def regex_anchors(pattern: str) -> frozenset[str] | None:
     return _factor(parsed, True)
 
 
+def _one_per_persona(reactions: list[ReactionHit]) -> list[ReactionHit]:
+    """One reaction per persona per message: the first rule that fired wins."""
+    seen: set[int] = set()
+    out = []
+    for r in reactions:
+        if r.persona not in seen:
+            seen.add(r.persona)
+            out.append(r)
+    return out
+
+
 def _offer(best: dict[int, Hit], i: int, kind: str, detail: str) -> None:
     cur = best.get(i)
     if cur is None or SCORES[kind] > SCORES[cur.kind]:
@@ -176,6 +187,10 @@ class TriggerIndex:
         if has_mention:
             for name in {p.id, p.name, p.name.removeprefix("The ").removeprefix("the ")}:
                 self._add(name, ("name", i, 1.0, name))
+        self._add_triggers(i, p)
+        self._add_reactions(i, p)
+
+    def _add_triggers(self, i: int, p: Persona) -> None:
         for t in p.triggers:
             if t.keywords:
                 self._rule += 1
@@ -186,6 +201,8 @@ class TriggerIndex:
                 self._regexes.append((i, Regex(t.regex), t.probability, t.regex))
             elif t.kind == "chance" and t.probability > 0:
                 self._chance_groups.setdefault(t.probability, []).append(i)
+
+    def _add_reactions(self, i: int, p: Persona) -> None:
         for r in p.reactions:
             if r.keywords:
                 self._rule += 1
@@ -213,11 +230,7 @@ class TriggerIndex:
         if regex_ids or reaction_ids or self._always or self._always_reactions:
             self._run_regexes(text, rng, best, reactions, regex_ids, reaction_ids)
         self._free_will(rng, best, self.free_will_cap if free_will else 0)
-        if len(reactions) > 1:
-            # One reaction per persona per message: the first rule that fired wins.
-            seen: set[int] = set()
-            reactions = [r for r in reactions if not (r.persona in seen or seen.add(r.persona))]
-        return best, reactions
+        return best, _one_per_persona(reactions) if len(reactions) > 1 else reactions
 
     def _addressed(self, msg: Message, best: dict[int, Hit]) -> None:
         """Hits that need no text: platform mentions, replies to a persona, direct messages."""
@@ -229,15 +242,18 @@ class TriggerIndex:
             i = self.by_id.get(msg.reply_to_persona)
             if i is not None and self._reply[i]:
                 _offer(best, i, "reply", "")
-        if not msg.is_dm:
-            return
-        if msg.to_persona is None:
+        if msg.is_dm:
+            self._direct(msg.to_persona, best)
+
+    def _direct(self, to_persona: str | None, best: dict[int, Hit]) -> None:
+        """A DM to one persona's own account reaches that persona; a DM to the host reaches every dm trigger."""
+        if to_persona is None:
             for i in self._dm:
                 _offer(best, i, "dm", "")
             return
-        i = self.by_id.get(msg.to_persona)
-        if i is not None and i in self._dm_set:
-            _offer(best, i, "dm", "")
+        target = self.by_id.get(to_persona)
+        if target is not None and target in self._dm_set:
+            _offer(best, target, "dm", "")
 
     def _scan(
         self,
@@ -302,6 +318,11 @@ class TriggerIndex:
                 continue
             if rx.search(encoded) and (chance >= 1 or rng.random() < chance):
                 _offer(best, i, "regex", src)
+        self._run_reaction_regexes(encoded, rng, reactions, reaction_ids)
+
+    def _run_reaction_regexes(
+        self, encoded: bytes, rng: random.Random, reactions: list[ReactionHit], reaction_ids: set[int]
+    ) -> None:
         reaction_ids.update(self._always_reactions)
         for rid in sorted(reaction_ids):
             i, rx, emoji, chance = self._reaction_regexes[rid]
