@@ -101,7 +101,7 @@ def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None
         Problem(
             str(path),
             line_of(lines, ("feeds", platform, n, "personas")),
-            f"feeds.{platform}[{n}].personas",
+            f"feeds.{platform}[{n + 1}].personas",
             f"no persona with id {pid!r}",
         )
         for platform, n, pid in missing

@@ -8,16 +8,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from bots.core.regex import Regex, RegexError
 from bots.yamlfile import ConfigError, Problem, line_of, load_yaml, problems_from
 
 TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm")
 
 
 def _compiles(pattern: str | None) -> str | None:
+    # Compiled with the engine that will run it (RE2), so `check` refuses exactly what could not run.
     if pattern is not None:
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            Regex(pattern)
+        except RegexError as exc:
             raise ValueError(f"invalid regular expression: {exc}") from None
     return pattern
 
