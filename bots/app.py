@@ -111,7 +111,7 @@ def make_pacer(store: Store) -> Pacer | None:
     """Pacing shared through Redis when the store is Redis (any process may post as any account)."""
     if isinstance(store, MemoryStore):
         return None
-    from bots.state.redis.pacing import pacer_for  # redis-py loads only for a Redis store, as in make_state
+    from bots.state.redis import pacer_for  # redis-py loads only for a Redis store, as in make_state
 
     return pacer_for(store)
 

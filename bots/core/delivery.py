@@ -131,9 +131,6 @@ class Delivery:
         except IncompleteReply:
             log.warning("reply by %s cut off: the model stopped without finishing", persona.id)
             return "cut_off"
-        if not sent.complete and not sent.message_ids:
-            # The platform took nothing: not sent, so the disclosure is still owed.
-            return "failed"
         if sent.message_ids:
             # What was shown stays in the conversation, a reply cut part-way included.
             await self.feed_back(reply, persona, sent)

@@ -46,6 +46,7 @@ from bots.state.redis.client import CALL_TIMEOUT, FAULTS, PREFIX, make_client, s
 from bots.state.redis.fallback import FallbackRateLimiter, FallbackStore, open_redis_state
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.limiter import RedisRateLimiter
+from bots.state.redis.pacing import pacer_for
 from bots.state.redis.store import RedisStore
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "RedisStore",
     "make_client",
     "open_redis_state",
+    "pacer_for",
     "stop_task",
     "subscribe",
 ]
