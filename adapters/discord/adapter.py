@@ -144,6 +144,7 @@ class DiscordAdapter:
     async def stop(self) -> None:
         await self._tasks.cancel_all()
         await self._accounts.close_all()
+        await self._webhooks.close()
 
     # --- the fleet ----------------------------------------------------------------------------------
 
