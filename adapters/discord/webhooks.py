@@ -27,7 +27,7 @@ log = logging.getLogger("botfleet.discord")
 
 # How far back a lost message is looked for: a clock ahead of Discord's must not hide it.
 LOOK_BACK = timedelta(seconds=30)
-LOOK_AT = 50  # the newest messages searched; a busy channel may have moved on a little
+LOOK_AT = 100  # messages read from the look-back point on (the most Discord gives in one page)
 
 
 class AnswerLost(discord.DiscordServerError):
