@@ -113,3 +113,33 @@ async def test_commands_are_offered_in_dms_only_where_the_table_says_so(world: W
             assert command["contexts"] == [0], name  # guild only
     assert not COMMANDS["mute"].in_private_chats and synced["mute"]["contexts"] == [0]
     assert int(synced["mute"]["default_member_permissions"]) == 1 << 13  # admin: Manage Messages
+
+
+async def test_a_webhook_reply_whose_answer_was_lost_after_posting_is_posted_once(world: World) -> None:
+    fake = world.fake
+    async with running(world) as (fleet, _):
+        outcomes = reply_outcomes(fleet)
+        # Discord creates the message, then answers 500: discord.py would post it again.
+        fake.fail_next("POST", r"^/webhooks/\d+/[^/]+$", 500, after=True)
+        await fake.post_message(world.general, world.alice, "realist, what do you make of it?")
+        await fake.wait_for(lambda: outcomes)
+        await settle(1.5)  # past discord.py's 1 s pause before a retry
+        (said,) = world.persona_messages(world.general)
+        assert said["author"]["username"] == "The Realist"
+        assert outcomes == ["sent"]
+        # The message found in the channel is the one the fleet remembers the persona said.
+        await fake.wait_for(lambda: fleet.persona_of("discord", said["id"]) == "realist")
+
+
+async def test_a_webhook_reply_lost_before_posting_is_sent_again_once(world: World) -> None:
+    fake = world.fake
+    async with running(world) as (fleet, _):
+        outcomes = reply_outcomes(fleet)
+        # Discord answers 500 without creating anything: the reply must still arrive, once.
+        fake.fail_next("POST", r"^/webhooks/\d+/[^/]+$", 500)
+        await fake.post_message(world.general, world.alice, "realist, what do you make of it?")
+        await fake.wait_for(lambda: outcomes)
+        await settle()
+        (said,) = world.persona_messages(world.general)
+        assert outcomes == ["sent"]
+        await fake.wait_for(lambda: fleet.persona_of("discord", said["id"]) == "realist")

@@ -41,6 +41,9 @@ from bots.core.events import Notice, React, Reply, Sent
 from bots.core.ports import FleetView
 from bots.persona import Persona
 
+# How long a connect budget read from Discord is reused: leases ask often, Discord counts slowly.
+BUDGET_TTL = 5.0
+
 
 class DiscordAdapter:
     platform = PLATFORM
@@ -61,6 +64,7 @@ class DiscordAdapter:
         self.edit_interval = edit_interval
         self._personas = {p.id: p for p in personas}
         self._fleet: FleetView | None = None
+        self._budgets: dict[str, tuple[float, tuple[int, int]]] = {}  # account -> (read at, budget)
         self._tasks = Tasks()
         self._sync = CommandSync(command_state or config.command_state_file or default_command_state())
         self._accounts = Accounts(config, personas, self.make_client, self._tasks, ready_timeout=ready_timeout)
@@ -136,7 +140,20 @@ class DiscordAdapter:
         return list(self._accounts.by_name)
 
     async def connect(self, account: str) -> bool:
+        # A connect spends one IDENTIFY: the budget read before it is stale.
+        self._budgets.pop(account, None)
         return await self._accounts.connect(account)
+
+    async def connect_budget(self, account: str) -> tuple[int, int] | None:
+        """(remaining, total) gateway connects Discord allows the account now, read briefly cached;
+        None when it cannot be read."""
+        cached = self._budgets.get(account)
+        if cached is not None and self._now() - cached[0] < BUDGET_TTL:
+            return cached[1]
+        budget = await self._accounts.connect_budget(account)
+        if budget is not None:
+            self._budgets[account] = (self._now(), budget)
+        return budget
 
     async def disconnect(self, account: str) -> None:
         await self._accounts.disconnect(account)
@@ -144,6 +161,7 @@ class DiscordAdapter:
     async def stop(self) -> None:
         await self._tasks.cancel_all()
         await self._accounts.close_all()
+        await self._webhooks.close()
 
     # --- the fleet ----------------------------------------------------------------------------------
 

@@ -107,8 +107,8 @@ class WebhookTarget:
             self._parent, self._thread, content, self._username, self._avatar, self._mentions
         )
         if first:
-            self._first = sent.id
-        return sent.id
+            self._first = sent
+        return sent
 
     async def edit(self, message_id: int, text: str) -> None:
         hook = await self._webhooks.get(self._parent)

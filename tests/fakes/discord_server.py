@@ -247,11 +247,17 @@ class _Fault:
     skip: int = 0
 
 
+def _session_start_limit() -> JsonDict:
+    return {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+
+
 @dataclass
 class _Bot:
     token: str
     user: JsonDict
     application: JsonDict
+    # Served by GET /gateway/bot; every IDENTIFY takes one from "remaining", as on Discord.
+    session_start_limit: JsonDict = field(default_factory=_session_start_limit)
 
 
 @dataclass
@@ -494,6 +500,25 @@ class FakeDiscord:
         self._dm_ids[(bot_id, uid)] = cid
         self._dm_bots[cid] = bot_id
         return channel
+
+    def set_session_start_limit(
+        self,
+        bot: IdLike,
+        *,
+        total: int = 1000,
+        remaining: int | None = None,
+        reset_after: int = 0,
+        max_concurrency: int = 1,
+    ) -> None:
+        """What ``GET /gateway/bot`` says about a bot's IDENTIFY budget (``remaining`` defaults to
+        ``total``); each IDENTIFY then takes one from ``remaining``, down to 0. The fake never refuses
+        an IDENTIFY for want of budget (Discord resets the token; see :meth:`revoke_token`)."""
+        left = total if remaining is None else remaining
+        limit = {"total": total, "remaining": left, "reset_after": reset_after, "max_concurrency": max_concurrency}
+        self.bots[self._bot_id(bot)].session_start_limit = limit
+
+    def session_start_limit(self, bot: IdLike) -> JsonDict:
+        return dict(self.bots[self._bot_id(bot)].session_start_limit)
 
     def revoke_token(self, token: str, *, rest: bool = True) -> None:
         """Invalidate a bot token: the gateway closes IDENTIFY with 4004, and with ``rest`` every REST
@@ -1201,6 +1226,8 @@ class FakeDiscord:
         bot_id = self._tokens.get(token)
         if bot_id is None or token in self._gateway_refused:
             return None
+        limit = self.bots[bot_id].session_start_limit
+        limit["remaining"] = max(0, limit["remaining"] - 1)
         session = _Session(session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0)))
         self._sessions[session.session_id] = session
         self._attach(session, ws)
@@ -1430,7 +1457,8 @@ class FakeDiscord:
         return _json_response({"url": self.gateway_url})
 
     async def _get_gateway_bot(self, request: web.Request, call: Call) -> web.Response:
-        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        assert call.bot_id is not None  # the route requires a bot token
+        limit = self.bots[call.bot_id].session_start_limit
         return _json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
 
     async def _get_me(self, request: web.Request, call: Call) -> web.Response:
