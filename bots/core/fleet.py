@@ -26,7 +26,7 @@ from bots.core.feed import plan_post
 from bots.core.gate import channel_allowed
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, LLMError, Rate, RateLimiter, Store, Turn
-from bots.core.text import sanitize
+from bots.core.text import sanitize, with_valid_text
 from bots.core.triggers import SCORES, Hit, TriggerIndex
 from bots.core.usage import UsageMeter
 from bots.persona import Persona
@@ -161,6 +161,7 @@ class Fleet:
 
     async def dispatch(self, event: Event) -> None:
         """The adapters' sink: decide, then carry the decisions out in the background."""
+        event = with_valid_text(event)  # the one place outside text enters the core: no bad Unicode past it
         if not self._accepting:
             return
         try:
