@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
@@ -165,7 +165,7 @@ class Brain:
         except TimeoutError:
             raise LLMError("busy", f"no free LLM slot within {self.config.timeout_seconds:g}s") from None
 
-    async def _write(self, persona: Persona, request: LLMRequest, deadline: float) -> AsyncIterator[str]:
+    async def _write(self, persona: Persona, request: LLMRequest, deadline: float) -> AsyncGenerator[str, None]:
         parts: list[str] = []
         finish: str | None = None
         usage: Chunk | None = None
@@ -211,7 +211,7 @@ def valid_request(request: LLMRequest) -> LLMRequest:
     return request if messages == request.messages else replace(request, messages=messages)
 
 
-async def _until(chunks: AsyncIterator[Chunk], deadline: float) -> AsyncIterator[Chunk]:
+async def _until(chunks: AsyncIterator[Chunk], deadline: float) -> AsyncGenerator[Chunk, None]:
     """The client's chunks while its waits fit before `deadline` (loop time); only the time spent
     waiting for the endpoint counts, never the time the consumer holds a chunk."""
     loop = asyncio.get_running_loop()
