@@ -63,9 +63,11 @@ class Recording:
         await self.inner.close()
 
 
-async def run(n: int, seed: int) -> dict[str, float]:
+async def run(n: int, seed: int, sampling: dict[str, float]) -> dict[str, float]:
     personas = sorted(load_personas(ROOT / "personas"), key=lambda p: p.id)
-    client = Recording(LocalClient(n_ctx=2048, seed=seed) if _takes_seed() else LocalClient(n_ctx=2048))
+    # Older LocalClients (before the sampling fix) take neither a seed nor sampling settings.
+    local = LocalClient(n_ctx=2048, seed=seed, sampling=sampling) if _takes_seed() else LocalClient(n_ctx=2048)
+    client = Recording(local)
     usage: list[Usage] = []
     brain = Brain(client, LLMConfig(timeout_seconds=300), on_usage=usage.append)
     hit = 0
@@ -108,8 +110,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat-penalty", type=float, help="override the client's repeat penalty")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.n, args.seed))))
+    sampling = {} if args.repeat_penalty is None else {"repeat_penalty": args.repeat_penalty}
+    print(json.dumps(asyncio.run(run(args.n, args.seed, sampling))))
 
 
 if __name__ == "__main__":

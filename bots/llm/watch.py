@@ -1,9 +1,10 @@
 """Spotting an endpoint that cuts streams short because another request arrived.
 
-llama.cpp's server, by default, interrupts the request it is running when a new one arrives: the
-running stream just ends, without a finish reason. With several personas answering at once, most
-replies are then cut off, and nothing in the endpoint's answers says why. The pattern is visible from
-our side: streams that end early while other requests started during them.
+llama-cpp-python's server (`python -m llama_cpp.server`, a common "llama.cpp server" behind an
+OpenAI-compatible URL) by default interrupts the request it is running when a new one arrives: the
+running stream just ends, with [DONE] but no finish reason. With several personas answering at
+once, most replies are then cut off, and nothing in the endpoint's answers says why. The pattern is
+visible from our side: streams that end early while other requests started during them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ log = logging.getLogger("botfleet.llm")
 
 ADVICE = (
     "llm: %d replies from %s ended without a finish reason while other requests started: the endpoint "
-    "seems to interrupt a running request when a new one arrives (llama.cpp's server does by default). "
-    "Start llama.cpp's server with --interrupt_requests False, or set llm.max_concurrency: 1"
+    "seems to interrupt a running request when a new one arrives, as llama-cpp-python's server "
+    "(python -m llama_cpp.server) does by default: start that server with --interrupt_requests False, "
+    "or set llm.max_concurrency: 1"
 )
 
 
