@@ -115,11 +115,8 @@ class OpenAIClient:
                 return
             except Exception as exc:
                 # Once words have gone out, a retry would repeat them: only retry a clean failure.
-                wait = None if started else self._retryable(exc)
-                if wait is not None and wait < 0:
-                    wait = self.backoff * (2**attempt) * (0.5 + self._rng.random())
-                # A retry that could not finish in time only delays the verdict: fail now, with the cause.
-                if wait is None or wait >= budget[0] or attempt >= self.max_retries or not self._may_retry():
+                wait = None if started else self._pause(exc, attempt, budget[0])
+                if wait is None:
                     raise LLMError(self._kind(exc), _safe(str(exc))) from None
                 attempt += 1
                 log.info("llm %s, retry %d in %.2fs", self._kind(exc), attempt, wait)
@@ -127,6 +124,16 @@ class OpenAIClient:
                 paused = loop.time()
                 await asyncio.sleep(wait)
                 budget[0] -= loop.time() - paused
+
+    def _pause(self, exc: Exception, attempt: int, left: float) -> float | None:
+        """Seconds to wait before retrying after exc, or None to fail now."""
+        wait = self._retryable(exc)
+        if wait is not None and wait < 0:
+            wait = self.backoff * (2**attempt) * (0.5 + self._rng.random())
+        # A retry that could not finish in time only delays the verdict: fail now, with the cause.
+        if wait is None or wait >= left or attempt >= self.max_retries or not self._may_retry():
+            return None
+        return wait
 
     async def _attempt(self, request: LLMRequest, budget: list[float]) -> AsyncIterator[Chunk]:
         """One call, spending the reply's timeout budget only while it waits for the endpoint."""

@@ -278,11 +278,11 @@ class FakeOpenAI:
             bad = error_body("Body must be a JSON object.", "invalid_request_error")
             return web.json_response(bad, status=400)
         self.requests.append(body)
+        return await self._answer(request, body)
 
+    async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
         behaviour = self._script.popleft() if self._script else self.fallback
-        if self.interrupts:
-            for running in self._running:
-                running.set()
+        self._interrupt()
         if isinstance(behaviour, Status):
             await asyncio.sleep(behaviour.delay)
             payload = error_body(f"HTTP {behaviour.code}", "fake_error") if behaviour.body is None else behaviour.body
@@ -298,6 +298,11 @@ class FakeOpenAI:
         if truncated is not None:
             return await self._cut_json(request, call)
         return web.json_response(call.completion())
+
+    def _interrupt(self) -> None:
+        if self.interrupts:
+            for running in self._running:
+                running.set()
 
     async def _stream(self, request: web.Request, call: _Call, cut: Truncated | None) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
