@@ -15,7 +15,7 @@ import pytest
 from bots.config import LLMConfig
 from bots.core.brain import Brain
 from bots.core.ports import LLMError, LLMRequest
-from bots.llm.local import SAMPLING, LocalClient, Sentences, speaker_stops
+from bots.llm.local import SAMPLING, LocalClient, Sentences, stop_strings
 from tests.conftest import persona
 
 REQ = LLMRequest(
@@ -64,13 +64,13 @@ async def reply(c: LocalClient, request: LLMRequest = REQ) -> str:
     return "".join([t async for t in Brain(c, LLMConfig()).write(persona("skeptic"), request)])
 
 
-async def test_sampling_like_the_llama_cpp_server_and_other_speakers_stop_the_reply() -> None:
+async def test_sampling_like_the_llama_cpp_server_and_where_the_reply_stops() -> None:
     llama = FakeLlama(["Who ", "benefits?"], "stop")
     assert await reply(client(llama)) == "Who benefits?"
     call = llama.calls[0]
     # No repeat penalty: it pushes the end-of-turn token away and the model rambles to max_tokens.
     assert call["repeat_penalty"] == 1.0 and call["top_k"] == SAMPLING["top_k"] and call["min_p"] == 0.05
-    assert call["stop"] == ["\nalice:", "\nThe Nerd:"]
+    assert call["stop"] == ["\n\n", "\nalice:", "\nThe Nerd:"]
     assert call["max_tokens"] == 40 and call["temperature"] == 0.7
 
 
@@ -101,9 +101,9 @@ def test_sentences_hold_back_only_the_unfinished_one() -> None:
     assert s.finish(cut=True, shown=True) == "It ends here."
 
 
-def test_speaker_stops_come_from_the_other_speakers_turns() -> None:
-    assert speaker_stops(REQ.messages) == ["\nalice:", "\nThe Nerd:"]
-    assert speaker_stops([{"role": "user", "content": "no speaker here"}]) == []
+def test_a_blank_line_or_another_speakers_turn_ends_the_reply() -> None:
+    assert stop_strings(REQ.messages) == ["\n\n", "\nalice:", "\nThe Nerd:"]
+    assert stop_strings([{"role": "user", "content": "no speaker here"}]) == ["\n\n"]
 
 
 async def test_a_reply_given_up_frees_the_model_for_the_next_one() -> None:

@@ -50,15 +50,16 @@ def local_available() -> bool:
     return local_model_path() is not None
 
 
-def speaker_stops(messages: Sequence[Mapping[str, str]]) -> list[str]:
-    """Stop strings for the other speakers of the conversation: "\\nName:" for each of them."""
+def stop_strings(messages: Sequence[Mapping[str, str]]) -> list[str]:
+    """Where a chat reply is over: a blank line (the tiny model's next paragraph is where it starts
+    to loop; every persona answers in one paragraph), or a line starting another speaker's turn."""
     names: list[str] = []
     for m in messages:
         found = _SPEAKER.match(m["content"]) if m["role"] == "user" else None
         if found and found.group(1) not in names:
             names.append(found.group(1))
     # llama.cpp checks every stop string on every token: a handful of recent speakers is enough.
-    return [f"\n{name}:" for name in names[-8:]]
+    return ["\n\n", *(f"\n{name}:" for name in names[-8:])]
 
 
 class Sentences:
@@ -138,7 +139,7 @@ class LocalClient:
                 messages=list(request.messages),
                 temperature=request.temperature,
                 max_tokens=request.max_tokens,
-                stop=speaker_stops(request.messages),
+                stop=stop_strings(request.messages),
                 seed=self.seed,
                 stream=True,
                 **self.sampling,
