@@ -94,11 +94,16 @@ def test_sentences_hold_back_only_the_unfinished_one() -> None:
     assert s.feed("Hi there. How") == "Hi there."
     assert s.feed(" are you?") == ""  # a sentence end needs what follows it
     assert s.feed(" Fine") == " How are you?"
-    assert s.finish(cut=True, shown=True) == ""
+    assert s.finish(cut=True) == ""
     assert s.feed('"Really?" she') == '"Really?"'
-    assert s.finish(cut=False, shown=True) == " she"
+    assert s.finish(cut=False) == " she"
     s.feed("It ends here.")
-    assert s.finish(cut=True, shown=True) == "It ends here."
+    assert s.finish(cut=True) == "It ends here."
+
+
+async def test_a_reply_that_opens_as_another_speaker_loses_the_label() -> None:
+    llama = FakeLlama(["The Nerd: statistically ", "it is. Really."], "stop")
+    assert await reply(client(llama)) == "statistically it is. Really."
 
 
 def test_a_blank_line_or_another_speakers_turn_ends_the_reply() -> None:

@@ -50,24 +50,34 @@ def local_available() -> bool:
     return local_model_path() is not None
 
 
-def stop_strings(messages: Sequence[Mapping[str, str]]) -> list[str]:
-    """Where a chat reply is over: a blank line (the tiny model's next paragraph is where it starts
-    to loop; every persona answers in one paragraph), or a line starting another speaker's turn."""
+def speakers(messages: Sequence[Mapping[str, str]]) -> list[str]:
+    """The other speakers of the conversation, the most recent last (at most 8: llama.cpp checks
+    every stop string on every token)."""
     names: list[str] = []
     for m in messages:
         found = _SPEAKER.match(m["content"]) if m["role"] == "user" else None
-        if found and found.group(1) not in names:
-            names.append(found.group(1))
-    # llama.cpp checks every stop string on every token: a handful of recent speakers is enough.
-    return ["\n\n", *(f"\n{name}:" for name in names[-8:])]
+        if found:
+            name = found.group(1)
+            names = [n for n in names if n != name] + [name]
+    return names[-8:]
+
+
+def stop_strings(messages: Sequence[Mapping[str, str]]) -> list[str]:
+    """Where a chat reply is over: a blank line (the tiny model's next paragraph is where it starts
+    to loop; every persona answers in one paragraph), or a line starting another speaker's turn."""
+    return ["\n\n", *(f"\n{name}:" for name in speakers(messages))]
 
 
 class Sentences:
     """Holds back the unfinished sentence of a stream: `feed` returns what may be shown now, and a
     reply cut off at max_tokens ends on its last full sentence instead of mid-word."""
 
-    def __init__(self) -> None:
+    def __init__(self, speakers: Sequence[str] = ()) -> None:
         self.pending = ""
+        self.shown = False
+        # A reply that opens as another speaker ("The Nerd: ...") loses that label.
+        names = "|".join(re.escape(n) for n in speakers)
+        self._label = re.compile(rf"^\s*(?:{names}):\s*") if names else None
 
     def feed(self, text: str) -> str:
         self.pending += text
@@ -75,18 +85,25 @@ class Sentences:
         for m in _SENTENCE_END.finditer(self.pending):
             end = m.end()
         ready, self.pending = self.pending[:end], self.pending[end:]
-        return ready
+        return self._show(ready)
 
-    def finish(self, cut: bool, shown: bool) -> str:
+    def _show(self, text: str) -> str:
+        if not self.shown and text.strip():
+            self.shown = True
+            if self._label is not None:
+                text = self._label.sub("", text, count=1)
+        return text
+
+    def finish(self, cut: bool) -> str:
         """The rest at the end: all of it when the model stopped itself, else only when nothing
         complete was shown (a reply with no sentence end at all is kept, trimmed to a word)."""
         rest, self.pending = self.pending, ""
         if not cut or _ENDS_SENTENCE.search(rest):
-            return rest
-        if shown:
+            return self._show(rest)
+        if self.shown:
             return ""
         words = rest.rstrip().rsplit(" ", 1)
-        return (words[0] if len(words) > 1 else rest.rstrip()) + "…"
+        return self._show((words[0] if len(words) > 1 else rest.rstrip()) + "…")
 
 
 class LocalClient:
@@ -170,18 +187,16 @@ class LocalClient:
                 put(None)
 
         worker = loop.run_in_executor(None, run)
-        sentences = Sentences()
-        shown = False
+        sentences = Sentences(speakers(request.messages))
         try:
             while (chunk := await queue.get()) is not None:
                 if chunk.finish_reason:
-                    rest = sentences.feed(chunk.text) + sentences.finish(chunk.finish_reason == "length", shown)
+                    rest = sentences.feed(chunk.text) + sentences.finish(chunk.finish_reason == "length")
                     chunk = Chunk(text=rest, finish_reason=chunk.finish_reason)
                 elif chunk.text:
                     chunk = Chunk(text=sentences.feed(chunk.text))
                     if not chunk.text:
                         continue
-                shown = shown or bool(chunk.text)
                 yield chunk
             await worker
         except Exception as exc:
