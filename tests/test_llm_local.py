@@ -34,18 +34,23 @@ REQ = LLMRequest(
 class FakeLlama:
     """Stands in for llama_cpp.Llama (a third-party object): streams the pieces it is given."""
 
-    def __init__(self, pieces: list[str], finish: str, *, gate: threading.Event | None = None) -> None:
+    def __init__(
+        self, pieces: list[str], finish: str, *, gate: threading.Event | None = None, free: int = 0, wait: float = 5
+    ) -> None:
         self.pieces = pieces
         self.finish = finish
+        # With a gate, pieces after the first `free` ones wait for it: the test decides when they come.
         self.gate = gate
+        self.free = free
+        self.wait = wait
         self.calls: list[dict[str, Any]] = []
         self.produced = 0
 
     def create_chat_completion(self, **kw: Any) -> Iterator[dict[str, Any]]:
         self.calls.append(kw)
         for n, piece in enumerate(self.pieces):
-            if self.gate is not None:
-                self.gate.wait(5)
+            if self.gate is not None and n >= self.free:
+                self.gate.wait(self.wait)
             self.produced += 1
             last = n == len(self.pieces) - 1
             yield {"choices": [{"delta": {"content": piece}, "finish_reason": self.finish if last else None}]}
@@ -104,6 +109,23 @@ def test_sentences_hold_back_only_the_unfinished_one() -> None:
 async def test_a_reply_that_opens_as_another_speaker_loses_the_label() -> None:
     llama = FakeLlama(["The Nerd: statistically ", "it is. Really."], "stop")
     assert await reply(client(llama)) == "statistically it is. Really."
+    made_up = FakeLlama(["The Liar: The Liar: ", "trust me. Quick maths: 2."], "stop")
+    assert await reply(client(made_up)) == "trust me. Quick maths: 2."
+
+
+async def test_a_reply_ends_after_four_sentences_and_the_model_stops_writing() -> None:
+    # The sixth piece comes only after a pause, by when the client has seen the fourth sentence end.
+    llama = FakeLlama(
+        ["One. ", "Two! ", "Three? ", "Four. ", "Five. "] + ["more "] * 50,
+        "length",
+        gate=threading.Event(),
+        free=5,
+        wait=0.3,
+    )
+    c = client(llama)
+    assert await reply(c) == "One. Two! Three? Four."
+    await model_free(c)
+    assert llama.produced == 6  # the worker stopped instead of writing on to max_tokens
 
 
 def test_a_blank_line_or_another_speakers_turn_ends_the_reply() -> None:
@@ -125,10 +147,15 @@ async def test_a_reply_given_up_frees_the_model_for_the_next_one() -> None:
         await asyncio.wait_for(write(), 5)
     assert err.value.kind == "timeout"
     gate.set()
-    # The worker sees the reply was given up and stops instead of writing 200 words for nobody.
-    for _ in range(100):
+    await model_free(c)
+    # The worker saw the reply was given up and stopped instead of writing 200 words for nobody.
+    assert llama.produced == 1
+
+
+async def model_free(c: LocalClient) -> None:
+    for _ in range(250):
         if c._lock.acquire(blocking=False):
             c._lock.release()
-            break
+            return
         await asyncio.sleep(0.02)
-    assert llama.produced < 200
+    raise AssertionError("the worker still holds the model")

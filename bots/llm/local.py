@@ -70,28 +70,50 @@ def stop_strings(messages: Sequence[Mapping[str, str]]) -> list[str]:
 
 class Sentences:
     """Holds back the unfinished sentence of a stream: `feed` returns what may be shown now, and a
-    reply cut off at max_tokens ends on its last full sentence instead of mid-word."""
+    reply cut off at max_tokens ends on its last full sentence instead of mid-word. After
+    `max_sentences` the reply is over (`done`): every persona is told to answer in 2-4 sentences,
+    which a 135M model cannot count."""
 
-    def __init__(self, speakers: Sequence[str] = ()) -> None:
+    def __init__(self, speakers: Sequence[str] = (), max_sentences: int = 4) -> None:
         self.pending = ""
         self.shown = False
+        self.done = False
+        self.max_sentences = max_sentences
+        self._count = 0
         # A reply that opens as another speaker ("The Nerd: ...") loses that label.
-        names = "|".join(re.escape(n) for n in speakers)
-        self._label = re.compile(rf"^\s*(?:{names}):\s*") if names else None
+        names = "".join(f"|{re.escape(n)}" for n in speakers)
+        # The model also makes up speakers ("The Liar: ..."): any label of capitalised words goes.
+        self._label = re.compile(rf"^(?:\s*(?:(?:The )?[A-Z][\w'-]*(?: [A-Z][\w'-]*){{0,2}}{names}):\s+)+")
+
+    def take(self, chunk: Chunk) -> Chunk | None:
+        """What to pass on of one chunk from the model (None: nothing yet)."""
+        if self.done or not (chunk.text or chunk.finish_reason):
+            return chunk if chunk.prompt_tokens is not None else None
+        if chunk.finish_reason:
+            self.done = True
+            text = self.feed(chunk.text) + self.finish(chunk.finish_reason == "length")
+            return Chunk(text=text, finish_reason=chunk.finish_reason)
+        text = self.feed(chunk.text)
+        if self.done:
+            return Chunk(text=text, finish_reason="stop")
+        return Chunk(text=text) if text else None
 
     def feed(self, text: str) -> str:
         self.pending += text
         end = 0
         for m in _SENTENCE_END.finditer(self.pending):
             end = m.end()
+            self._count += 1
+            if self._count >= self.max_sentences:
+                self.done = True
+                break
         ready, self.pending = self.pending[:end], self.pending[end:]
         return self._show(ready)
 
     def _show(self, text: str) -> str:
         if not self.shown and text.strip():
             self.shown = True
-            if self._label is not None:
-                text = self._label.sub("", text, count=1)
+            text = self._label.sub("", text, count=1)
         return text
 
     def finish(self, cut: bool) -> str:
@@ -120,6 +142,7 @@ class LocalClient:
         *,
         seed: int | None = None,
         sampling: Mapping[str, Any] | None = None,
+        max_sentences: int = 4,
     ):
         path = model_path or local_model_path()
         if path is None:
@@ -129,6 +152,7 @@ class LocalClient:
         self.threads = threads
         self.seed = seed
         self.sampling = {**SAMPLING, **(sampling or {})}
+        self.max_sentences = max_sentences
         self._llm: Any = None
         # llama.cpp contexts are not thread-safe: one generation at a time.
         self._lock = threading.Lock()
@@ -187,17 +211,14 @@ class LocalClient:
                 put(None)
 
         worker = loop.run_in_executor(None, run)
-        sentences = Sentences(speakers(request.messages))
+        sentences = Sentences(speakers(request.messages), self.max_sentences)
         try:
             while (chunk := await queue.get()) is not None:
-                if chunk.finish_reason:
-                    rest = sentences.feed(chunk.text) + sentences.finish(chunk.finish_reason == "length")
-                    chunk = Chunk(text=rest, finish_reason=chunk.finish_reason)
-                elif chunk.text:
-                    chunk = Chunk(text=sentences.feed(chunk.text))
-                    if not chunk.text:
-                        continue
-                yield chunk
+                passed = sentences.take(chunk)
+                if sentences.done:
+                    stop.set()  # the reply is complete: the model need not write on
+                if passed is not None:
+                    yield passed
             await worker
         except Exception as exc:
             raise LLMError("local", str(exc)) from None
