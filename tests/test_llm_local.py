@@ -125,7 +125,7 @@ async def test_a_reply_ends_after_four_sentences_and_the_model_stops_writing() -
     c = client(llama)
     assert await reply(c) == "One. Two! Three? Four."
     await model_free(c)
-    assert llama.produced == 6  # the worker stopped instead of writing on to max_tokens
+    assert llama.produced <= 6  # the worker stopped instead of writing on to max_tokens
 
 
 def test_a_blank_line_or_another_speakers_turn_ends_the_reply() -> None:
