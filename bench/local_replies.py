@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -43,6 +44,17 @@ PROMPTS = [
 ]
 
 
+class Capped(logging.Handler):
+    """Counts replies the local client ended at its sentence cap (it logs each at DEBUG)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += "ended after" in record.getMessage()
+
+
 class Recording:
     """Passes the LocalClient's chunks through and keeps the last finish reason."""
 
@@ -71,6 +83,9 @@ async def run(n: int, seed: int, sampling: dict[str, float]) -> dict[str, float]
     usage: list[Usage] = []
     brain = Brain(client, LLMConfig(timeout_seconds=300), on_usage=usage.append)
     hit = 0
+    capped = Capped()
+    logging.getLogger("botfleet.llm").addHandler(capped)
+    logging.getLogger("botfleet.llm").setLevel(logging.DEBUG)
     history: list[Turn] = []
     chars: list[int] = []
     seconds: list[float] = []
@@ -96,6 +111,8 @@ async def run(n: int, seed: int, sampling: dict[str, float]) -> dict[str, float]
     return {
         "replies": n,
         "hit_max_tokens": hit,
+        # Ended by the client after max_sentences rather than by the model's end-of-turn token.
+        "ended_at_sentence_cap": capped.count,
         "mean_chars": round(sum(chars) / n, 1),
         "mean_tokens": round(sum(u.completion_tokens for u in usage) / n, 1),
         "seconds_per_reply": round(sum(seconds) / n, 2),

@@ -95,6 +95,7 @@ class Sentences:
             return Chunk(text=text, finish_reason=chunk.finish_reason)
         text = self.feed(chunk.text)
         if self.done:
+            log.debug("local reply ended after %d sentences", self.max_sentences)
             return Chunk(text=text, finish_reason="stop")
         return Chunk(text=text) if text else None
 
