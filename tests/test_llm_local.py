@@ -73,7 +73,7 @@ async def test_sampling_like_the_llama_cpp_server_and_where_the_reply_stops() ->
     llama = FakeLlama(["Who ", "benefits?"], "stop")
     assert await reply(client(llama)) == "Who benefits?"
     call = llama.calls[0]
-    # No repeat penalty: it pushes the end-of-turn token away and the model rambles to max_tokens.
+    # No repeat penalty: penalising full stops and common words made sentences run on to max_tokens.
     assert call["repeat_penalty"] == 1.0 and call["top_k"] == SAMPLING["top_k"] and call["min_p"] == 0.05
     assert call["stop"] == ["\n\n", "\nalice:", "\nThe Nerd:"]
     assert call["max_tokens"] == 40 and call["temperature"] == 0.7

@@ -15,9 +15,10 @@ from bots.core.ports import Chunk, LLMError, LLMRequest
 
 log = logging.getLogger("botfleet.llm")
 
-# llama.cpp server's sampling defaults, which let the same GGUF stop on its own. No repeat penalty:
-# the end-of-turn token sits in the last 64 tokens of every chat prompt, so a penalty makes the model
-# shy of ending its turn and it rambles on until max_tokens.
+# llama.cpp server's sampling defaults, which let the same GGUF stop on its own. No repeat penalty
+# (the server's default is 1.0): the 1.3 used before penalised every token the reply had already
+# used, full stops and common words included, so sentences ran on until max_tokens. The loops it was
+# meant to stop are ended by the blank-line stop and the sentence cap below instead.
 SAMPLING: Mapping[str, Any] = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0}
 
 # Other speakers' turns reach the model as "Name: text"; a model that starts writing one of those
