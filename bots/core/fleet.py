@@ -28,6 +28,7 @@ from bots.core.gate import Gate
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
+from bots.core.text import with_valid_text
 from bots.core.triggers import TriggerIndex
 from bots.core.usage import UsageMeter
 from bots.llm.breaker import Breaker
@@ -147,6 +148,7 @@ class Fleet:
 
     async def dispatch(self, event: Event) -> None:
         """The adapters' sink: decide, then carry the decisions out in the background."""
+        event = with_valid_text(event)  # the one place outside text enters the core: no bad Unicode past it
         if not self._accepting:
             return
         try:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import replace
+
+from bots.core.events import Event, Message
 
 ZWSP = "\u200b"
 
@@ -120,3 +123,27 @@ _AT = re.compile(r"@([A-Za-z0-9_-]+)")
 def at_names(text: str) -> list[str]:
     """The @names typed in text, lowercased (console and simulate mentions)."""
     return [m.lower() for m in _AT.findall(text)]
+
+
+def valid_unicode(text: str) -> str:
+    """text as valid Unicode: lone surrogates (undecodable input bytes kept by surrogateescape, or
+    a broken \\ud83d escape in a JSON payload) become U+FFFD, so no later encode can fail on them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Through UTF-16, surrogate pairs that arrived as two code units join into their character.
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def with_valid_text(event: Event) -> Event:
+    """The event with valid Unicode in everything the fleet stores or puts in a prompt."""
+    author = event.author
+    name = valid_unicode(author.name)
+    if name != author.name:
+        event = replace(event, author=replace(author, name=name))
+    if isinstance(event, Message):
+        text = valid_unicode(event.text)
+        return event if text == event.text else replace(event, text=text)
+    args = valid_unicode(event.args)
+    return event if args == event.args else replace(event, args=args)
