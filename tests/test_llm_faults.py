@@ -92,7 +92,7 @@ async def test_a_content_filter_400_drops_that_reply_and_leaves_the_breaker_clos
     assert fleet.brain.breaker.state == "closed"
     fake.fallback = None
     await say(fleet, "x hello", channel="c9")
-    assert outcomes[-1] == "sent" and adapter.replies[-1][1].startswith("echo: alice: x hello")
+    assert outcomes[-1] == "sent" and "alice: x hello" in adapter.replies[-1][1]
     await fleet.stop(0)
 
 
@@ -113,7 +113,7 @@ async def test_an_undecodable_byte_does_not_poison_the_channel(fake: FakeOpenAI)
     for n in range(3):
         await say(fleet, f"x again {n}")
     assert outcomes == ["sent"] * 4
-    assert adapter.replies[0][1].startswith("echo: alice: x caf\ufffd\n")
+    assert "alice: x caf\ufffd\n" in adapter.replies[0][1]
     history = await fleet.store.history("test:general", 20)
     assert all(turn.text == valid_unicode(turn.text) for turn in history)
     await fleet.stop(0)
@@ -127,7 +127,7 @@ async def test_history_stored_with_bad_text_cannot_fail_later_requests(fake: Fak
         await say(fleet, f"x {n}")
     assert outcomes == ["sent"] * 3
     sent = fake.requests[0]["messages"]
-    assert any(m["content"] == "bob\ufffd: bad \ufffd byte" for m in sent)
+    assert any("bob\ufffd: bad \ufffd byte" in m["content"] for m in sent)
     await fleet.stop(0)
 
 
