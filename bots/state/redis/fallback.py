@@ -234,13 +234,23 @@ class FallbackStore:
         if not ok:
             self._journal(lambda j: j.opt_out.__setitem__((platform, user_id), opted_out))
 
-    async def is_opted_out(self, platform: str, user_id: str) -> bool:
-        ok, got = await self._try(lambda: self.primary.is_opted_out_at(platform, user_id))
-        mirror = await self.local.is_opted_out(platform, user_id)
+    async def _read_at(self, op: Callable[[], Awaitable[tuple[T, str | None]]]) -> tuple[T, bool] | None:
+        """Redis's answer to a read that also returns the epoch, and whether the data it came from may
+        lack what this process remembers; None when Redis did not answer in time."""
+        before = self.epochs.epoch
+        ok, got = await self._try(op)
         if not ok or got is None:
+            return None
+        value, epoch = got
+        return value, self.epochs.seen(epoch, before)
+
+    async def is_opted_out(self, platform: str, user_id: str) -> bool:
+        got = await self._read_at(lambda: self.primary.is_opted_out_at(platform, user_id))
+        mirror = await self.local.is_opted_out(platform, user_id)
+        if got is None:
             return mirror
-        out, epoch = got
-        if self.epochs.seen(epoch):
+        out, lost = got
+        if lost:
             # Redis lost its data since the mirror last agreed with it: an opt-out either knows holds.
             out = out or mirror
         if out != mirror:
@@ -254,12 +264,12 @@ class FallbackStore:
             self._journal(lambda j: j.muted.__setitem__((conversation, persona_id), muted))
 
     async def muted(self, conversation: str) -> frozenset[str]:
-        ok, got = await self._try(lambda: self.primary.muted_at(conversation))
+        got = await self._read_at(lambda: self.primary.muted_at(conversation))
         mirror = await self.local.muted(conversation)
-        if not ok or got is None:
+        if got is None:
             return mirror
-        out, epoch = got
-        if self.epochs.seen(epoch):
+        out, lost = got
+        if lost:
             out |= mirror
         if out != mirror:
             for pid in mirror - out:
@@ -269,11 +279,11 @@ class FallbackStore:
         return out
 
     async def followers(self, platform: str, user_id: str) -> tuple[str, ...] | None:
-        ok, got = await self._try(lambda: self.primary.followers_at(platform, user_id))
-        if not ok or got is None:
+        got = await self._read_at(lambda: self.primary.followers_at(platform, user_id))
+        if got is None:
             return await self.local.followers(platform, user_id)
-        out, epoch = got
-        if self.epochs.seen(epoch) and out is None:
+        out, lost = got
+        if lost and out is None:
             out = await self.local.followers(platform, user_id)
         await self.local.set_followers(platform, user_id, out)
         return out
