@@ -204,6 +204,7 @@ class Fleet:
             user_id="" if author.persona_id else author.id,
             persona_id=author.persona_id,
             message_id=msg.id,
+            reply_to=(msg.reply_to_id or "") if author.persona_id else "",
         )
         await self.store.append(msg.conversation, turn)
 

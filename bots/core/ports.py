@@ -23,6 +23,9 @@ class Turn:
     user_id: str = ""  # platform user id of a human speaker ("" for personas)
     persona_id: str | None = None
     message_id: str = ""
+    # The message a persona's turn answered: /forget of that message's author removes the reply too,
+    # since a reply may quote what the person said.
+    reply_to: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -32,6 +35,7 @@ class Turn:
             "user_id": self.user_id,
             "persona_id": self.persona_id,
             "message_id": self.message_id,
+            "reply_to": self.reply_to,
         }
 
     @classmethod
@@ -43,6 +47,7 @@ class Turn:
             user_id=str(d.get("user_id") or ""),
             persona_id=d.get("persona_id") or None,  # type: ignore[arg-type]
             message_id=str(d.get("message_id") or ""),
+            reply_to=str(d.get("reply_to") or ""),
         )
 
 
@@ -58,7 +63,8 @@ class Store(Protocol):
         ...
 
     async def forget_user(self, platform: str, user_id: str) -> int:
-        """Delete every stored turn of that user; returns how many were removed."""
+        """Delete every stored turn of that user, and the fleet's replies to those turns (a reply may
+        quote them; replies to those replies go too); returns how many were removed."""
         ...
 
     async def prune(self, now: float) -> int:

@@ -6,6 +6,7 @@
 - health.py: whether Redis is usable right now, shared by the store and the limiter.
 - epoch.py: noticing that Redis lost its data, and writing back the choices a process remembers.
 - fallback.py: local state that answers while Redis is away, and `open_redis_state`.
+- journal.py: writes that did not reach Redis, replayed after an outage or drained when it was slow.
 
 Every key, under the prefix (`botfleet:` by default), and how long it lives:
 
