@@ -307,3 +307,14 @@ async def test_a_forum_topic_configured_as_a_feed_gets_comments_on_each_post(tmp
         # The same words in another topic are just a message: no feed there.
         other = await w.fake.user_says(w.group, w.alice, "Should I learn the cello at 40?", topic=56)
         assert not (await w.handled(other, thread=56)).event.is_post  # type: ignore[union-attr]
+
+
+async def test_a_foreign_bare_command_in_a_group_is_left_alone_but_a_typo_is_answered(tmp_path: Path) -> None:
+    async with telegram_fleet(tmp_path) as w:
+        await w.fake.user_says(w.group, w.alice, "/weather Paris")
+        typo = await w.fake.user_says(w.group, w.alice, "/pannel Should I learn Rust?")
+        await w.handled(typo)
+        await w.fleet.drain()
+        texts = [s.text or "" for s in w.fake.sent(w.group)]
+        assert not any("weather" in t for t in texts)
+        assert any("Unknown command /pannel; did you mean /panel?" in t for t in texts), texts

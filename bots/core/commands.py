@@ -93,9 +93,15 @@ async def run_command(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> Non
     await spec.handler(fleet, cmd, plan, now)
 
 
-def unknown_command_text(name: str) -> str:
+def closest_command(name: str) -> str | None:
+    """The command a typo most likely meant, if any is close."""
     close = difflib.get_close_matches(name.lower(), list(COMMANDS), n=1, cutoff=CLOSE)
-    hint = f"did you mean /{close[0]}?" if close else "/help lists the commands."
+    return close[0] if close else None
+
+
+def unknown_command_text(name: str) -> str:
+    close = closest_command(name)
+    hint = f"did you mean /{close}?" if close else "/help lists the commands."
     return f"Unknown command /{name}; {hint}"
 
 
