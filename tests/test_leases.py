@@ -64,6 +64,7 @@ class FakeAdapter:
         self._accounts = list(accounts)
         self.delay = delay
         self.connects = 0
+        self.disconnects = 0
 
     async def start(self, fleet: FleetView) -> None:
         return None
@@ -77,6 +78,7 @@ class FakeAdapter:
         return self.world.join(account, self.name)
 
     async def disconnect(self, account: str) -> None:
+        self.disconnects += 1
         await asyncio.sleep(self.delay)
         self.world.leave(account, self.name)
 

@@ -11,13 +11,29 @@ renew what this process holds, hand back what it releases, take free accounts up
 report every lease's holder. Connecting and disconnecting (which can take seconds) run beside the
 ticks, never inside them, so renewals are never late because a platform is slow.
 
-Leases fail closed: a process that could not renew within three quarters of the lease time stops
-receiving on its accounts itself, before the lease can expire and another process take over, so
-there are never two receivers on purpose. When a process dies, its leases and its membership expire
-together and the others take the accounts over within the lease time (they wake up for it). A Redis
-that lost its data (restarted without persistence, or brand new) lets nobody take a free account for
-one lease time, while the processes that still receive re-assert their leases; so the very first
-`botfleet run` on an empty Redis starts receiving after one lease time.
+Leases fail closed, but not at the first late renewal. A renewal sets the lease to expire one lease
+time after Redis ran it, which is after this process sent it: so no other process can take the
+account before (renewal sent + lease time), whatever happened since. A process that cannot renew
+keeps receiving, retrying quickly, until that moment minus a safety margin (the time disconnecting
+may take), and stops receiving itself only then; a Redis that freezes for a while and comes back
+with the lease still ours costs no reconnect (Discord counts every new session against a daily
+limit). When a process dies, its leases and its membership expire together and the others take the
+accounts over within the lease time (they wake up for it). A Redis that lost its data (restarted
+without persistence, or brand new) lets nobody take a free account for one lease time, while the
+processes that still receive re-assert their leases; so the very first `botfleet run` on an empty
+Redis starts receiving after one lease time.
+
+Before connecting, an account whose platform limits session starts is checked against that budget
+(bots/ops/budget.py), keeping a reserve for recovery.
+
+Redis keys (prefix `botfleet:` by default):
+- `lease:{account}`: string, the holder's identity; PX lease time, renewed every lease time / 10.
+- `members:{pool}`: zset of the processes serving one set of accounts, score = membership expiry
+  (ms); PX twice the lease time.
+- `accounts`: zset of known accounts (for `botfleet status`), score = expiry; PX twice the lease time.
+- `epoch`: when this Redis started holding leases (ms); no TTL.
+- `identify:{account}`: hash of connects made in the platform's window (see bots/ops/budget.py);
+  TTL = the platform's reset_after.
 """
 
 from __future__ import annotations
@@ -43,6 +59,9 @@ from bots.state.redis import FAULTS, PREFIX, make_client, stop_task
 log = logging.getLogger("botfleet.leases")
 
 LEASE_SECONDS = 15.0
+# Stop receiving this long before a lease that could not be renewed may expire: the time a disconnect
+# may take. A fifth of the lease time, at most 3 s (closing a gateway session takes well under that).
+MARGIN_SHARE, MARGIN_MAX = 0.2, 3.0
 # What a lease tick may fail with when Redis is slow, away or refuses: the lease loop rides these out.
 LEASE_FAULTS: tuple[type[BaseException], ...] = (*FAULTS, RedisError)
 
@@ -173,10 +192,13 @@ class LeaseManager:
         pool = hashlib.sha1("\n".join(sorted(self._adapter_of)).encode()).hexdigest()[:12]
         self._members_key = f"{prefix}members:{pool}"
         self._script = self._client.register_script(TICK_LUA)
-        self.interval = lease_seconds / 5
-        # Renewed leases are trusted this long after the renewal was *sent*; the rest of the lease is
-        # the time disconnecting has to finish before anyone else may take over.
-        self.trust = lease_seconds * 0.75
+        # Renewing often keeps the last renewal recent when Redis stalls, so a stall costs less of the
+        # lease's remaining time (one small script per tick).
+        self.interval = lease_seconds / 10
+        # A renewed lease is ours until at least (renewal *sent* + lease time); it is trusted until the
+        # margin before that, which is the time disconnecting has to finish before anyone may take over.
+        self.margin = min(lease_seconds * MARGIN_SHARE, MARGIN_MAX)
+        self.trust = lease_seconds - self.margin
         self.share = len(self.accounts)
         self._held: set[str] = set()  # leases held, to be connected
         self._releasing: set[str] = set()  # leases held, to be disconnected and then handed back
@@ -249,20 +271,12 @@ class LeaseManager:
     async def _step(self) -> None:
         sent = self.clock()
         try:
-            async with asyncio.timeout(min(self.interval, 2.0)):
+            async with asyncio.timeout(self._tick_timeout(sent)):
                 wait = await self._tick_once(member=True)
         except LEASE_FAULTS as exc:
-            if self._failing_since is None:
-                self._failing_since = sent
-                log.warning("cannot renew account leases: %s", exc or type(exc).__name__)
-            self._retry = min(max(self._retry * 2, 0.1), self.interval)
-            wait = self._retry * random.uniform(0.8, 1.2)
+            wait = self._renewal_failed(sent, exc)
         else:
-            self._retry = 0.0
-            self._valid_until = sent + self.trust
-            if self._failing_since is not None:
-                log.warning("account leases renewed again after %.1fs", sent - self._failing_since)
-                self._failing_since = None
+            self._renewed(sent)
         self._check_deadline()
         if self._held or self._releasing:
             wait = min(wait, max(0.0, self._valid_until - self.clock()))
@@ -273,6 +287,29 @@ class LeaseManager:
             pass
         self._wake.clear()
         self._check_deadline()
+
+    def _tick_timeout(self, now: float) -> float:
+        if self._failing_since is not None and (self._held or self._releasing):
+            # Renewals are late: keep one waiting right up to the deadline, so that it lands the moment
+            # a stalled Redis answers again (the client's socket timeout still ends a dead connection).
+            return max(0.01, self._valid_until - now)
+        return min(self.interval, 2.0)
+
+    def _renewal_failed(self, sent: float, exc: BaseException) -> float:
+        """Late is not lost: keep receiving until the deadline; returns how long to wait to retry."""
+        if self._failing_since is None:
+            self._failing_since = sent
+            left = max(0.0, self._valid_until - sent) if self._held or self._releasing else 0.0
+            log.warning("cannot renew account leases (%s); still receiving for %.1fs", exc or type(exc).__name__, left)
+        self._retry = min(max(self._retry * 2, 0.05), self.interval / 2)
+        return self._retry * random.uniform(0.8, 1.2)
+
+    def _renewed(self, sent: float) -> None:
+        self._retry = 0.0
+        self._valid_until = sent + self.trust
+        if self._failing_since is not None:
+            log.warning("account leases renewed again after %.1fs", sent - self._failing_since)
+            self._failing_since = None
 
     def _stop_all(self) -> None:
         dropped = self._held | self._releasing | self._connected
@@ -431,6 +468,3 @@ class LeaseManager:
             self._held.discard(account)
             self._releasing.add(account)
         log.warning("%s refused the connection; retrying it in %.0fs", account, delay)
-
-
-# --- status -------------------------------------------------------------------------------------
