@@ -53,6 +53,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bots.core.ports import Adapter
+from bots.ops.budget import RESERVE_FRACTION, ConnectBudget, ConnectGate, Decision
+from bots.ops.leasescript import COUNT_LUA, TICK_LUA
 from bots.ops.leasestatus import text as _text
 from bots.state.redis import FAULTS, PREFIX, make_client, stop_task
 
@@ -64,90 +66,6 @@ LEASE_SECONDS = 15.0
 MARGIN_SHARE, MARGIN_MAX = 0.2, 3.0
 # What a lease tick may fail with when Redis is slow, away or refuses: the lease loop rides these out.
 LEASE_FAULTS: tuple[type[BaseException], ...] = (*FAULTS, RedisError)
-
-# KEYS[1]: the pool's member zset (score: expiry, ms). KEYS[2]: zset of known accounts (for status).
-# KEYS[3]: the epoch: when this Redis started holding leases. KEYS[4..]: one lease key per account,
-# in this process's order of preference.
-# ARGV[1]: this process, ARGV[2]: lease ms, ARGV[3]: "1" to stay a member, "0" to leave,
-# ARGV[4..]: per account, 0 = take if free and under the share, 1 = hold (renew), 2 = release,
-# 3 = leave alone; then the lease key prefix. Returns {share, ms until another member's entry expires
-# (-1: none), ms until free accounts may be taken (<= 0: now), then per account the holder ("" if
-# free) and its lease's remaining ms}.
-TICK_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local me, ttl = ARGV[1], tonumber(ARGV[2])
-local members = KEYS[1]
--- A Redis that lost its data (restarted without persistence) has forgotten every lease, but the
--- processes that held them may still be receiving. For one lease time nobody takes a free account;
--- holders re-assert theirs (flag 1) in that time, or have stopped by then (they fail closed).
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then
-  epoch = now
-  redis.call('SET', KEYS[3], now)
-end
-local grace = tonumber(epoch) + ttl - now
-redis.call('ZREMRANGEBYSCORE', members, '-inf', now)
-if ARGV[3] == '1' then
-  redis.call('ZADD', members, now + ttl, me)
-else
-  redis.call('ZREM', members, me)
-end
-redis.call('PEXPIRE', members, 2 * ttl)
-local list = redis.call('ZRANGE', members, 0, -1, 'WITHSCORES')
-local count = #list / 2
-local soonest = -1
-for i = 1, #list, 2 do
-  if list[i] ~= me then
-    local left = tonumber(list[i + 1]) - now
-    if soonest < 0 or left < soonest then soonest = left end
-  end
-end
-local n = #KEYS - 3
-local share = n
-if count > 0 then share = math.ceil(n / count) end
-local prefix_len = #ARGV[4 + n]
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local held = 0
-local holder = {}
-for i = 1, n do
-  local key, flag = KEYS[i + 3], ARGV[i + 3]
-  if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], now + 2 * ttl, string.sub(key, prefix_len + 1)) end
-  local cur = redis.call('GET', key)
-  -- Our own lease gone missing can only mean lost data (we stop before a lease can lapse): re-assert.
-  if flag == '1' and (cur == me or not cur) then
-    redis.call('SET', key, me, 'PX', ttl)
-    held = held + 1
-    cur = me
-  elseif flag == '2' and cur == me then
-    redis.call('DEL', key)
-    cur = false
-  end
-  holder[i] = cur
-end
-if grace <= 0 then
-  for i = 1, n do
-    if held >= share then break end
-    if ARGV[i + 3] == '0' and not holder[i] then
-      redis.call('SET', KEYS[i + 3], me, 'PX', ttl)
-      holder[i] = me
-      held = held + 1
-    end
-  end
-end
-redis.call('PEXPIRE', KEYS[2], 2 * ttl)
-local out = {share, soonest, grace}
-for i = 1, n do
-  if holder[i] then
-    out[#out + 1] = holder[i]
-    out[#out + 1] = redis.call('PTTL', KEYS[i + 3])
-  else
-    out[#out + 1] = ''
-    out[#out + 1] = -2
-  end
-end
-return out
-"""
 
 TAKE, HOLD, RELEASE, SKIP = "0", "1", "2", "3"
 
@@ -170,6 +88,7 @@ class LeaseManager:
         identity: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         connect_backoff: tuple[float, float] = (5.0, 300.0),
+        reserve_fraction: float = RESERVE_FRACTION,
     ) -> None:
         if isinstance(redis, str):
             # Its own small pool: lease renewals must not queue behind message traffic.
@@ -192,6 +111,8 @@ class LeaseManager:
         pool = hashlib.sha1("\n".join(sorted(self._adapter_of)).encode()).hexdigest()[:12]
         self._members_key = f"{prefix}members:{pool}"
         self._script = self._client.register_script(TICK_LUA)
+        self._count_script = self._client.register_script(COUNT_LUA)
+        self.gate = ConnectGate(self._count, reserve_fraction=reserve_fraction, clock=clock)
         # Renewing often keeps the last renewal recent when Redis stalls, so a stall costs less of the
         # lease's remaining time (one small script per tick).
         self.interval = lease_seconds / 10
@@ -446,6 +367,12 @@ class LeaseManager:
             self._wake.set()
 
     async def _connect(self, adapter: Adapter, account: str) -> None:
+        wait = await self.gate.check(adapter, account)
+        if wait is not None:
+            # Over the platform's session budget (the gate said so once): hand the lease back and leave
+            # the account alone until the platform's window resets.
+            self._give_back(account, wait, self.connect_backoff[0] / 2)
+            return
         try:
             ok = await adapter.connect(account)
         except Exception:
@@ -463,8 +390,28 @@ class LeaseManager:
             log.debug("cleaning up after a failed connect of %s", account, exc_info=True)
         lo, hi = self.connect_backoff
         delay = min(hi, (self._backoff.get(account, (0.0, lo / 2))[1]) * 2)
-        self._backoff[account] = (self.clock() + delay, delay)
+        self._give_back(account, delay, delay)
+        log.warning("%s refused the connection; retrying it in %.0fs", account, delay)
+
+    async def _count(self, account: str, budget: ConnectBudget, reserve: int) -> Decision | None:
+        """Count a connect of the account fleet-wide, unless it would eat into the reserve."""
+        try:
+            async with asyncio.timeout(min(self.interval, 2.0)):
+                raw: list[Any] = await self._count_script(
+                    keys=[f"{self.prefix}identify:{account}"],
+                    args=[budget.total, budget.remaining, reserve, max(1, int(budget.reset_after * 1000))],
+                )
+        except LEASE_FAULTS as exc:
+            # The lease was just renewed, so this is a blip: the platform's figures alone decide.
+            log.debug("%s: connect count unavailable (%s)", account, exc)
+            return None
+        allow, used, first, pttl = (int(x) for x in raw)
+        return Decision(bool(allow), used, budget.total, reserve, max(0, pttl) / 1000, bool(first))
+
+    def _give_back(self, account: str, wait: float, delay: float) -> None:
+        """Release the account's lease and take it again no sooner than `wait` seconds from now;
+        `delay` is what the next failed connect doubles."""
+        self._backoff[account] = (self.clock() + wait, delay)
         if account in self._held:
             self._held.discard(account)
             self._releasing.add(account)
-        log.warning("%s refused the connection; retrying it in %.0fs", account, delay)
