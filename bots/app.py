@@ -24,6 +24,7 @@ from bots.llm.breaker import RetryBudget
 from bots.llm.canned import CannedClient
 from bots.llm.local import LocalClient, local_available
 from bots.llm.openai import OpenAIClient
+from bots.ops.budget import ConnectGate
 from bots.ops.control import Ops
 from bots.persona import Persona
 from bots.state.memory import MemoryRateLimiter, MemoryStore
@@ -192,6 +193,7 @@ class App:
         self._stop_requested = asyncio.Event()
         self._handled: list[signal.Signals] = []
         self._stopped = False
+        self._retries: set[asyncio.Task[None]] = set()
 
     @property
     def shared(self) -> bool:
@@ -212,7 +214,8 @@ class App:
         if self.shared:
             await self._start_leased()
         else:
-            await self.fleet.start()
+            await self.fleet.start(connect=False)
+            await self._connect_all()
         adapters = ", ".join(self.fleet.adapters)
         log.info("fleet running: %d personas on %s", len(self.fleet.personas), adapters)
 
@@ -230,6 +233,32 @@ class App:
             prefix=PREFIX if self.redis_prefix is None else self.redis_prefix,
         )
         await self.leases.start()
+
+    async def _connect_all(self) -> None:
+        """Alone on its accounts (memory store): receive on every one, minding each platform's session
+        budget (no count shared between processes here; the platform's own figures decide)."""
+        gate = ConnectGate()
+        for adapter in self.fleet.adapters.values():
+            for account in adapter.accounts():
+                await self._connect(gate, adapter, account)
+
+    async def _connect(self, gate: ConnectGate, adapter: Adapter, account: str) -> None:
+        wait = await gate.check(adapter, account)
+        if wait is not None:
+            # Over the budget (the gate said so, once): try again when the platform's window resets.
+            task = asyncio.get_running_loop().create_task(self._connect_later(wait, gate, adapter, account))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+            return
+        try:
+            await adapter.connect(account)
+        except Exception:
+            # One account the platform refuses must not keep the rest of the fleet down.
+            log.exception("%s: connecting failed; the rest of the fleet runs on", account)
+
+    async def _connect_later(self, wait: float, gate: ConnectGate, adapter: Adapter, account: str) -> None:
+        await asyncio.sleep(wait)
+        await self._connect(gate, adapter, account)
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
@@ -270,6 +299,9 @@ class App:
         self._stopped = True
         if drain:
             await self.fleet.drain()
+        for task in self._retries:
+            task.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
         if self.leases is not None:
             # Stop receiving and hand the accounts back first, so another process takes over at once.
             await self.leases.stop()

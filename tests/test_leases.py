@@ -22,6 +22,8 @@ from bots.ops.leases import LeaseManager
 from bots.ops.leasestatus import format_status, read_leases, status
 from bots.persona import Persona
 from bots.state.redis import make_client
+from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.redis_server import RedisServer
 
 LEASE = 1.0
@@ -64,6 +66,7 @@ class FakeAdapter:
         self._accounts = list(accounts)
         self.delay = delay
         self.connects = 0
+        self.disconnects = 0
 
     async def start(self, fleet: FleetView) -> None:
         return None
@@ -77,6 +80,7 @@ class FakeAdapter:
         return self.world.join(account, self.name)
 
     async def disconnect(self, account: str) -> None:
+        self.disconnects += 1
         await asyncio.sleep(self.delay)
         self.world.leave(account, self.name)
 
@@ -409,9 +413,6 @@ async def test_two_botfleet_runs_split_accounts_take_over_and_answer_once(
     """Two real `botfleet run` processes on one Redis and the fake Bot API: they split the three bot
     accounts, a mention that two bots receive (in different processes) is answered once, and when
     one process is SIGKILLed the other receives on every account within the lease time."""
-    from tests.fakes.openai_server import FakeOpenAI
-    from tests.fakes.telegram_server import FakeTelegram
-
     server = redis_servers()
     async with FakeTelegram() as fake, FakeOpenAI(reply=lambda body: "I doubt that.") as ai:
         host = fake.add_bot(TG_TOKENS["host"], "fleet_host_bot", "Fleet")
@@ -485,7 +486,7 @@ async def test_two_botfleet_runs_split_accounts_take_over_and_answer_once(
         def held_by(*pids: int) -> Callable[[dict[str, int]], bool]:
             return lambda h: set(h) == TG_ACCOUNTS and set(h.values()) == set(pids)
 
-        def skeptic_replies() -> list[object]:
+        def skeptic_replies() -> list[SentMessage]:
             return [s for s in fake.sent(group["id"]) if s.bot_username == "skeptic_bot"]
 
         try:
@@ -520,8 +521,8 @@ async def test_two_botfleet_runs_split_accounts_take_over_and_answer_once(
             assert status.returncode == 0
             table = out.decode()
             assert "processes: 2" in table
-            for account, pid in split.items():
-                assert any(account in line and f":{pid}:" in line for line in table.splitlines()), table
+            for account, holder_pid in split.items():
+                assert any(account in line and f":{holder_pid}:" in line for line in table.splitlines()), table
 
             said = await fake.user_says(group, alice, "@skeptic_bot is this legit?")
             await fake.wait_for(skeptic_replies, timeout=15)
@@ -536,7 +537,7 @@ async def test_two_botfleet_runs_split_accounts_take_over_and_answer_once(
             killed_at = time.monotonic()
             victim.kill()
             await victim.wait()
-            await until(lambda h: h and set(h.values()) == {survivor.pid} and set(h) == TG_ACCOUNTS, 10, "takeover")
+            await until(lambda h: set(h) == TG_ACCOUNTS and set(h.values()) == {survivor.pid}, 10, "takeover")
             assert time.monotonic() - killed_at < RUN_LEASE + 1.5
 
             await fake.user_says(group, alice, "@skeptic_bot and now?")

@@ -11,13 +11,29 @@ renew what this process holds, hand back what it releases, take free accounts up
 report every lease's holder. Connecting and disconnecting (which can take seconds) run beside the
 ticks, never inside them, so renewals are never late because a platform is slow.
 
-Leases fail closed: a process that could not renew within three quarters of the lease time stops
-receiving on its accounts itself, before the lease can expire and another process take over, so
-there are never two receivers on purpose. When a process dies, its leases and its membership expire
-together and the others take the accounts over within the lease time (they wake up for it). A Redis
-that lost its data (restarted without persistence, or brand new) lets nobody take a free account for
-one lease time, while the processes that still receive re-assert their leases; so the very first
-`botfleet run` on an empty Redis starts receiving after one lease time.
+Leases fail closed, but not at the first late renewal. A renewal sets the lease to expire one lease
+time after Redis ran it, which is after this process sent it: so no other process can take the
+account before (renewal sent + lease time), whatever happened since. A process that cannot renew
+keeps receiving, retrying quickly, until that moment minus a safety margin (the time disconnecting
+may take), and stops receiving itself only then; a Redis that freezes for a while and comes back
+with the lease still ours costs no reconnect (Discord counts every new session against a daily
+limit). When a process dies, its leases and its membership expire together and the others take the
+accounts over within the lease time (they wake up for it). A Redis that lost its data (restarted
+without persistence, or brand new) lets nobody take a free account for one lease time, while the
+processes that still receive re-assert their leases; so the very first `botfleet run` on an empty
+Redis starts receiving after one lease time.
+
+Before connecting, an account whose platform limits session starts is checked against that budget
+(bots/ops/budget.py), keeping a reserve for recovery.
+
+Redis keys (prefix `botfleet:` by default):
+- `lease:{account}`: string, the holder's identity; PX lease time, renewed every lease time / 10.
+- `members:{pool}`: zset of the processes serving one set of accounts, score = membership expiry
+  (ms); PX twice the lease time.
+- `accounts`: zset of known accounts (for `botfleet status`), score = expiry; PX twice the lease time.
+- `epoch`: when this Redis started holding leases (ms); no TTL.
+- `identify:{account}`: hash of connects made in the platform's window (see bots/ops/budget.py);
+  TTL = the platform's reset_after.
 """
 
 from __future__ import annotations
@@ -37,98 +53,19 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bots.core.ports import Adapter
+from bots.ops.budget import RESERVE_FRACTION, ConnectBudget, ConnectGate, Decision
+from bots.ops.leasescript import COUNT_LUA, TICK_LUA
 from bots.ops.leasestatus import text as _text
 from bots.state.redis import FAULTS, PREFIX, make_client, stop_task
 
 log = logging.getLogger("botfleet.leases")
 
 LEASE_SECONDS = 15.0
+# Stop receiving this long before a lease that could not be renewed may expire: the time a disconnect
+# may take. A fifth of the lease time, at most 3 s (closing a gateway session takes well under that).
+MARGIN_SHARE, MARGIN_MAX = 0.2, 3.0
 # What a lease tick may fail with when Redis is slow, away or refuses: the lease loop rides these out.
 LEASE_FAULTS: tuple[type[BaseException], ...] = (*FAULTS, RedisError)
-
-# KEYS[1]: the pool's member zset (score: expiry, ms). KEYS[2]: zset of known accounts (for status).
-# KEYS[3]: the epoch: when this Redis started holding leases. KEYS[4..]: one lease key per account,
-# in this process's order of preference.
-# ARGV[1]: this process, ARGV[2]: lease ms, ARGV[3]: "1" to stay a member, "0" to leave,
-# ARGV[4..]: per account, 0 = take if free and under the share, 1 = hold (renew), 2 = release,
-# 3 = leave alone; then the lease key prefix. Returns {share, ms until another member's entry expires
-# (-1: none), ms until free accounts may be taken (<= 0: now), then per account the holder ("" if
-# free) and its lease's remaining ms}.
-TICK_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local me, ttl = ARGV[1], tonumber(ARGV[2])
-local members = KEYS[1]
--- A Redis that lost its data (restarted without persistence) has forgotten every lease, but the
--- processes that held them may still be receiving. For one lease time nobody takes a free account;
--- holders re-assert theirs (flag 1) in that time, or have stopped by then (they fail closed).
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then
-  epoch = now
-  redis.call('SET', KEYS[3], now)
-end
-local grace = tonumber(epoch) + ttl - now
-redis.call('ZREMRANGEBYSCORE', members, '-inf', now)
-if ARGV[3] == '1' then
-  redis.call('ZADD', members, now + ttl, me)
-else
-  redis.call('ZREM', members, me)
-end
-redis.call('PEXPIRE', members, 2 * ttl)
-local list = redis.call('ZRANGE', members, 0, -1, 'WITHSCORES')
-local count = #list / 2
-local soonest = -1
-for i = 1, #list, 2 do
-  if list[i] ~= me then
-    local left = tonumber(list[i + 1]) - now
-    if soonest < 0 or left < soonest then soonest = left end
-  end
-end
-local n = #KEYS - 3
-local share = n
-if count > 0 then share = math.ceil(n / count) end
-local prefix_len = #ARGV[4 + n]
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local held = 0
-local holder = {}
-for i = 1, n do
-  local key, flag = KEYS[i + 3], ARGV[i + 3]
-  if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], now + 2 * ttl, string.sub(key, prefix_len + 1)) end
-  local cur = redis.call('GET', key)
-  -- Our own lease gone missing can only mean lost data (we stop before a lease can lapse): re-assert.
-  if flag == '1' and (cur == me or not cur) then
-    redis.call('SET', key, me, 'PX', ttl)
-    held = held + 1
-    cur = me
-  elseif flag == '2' and cur == me then
-    redis.call('DEL', key)
-    cur = false
-  end
-  holder[i] = cur
-end
-if grace <= 0 then
-  for i = 1, n do
-    if held >= share then break end
-    if ARGV[i + 3] == '0' and not holder[i] then
-      redis.call('SET', KEYS[i + 3], me, 'PX', ttl)
-      holder[i] = me
-      held = held + 1
-    end
-  end
-end
-redis.call('PEXPIRE', KEYS[2], 2 * ttl)
-local out = {share, soonest, grace}
-for i = 1, n do
-  if holder[i] then
-    out[#out + 1] = holder[i]
-    out[#out + 1] = redis.call('PTTL', KEYS[i + 3])
-  else
-    out[#out + 1] = ''
-    out[#out + 1] = -2
-  end
-end
-return out
-"""
 
 TAKE, HOLD, RELEASE, SKIP = "0", "1", "2", "3"
 
@@ -151,6 +88,7 @@ class LeaseManager:
         identity: str | None = None,
         clock: Callable[[], float] = time.monotonic,
         connect_backoff: tuple[float, float] = (5.0, 300.0),
+        reserve_fraction: float = RESERVE_FRACTION,
     ) -> None:
         if isinstance(redis, str):
             # Its own small pool: lease renewals must not queue behind message traffic.
@@ -173,10 +111,15 @@ class LeaseManager:
         pool = hashlib.sha1("\n".join(sorted(self._adapter_of)).encode()).hexdigest()[:12]
         self._members_key = f"{prefix}members:{pool}"
         self._script = self._client.register_script(TICK_LUA)
-        self.interval = lease_seconds / 5
-        # Renewed leases are trusted this long after the renewal was *sent*; the rest of the lease is
-        # the time disconnecting has to finish before anyone else may take over.
-        self.trust = lease_seconds * 0.75
+        self._count_script = self._client.register_script(COUNT_LUA)
+        self.gate = ConnectGate(self._count, reserve_fraction=reserve_fraction, clock=clock)
+        # Renewing often keeps the last renewal recent when Redis stalls, so a stall costs less of the
+        # lease's remaining time (one small script per tick).
+        self.interval = lease_seconds / 10
+        # A renewed lease is ours until at least (renewal *sent* + lease time); it is trusted until the
+        # margin before that, which is the time disconnecting has to finish before anyone may take over.
+        self.margin = min(lease_seconds * MARGIN_SHARE, MARGIN_MAX)
+        self.trust = lease_seconds - self.margin
         self.share = len(self.accounts)
         self._held: set[str] = set()  # leases held, to be connected
         self._releasing: set[str] = set()  # leases held, to be disconnected and then handed back
@@ -249,20 +192,12 @@ class LeaseManager:
     async def _step(self) -> None:
         sent = self.clock()
         try:
-            async with asyncio.timeout(min(self.interval, 2.0)):
+            async with asyncio.timeout(self._tick_timeout(sent)):
                 wait = await self._tick_once(member=True)
         except LEASE_FAULTS as exc:
-            if self._failing_since is None:
-                self._failing_since = sent
-                log.warning("cannot renew account leases: %s", exc or type(exc).__name__)
-            self._retry = min(max(self._retry * 2, 0.1), self.interval)
-            wait = self._retry * random.uniform(0.8, 1.2)
+            wait = self._renewal_failed(sent, exc)
         else:
-            self._retry = 0.0
-            self._valid_until = sent + self.trust
-            if self._failing_since is not None:
-                log.warning("account leases renewed again after %.1fs", sent - self._failing_since)
-                self._failing_since = None
+            self._renewed(sent)
         self._check_deadline()
         if self._held or self._releasing:
             wait = min(wait, max(0.0, self._valid_until - self.clock()))
@@ -273,6 +208,29 @@ class LeaseManager:
             pass
         self._wake.clear()
         self._check_deadline()
+
+    def _tick_timeout(self, now: float) -> float:
+        if self._failing_since is not None and (self._held or self._releasing):
+            # Renewals are late: keep one waiting right up to the deadline, so that it lands the moment
+            # a stalled Redis answers again (the client's socket timeout still ends a dead connection).
+            return max(0.01, self._valid_until - now)
+        return min(self.interval, 2.0)
+
+    def _renewal_failed(self, sent: float, exc: BaseException) -> float:
+        """Late is not lost: keep receiving until the deadline; returns how long to wait to retry."""
+        if self._failing_since is None:
+            self._failing_since = sent
+            left = max(0.0, self._valid_until - sent) if self._held or self._releasing else 0.0
+            log.warning("cannot renew account leases (%s); still receiving for %.1fs", exc or type(exc).__name__, left)
+        self._retry = min(max(self._retry * 2, 0.05), self.interval / 2)
+        return self._retry * random.uniform(0.8, 1.2)
+
+    def _renewed(self, sent: float) -> None:
+        self._retry = 0.0
+        self._valid_until = sent + self.trust
+        if self._failing_since is not None:
+            log.warning("account leases renewed again after %.1fs", sent - self._failing_since)
+            self._failing_since = None
 
     def _stop_all(self) -> None:
         dropped = self._held | self._releasing | self._connected
@@ -409,6 +367,12 @@ class LeaseManager:
             self._wake.set()
 
     async def _connect(self, adapter: Adapter, account: str) -> None:
+        wait = await self.gate.check(adapter, account)
+        if wait is not None:
+            # Over the platform's session budget (the gate said so once): hand the lease back and leave
+            # the account alone until the platform's window resets.
+            self._give_back(account, wait, self.connect_backoff[0] / 2)
+            return
         try:
             ok = await adapter.connect(account)
         except Exception:
@@ -426,11 +390,28 @@ class LeaseManager:
             log.debug("cleaning up after a failed connect of %s", account, exc_info=True)
         lo, hi = self.connect_backoff
         delay = min(hi, (self._backoff.get(account, (0.0, lo / 2))[1]) * 2)
-        self._backoff[account] = (self.clock() + delay, delay)
+        self._give_back(account, delay, delay)
+        log.warning("%s refused the connection; retrying it in %.0fs", account, delay)
+
+    async def _count(self, account: str, budget: ConnectBudget, reserve: int) -> Decision | None:
+        """Count a connect of the account fleet-wide, unless it would eat into the reserve."""
+        try:
+            async with asyncio.timeout(min(self.interval, 2.0)):
+                raw: list[Any] = await self._count_script(
+                    keys=[f"{self.prefix}identify:{account}"],
+                    args=[budget.total, budget.remaining, reserve, max(1, int(budget.reset_after * 1000))],
+                )
+        except LEASE_FAULTS as exc:
+            # The lease was just renewed, so this is a blip: the platform's figures alone decide.
+            log.debug("%s: connect count unavailable (%s)", account, exc)
+            return None
+        allow, used, first, pttl = (int(x) for x in raw)
+        return Decision(bool(allow), used, budget.total, reserve, max(0, pttl) / 1000, bool(first))
+
+    def _give_back(self, account: str, wait: float, delay: float) -> None:
+        """Release the account's lease and take it again no sooner than `wait` seconds from now;
+        `delay` is what the next failed connect doubles."""
+        self._backoff[account] = (self.clock() + wait, delay)
         if account in self._held:
             self._held.discard(account)
             self._releasing.add(account)
-        log.warning("%s refused the connection; retrying it in %.0fs", account, delay)
-
-
-# --- status -------------------------------------------------------------------------------------
