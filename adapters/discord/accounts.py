@@ -126,15 +126,17 @@ class Accounts:
         acct = self.by_name.get(account)
         return acct.persona_id if acct is not None else None
 
-    async def connect_budget(self, account: str) -> tuple[int, int] | None:
-        """(remaining, total) IDENTIFYs Discord allows the account's token now (``GET /gateway/bot``
-        ``session_start_limit``); None for an account without a working token or when asking fails."""
+    async def connect_budget(self, account: str) -> tuple[int, int, float] | None:
+        """(remaining, total, seconds until the window resets) of the IDENTIFYs Discord allows the
+        account's token (``GET /gateway/bot`` ``session_start_limit``); None for an account without a
+        working token or when asking fails."""
         acct = self.by_name.get(account)
         if acct is None or acct.sender is None:
             return None
         try:
             _, _, limit = await acct.sender.http.get_bot_gateway()
-            return int(limit["remaining"]), int(limit["total"])
+            # reset_after is in milliseconds.
+            return int(limit["remaining"]), int(limit["total"]), float(limit["reset_after"]) / 1000
         except (discord.DiscordException, aiohttp.ClientError, OSError, KeyError, TypeError, ValueError) as exc:
             log.warning("discord: could not read %s's connect budget: %s", account, exc)
             return None

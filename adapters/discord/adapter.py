@@ -64,7 +64,7 @@ class DiscordAdapter:
         self.edit_interval = edit_interval
         self._personas = {p.id: p for p in personas}
         self._fleet: FleetView | None = None
-        self._budgets: dict[str, tuple[float, tuple[int, int]]] = {}  # account -> (read at, budget)
+        self._budgets: dict[str, tuple[float, tuple[int, int, float]]] = {}  # account -> (read at, budget)
         self._tasks = Tasks()
         self._sync = CommandSync(command_state or config.command_state_file or default_command_state())
         self._accounts = Accounts(config, personas, self.make_client, self._tasks, ready_timeout=ready_timeout)
@@ -144,9 +144,9 @@ class DiscordAdapter:
         self._budgets.pop(account, None)
         return await self._accounts.connect(account)
 
-    async def connect_budget(self, account: str) -> tuple[int, int] | None:
-        """(remaining, total) gateway connects Discord allows the account now, read briefly cached;
-        None when it cannot be read."""
+    async def connect_budget(self, account: str) -> tuple[int, int, float] | None:
+        """(remaining, total, seconds until reset) gateway connects Discord allows the account now, read
+        briefly cached; None when it cannot be read. The lease manager keeps a reserve of them."""
         cached = self._budgets.get(account)
         if cached is not None and self._now() - cached[0] < BUDGET_TTL:
             return cached[1]
