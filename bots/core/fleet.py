@@ -20,13 +20,14 @@ from typing import Any
 
 from bots.config import FleetConfig
 from bots.core.brain import Brain
+from bots.core.claims import ClaimKeeper, StoreDedupe
 from bots.core.commands import OPTED_OUT_COMMANDS, run_command
 from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message
 from bots.core.gate import Gate
 from bots.core.plan import Decision, Plan
-from bots.core.ports import Adapter, RateLimiter, Store, Turn
+from bots.core.ports import Adapter, Claims, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
 from bots.core.triggers import TriggerIndex
 from bots.core.usage import UsageMeter
@@ -48,6 +49,7 @@ class Fleet:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        claims: Claims | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -73,6 +75,8 @@ class Fleet:
         self.gate = Gate(self)
         self.chains = ChainBudget()
         self.delivery = Delivery(self)
+        # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
+        self.keeper = ClaimKeeper(self, claims or StoreDedupe(store))
         self.load(personas)
 
     # --- personas ---------------------------------------------------------------------------------
@@ -105,6 +109,7 @@ class Fleet:
         """Start every adapter; with connect, also start receiving on every account (no leasing)."""
         for adapter in self.adapters.values():
             await adapter.start(self)
+        self.keeper.start()
         if connect:
             for adapter in self.adapters.values():
                 for account in adapter.accounts():
@@ -131,6 +136,7 @@ class Fleet:
                 await asyncio.wait(list(self._tasks), timeout=left)
             if self._tasks:
                 await self.delivery.cut(list(self._tasks))
+        await self.keeper.close()
         for adapter in list(self.adapters.values()):
             try:
                 await adapter.stop()
@@ -153,9 +159,22 @@ class Fleet:
             return
         self.execute(plan)
 
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
     def execute(self, plan: Plan) -> None:
+        self.keeper.opened(plan)
         for action in plan.actions:
-            self._spawn(self.delivery.perform(action))
+            self._spawn(self._perform(plan.event.key, action))
+
+    async def _perform(self, key: str, action: Action) -> None:
+        outcome = "cancelled"
+        try:
+            outcome = await self.delivery.perform(action)
+        finally:
+            # The event's claim is done once every action of its plan has an outcome.
+            self.keeper.settled(key, action, outcome)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -165,9 +184,29 @@ class Fleet:
     async def handle(self, event: Event, now: float | None = None) -> Plan:
         now = self.clock() if now is None else now
         plan = Plan(event=event, at=now)
-        if not await self.store.first_seen(event.key, self.config.fleet.dedupe_seconds, now):
+        if not await self.keeper.claim(event, now):
             plan.note = "duplicate"
             return plan
+        try:
+            return await self._decide(plan, now)
+        except Exception:
+            self.keeper.abandon(event.key)
+            raise
+
+    async def resume(self, event: Event, actions: Sequence[Action] | None) -> None:
+        """Finish answering an event whose claim this process took over from one that died: carry out
+        the actions it had decided, or decide afresh if it died first (its turn is in history already)."""
+        now = self.clock()
+        plan = Plan(event=event, at=now, note="taken over")
+        if actions is None:
+            plan = await self._decide(plan, now, remember=False)
+        else:
+            plan.actions.extend(actions)
+            self._record(plan)
+        self.execute(plan)
+
+    async def _decide(self, plan: Plan, now: float, *, remember: bool = True) -> Plan:
+        event = plan.event
         if await self._opted_out(event):
             # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
             plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
@@ -177,7 +216,8 @@ class Fleet:
         elif event.author.is_bot and event.author.persona_id is None and self.config.fleet.ignore_foreign_bots:
             return self._record(self._ignored(plan, "foreign_bot", event))
         else:
-            await self._remember(event, now)
+            if remember:
+                await self._remember(event, now)
             await route(self, event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)
