@@ -34,6 +34,8 @@ log = logging.getLogger("botfleet.claims")
 TAKE_BATCH = 20
 # How long a shutdown waits for the last claim writes (each is bounded by the store's own timeout).
 CLOSE_SECONDS = 5.0
+# The note of a plan for an event already claimed (Fleet.handle).
+DUPLICATE = "duplicate"
 
 
 class StoreDedupe:
@@ -107,8 +109,8 @@ class ClaimKeeper:
 
     def opened(self, plan: Plan) -> None:
         """The plan is about to be carried out: record its actions, or finish at once if it has none."""
-        if not self.claims.shared:
-            return
+        if not self.claims.shared or plan.note == DUPLICATE:
+            return  # a duplicate's claim is somebody else's business (or this process's, elsewhere)
         key = plan.event.key
         if not plan.actions:
             self._write(key, partial(self.claims.done, key, self.owner))

@@ -20,7 +20,7 @@ from typing import Any
 
 from bots.config import FleetConfig
 from bots.core.brain import Brain
-from bots.core.claims import ClaimKeeper, StoreDedupe
+from bots.core.claims import DUPLICATE, ClaimKeeper, StoreDedupe
 from bots.core.commands import OPTED_OUT_COMMANDS, run_command
 from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
@@ -185,7 +185,7 @@ class Fleet:
         now = self.clock() if now is None else now
         plan = Plan(event=event, at=now)
         if not await self.keeper.claim(event, now):
-            plan.note = "duplicate"
+            plan.note = DUPLICATE
             return plan
         try:
             return await self._decide(plan, now)
