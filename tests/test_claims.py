@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 
+from bots.config import FleetConfig
+from bots.core.brain import Brain
 from bots.core.codec import BadPayload, decode_claim, encode_claim
-from bots.core.events import Author, Command, Message, Notice, React, Reply
-from bots.core.ports import Claims
+from bots.core.events import Action, Author, Command, Message, Notice, React, Reply
+from bots.core.fleet import Fleet
+from bots.core.ports import Chunk, Claims, LLMClient, LLMRequest
+from bots.llm.canned import CannedClient
 from bots.state.claims import MemoryClaims
+from bots.state.memory import MemoryRateLimiter, MemoryStore
 from bots.state.redis import RedisHealth, make_client
 from bots.state.redis.claims import FallbackClaims, RedisClaims
+from tests.conftest import RecordingAdapter, msg, persona
 
 LEASE = 0.3
 KEEP = 60.0
@@ -59,7 +67,9 @@ async def test_first_claim_wins_and_a_second_arrival_is_a_duplicate(backend: Bac
 
 
 async def test_concurrent_claims_admit_one(backend: Backend) -> None:
-    got = await asyncio.gather(*(backend.claims.claim("tg:race", "p", f"o{i}", LEASE, KEEP, backend.now) for i in range(20)))
+    got = await asyncio.gather(
+        *(backend.claims.claim("tg:race", "p", f"o{i}", LEASE, KEEP, backend.now) for i in range(20))
+    )
     assert sum(got) == 1
 
 
@@ -184,7 +194,7 @@ def test_events_and_actions_survive_the_codec() -> None:
         parent_channel="lounge",
         root="telegram:-100:4",
     )
-    actions = [
+    actions: list[Action] = [
         Reply("skeptic", "telegram", "-100", "5", "mention", delay=1.5, to_user="7", footer="(AI)", queue="q"),
         React("nerd", "telegram", "-100", "5", "👍", "keyword"),
         Notice("telegram", "-100", "done", reply_to="5", private=True, to_user="7", command_id="c1"),
@@ -203,3 +213,114 @@ def test_the_codec_ignores_unknown_fields_and_refuses_garbage() -> None:
     for bad in ("", "[]", '{"event": {"type": "Nope"}, "actions": null}', '{"event": {"type": "Message"}}'):
         with pytest.raises(BadPayload):
             decode_claim(bad)
+
+
+# --- the fleet's side: in-process fleets sharing Redis claims ---------------------------------------
+
+
+class GatedLLM:
+    """Writes "ok" once `go` is set: a reply stays in flight for as long as a test wants."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.asked = 0
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        self.asked += 1
+        await self.go.wait()
+        yield Chunk(text="ok", finish_reason="stop")
+
+    async def close(self) -> None:
+        return None
+
+
+def claiming_fleet(client: Redis, prefix: str, llm: LLMClient, **rules: Any) -> tuple[Fleet, RecordingAdapter]:
+    cfg = FleetConfig.model_validate({"fleet": {"reply_delay_seconds": [0, 0], "lease_seconds": 1, **rules}})
+    fleet = Fleet(
+        cfg,
+        [persona("skeptic")],
+        store=MemoryStore(),
+        limiter=MemoryRateLimiter(),
+        brain=Brain(llm, cfg.llm),
+        claims=RedisClaims(client, prefix=prefix),
+    )
+    adapter = RecordingAdapter()
+    fleet.attach(adapter)
+    return fleet, adapter
+
+
+async def until(cond: Callable[[], object], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest_asyncio.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[Redis]:
+    client = make_client(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def pending(client: Redis, prefix: str) -> list[str]:
+    return [k.decode() if isinstance(k, bytes) else str(k) for k in await client.zrange(f"{prefix}claims", 0, -1)]
+
+
+async def test_a_claim_stays_pending_and_renewed_until_the_reply_is_sent(
+    redis_client: Redis, redis_prefix: str
+) -> None:
+    llm = GatedLLM()
+    a, sent = claiming_fleet(redis_client, redis_prefix, llm)
+    b, _ = claiming_fleet(redis_client, redis_prefix, CannedClient("ok"))
+    await a.start(connect=False)
+    await b.start(connect=False)
+    try:
+        event = msg("@skeptic hello?")
+        await a.dispatch(event)
+        # The same message arriving again (a second bot account received it) is a duplicate, and
+        # must not finish the claim of the first arrival.
+        await a.dispatch(event)
+        await b.dispatch(event)
+        await until(lambda: llm.asked)
+        # Two lease times: A renews, so nobody takes it over.
+        await asyncio.sleep(2.0)
+        assert await pending(redis_client, redis_prefix) == [event.key]
+        assert b.keeper.taken_over == 0
+        llm.go.set()
+        await until(lambda: sent.replies)
+        # Done once replied; its echo (the persona's own message) has no actions and is done at once.
+        for _ in range(100):
+            if not await pending(redis_client, redis_prefix):
+                break
+            await asyncio.sleep(0.02)
+        assert await pending(redis_client, redis_prefix) == []
+        assert len(sent.replies) == 1
+    finally:
+        await a.stop(0)
+        await b.stop(0)
+
+
+async def test_a_clean_stop_hands_back_what_it_had_not_started(redis_client: Redis, redis_prefix: str) -> None:
+    a, sent_a = claiming_fleet(redis_client, redis_prefix, CannedClient("from a"), reply_delay_seconds=[30, 30])
+    b, sent_b = claiming_fleet(redis_client, redis_prefix, CannedClient("from b"))
+    await a.start(connect=False)
+    try:
+        event = msg("@skeptic anyone?")
+        await a.dispatch(event)
+        await until(lambda: a.replying == 0 and a._tasks)
+        # Shutting down with the reply still waiting out its delay: cancelled, so handed back.
+        await a.stop(0)
+        assert sent_a.replies == []
+        await b.start(connect=False)
+        await until(lambda: sent_b.replies, within=5)
+        ((reply, text),) = sent_b.replies
+        assert reply.reply_to == event.id and text.startswith("from b")
+        # B carried out the action A had decided (not deciding afresh), without A's delay again.
+        plan = b.audit[event.key]
+        assert plan.note == "taken over" and plan.decisions == []
+        assert reply.delay == 0
+    finally:
+        await b.stop(0)

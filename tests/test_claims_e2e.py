@@ -15,7 +15,7 @@ from pathlib import Path
 from bots.ops.leasestatus import read_leases
 from bots.state.redis import make_client
 from tests.fakes.openai_server import Delay, FakeOpenAI
-from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.redis_server import RedisServer
 from tests.test_leases import ROOT, TG_ACCOUNTS, TG_PERSONAS, TG_TOKENS
 
@@ -115,7 +115,7 @@ async def test_a_message_being_answered_survives_sigkill(
             held.clear()
             held.update({x.account: x.holder for x in leases if x.holder})
 
-        def skeptic_replies() -> list[object]:
+        def skeptic_replies() -> list[SentMessage]:
             return [s for s in fake.sent(group["id"]) if s.bot_username == "skeptic_bot"]
 
         async def holds_all(pid: int) -> bool:

@@ -193,7 +193,7 @@ class ClaimKeeper:
             self.abandon(key)
             return
         self.taken_over += 1
-        log.warning("taking over %s from a process that stopped answering it", key)
+        log.warning("taking over %s: the process answering it died or handed it back", key)
         try:
             await self.fleet.resume(event, actions)
         except Exception:

@@ -24,7 +24,7 @@ from bots.core.claims import DUPLICATE, ClaimKeeper, StoreDedupe
 from bots.core.commands import OPTED_OUT_COMMANDS, run_command
 from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
-from bots.core.events import Action, Command, Event, Message
+from bots.core.events import Action, Command, Event, Message, Reply
 from bots.core.gate import Gate
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Claims, RateLimiter, Store, Turn
@@ -201,7 +201,8 @@ class Fleet:
         if actions is None:
             plan = await self._decide(plan, now, remember=False)
         else:
-            plan.actions.extend(actions)
+            # The message has waited a lease time already: no reply waits out its pause again.
+            plan.actions.extend(dataclasses.replace(a, delay=0.0) if isinstance(a, Reply) else a for a in actions)
             self._record(plan)
         self.execute(plan)
 
