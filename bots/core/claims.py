@@ -16,7 +16,7 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -79,7 +79,6 @@ class _Open:
     # Cancelled by a shutdown: handed back for another process instead of done.
     cancelled: bool = False
     lost: bool = False
-    writes: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 class ClaimKeeper:
@@ -186,6 +185,8 @@ class ClaimKeeper:
             await self._take_over(key, payload)
 
     async def _take_over(self, key: str, payload: str) -> None:
+        if key in self._open:
+            return  # its own claim, whose renewal came late: it is being answered here already
         try:
             event, actions = decode_claim(payload)
         except BadPayload as exc:
