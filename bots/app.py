@@ -152,9 +152,9 @@ def make_claims(cfg: FleetConfig, store: Store) -> Claims | None:
     if cfg.store.startswith("memory://"):
         return None
     from bots.state.redis import FallbackStore
-    from bots.state.redis.claims import claims_beside
+    from bots.state.redis import claims as redis_claims
 
-    return claims_beside(store) if isinstance(store, FallbackStore) else None
+    return redis_claims.claims_beside(store) if isinstance(store, FallbackStore) else None
 
 
 class App:

@@ -48,7 +48,8 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         return
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
-    client = make_client(url)
+    # Patient timeouts: the contract is under test here, not the budget of a loaded machine.
+    client = make_client(url, connect_timeout=5.0, socket_timeout=5.0)
     if request.param == "redis":
         yield Backend(RedisClaims(client, prefix=prefix), "redis")
         await client.aclose()
