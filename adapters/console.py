@@ -2,15 +2,25 @@
 
 Each input line is a message from `you` in channel `console`; `/cmd args` is a command and
 `@name` mentions a persona. Persona messages print as `[Display Name] text`.
+
+On a terminal (stdin and stdout both ttys) the room has a prompt that nothing writes over, and
+replies appear line by line as they are written (adapters.console_terminal); piped input is read
+line by line and each reply printed when it is finished, as scripts and tests expect.
+
+Only the fleet's own lines start with `[`: the continuation lines of a reply or notice are indented,
+and control characters are dropped, so a model that writes "\n[The Skeptic] ..." or
+"[botfleet] Your data has been deleted" cannot print a line that looks like another speaker's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
+import secrets
 import sys
 import threading
-from collections.abc import AsyncIterator
-from typing import TextIO
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, TextIO
 
 from bots.core.brain import IncompleteReply
 from bots.core.events import Author, Command, Message, Notice, React, Reply, Sent
@@ -18,14 +28,45 @@ from bots.core.ports import FleetView
 from bots.core.text import at_names
 from bots.persona import Persona
 
+if TYPE_CHECKING:
+    from adapters.console_terminal import Screen
+
 YOU = Author(id="you", name="you", is_admin=True)
+
+# What a continuation line starts with: never "[", so it cannot pass for a speaker's first line.
+INDENT = "    "
+# Terminal controls (escape sequences, backspace, bell...) after splitting on every line break; a tab stays.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# The feed post command exists only here (Discord and Telegram posts are messages in a feed channel),
+# so the shared command table does not list it; /help on the console does.
+POST_HELP = "/post: Post to the console feed; its followers comment: /post <text>"
+
+
+def framed(speaker: str, text: str) -> str:
+    """`[speaker] first line`, the other lines indented: one speaker per `[` at the start of a line."""
+    lines = [_CONTROL.sub("", line) for line in text.splitlines()] or [""]
+    head = f"[{_CONTROL.sub('', ' '.join(speaker.splitlines()))}] {lines[0]}"
+    return "\n".join([head, *(f"{INDENT}{line}" if line.strip() else "" for line in lines[1:])])
 
 
 class ConsoleAdapter:
     platform = "console"
     text_limit = 100_000
 
-    def __init__(self, stdin: TextIO | None = None, stdout: TextIO | None = None, channel: str = "console"):
+    def __init__(
+        self,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        channel: str = "console",
+        *,
+        interactive: bool | None = None,
+    ):
+        if interactive is None:
+            interactive = stdin is None and stdout is None and sys.stdin.isatty() and sys.stdout.isatty()
+        # A person at a terminal, rather than a pipe: the prompt, and replies streamed.
+        self.interactive = interactive
+        self._screen: Screen | None = None
+        self._above_prompt: Callable[[str], None] | None = None
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.channel = channel
@@ -33,9 +74,22 @@ class ConsoleAdapter:
         self._fleet: FleetView | None = None
         self._reader: asyncio.Task[None] | None = None
         self._count = 0
+        # Message ids are unique per process run: two consoles on one Redis, or a restart within the
+        # dedupe window, would otherwise reuse "1", "2"... and the dedupe would drop their lines.
+        self.run_id = secrets.token_hex(3)
+        self._help_ids: set[str] = set()
 
     async def start(self, fleet: FleetView) -> None:
         self._fleet = fleet
+        self._print(
+            f"[botfleet] console room; message ids this run are {self.run_id}-1, {self.run_id}-2, ..."
+            " (for botfleet why console ID)"
+        )
+        if self.interactive:
+            # Only a terminal session pays for importing prompt_toolkit (a quarter of a second).
+            from adapters.console_terminal import Screen
+
+            self._screen = Screen(self._write)
         self._reader = asyncio.create_task(self._read())
 
     def accounts(self) -> list[str]:
@@ -54,6 +108,23 @@ class ConsoleAdapter:
         self.closed.set()
 
     async def _read(self) -> None:
+        if self.interactive:
+            await self._prompt()
+        else:
+            await self._pump()
+        self.closed.set()
+
+    async def _prompt(self) -> None:
+        from adapters.console_terminal import typed_lines  # prompt_toolkit: see start()
+
+        async for line in typed_lines(self._set_above_prompt):
+            if line.strip():
+                await self.say(line.strip())
+
+    def _set_above_prompt(self, write: Callable[[str], None] | None) -> None:
+        self._above_prompt = write
+
+    async def _pump(self) -> None:
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -70,18 +141,19 @@ class ConsoleAdapter:
             line = line.strip()
             if line:
                 await self.say(line)
-        self.closed.set()
 
     def event_for(self, line: str) -> Message | Command:
         assert self._fleet is not None
         self._count += 1
-        mid = str(self._count)
+        mid = f"{self.run_id}-{self._count}"
         is_post = line.startswith("/post ")
         if is_post:
             # A post to the console feed: the followers' cascade instead of trigger routing.
             line = line.removeprefix("/post ").strip()
         elif line.startswith("/"):
             name, _, args = line[1:].partition(" ")
+            if name.lower() == "help":
+                self._help_ids.add(mid)
             return Command(
                 platform=self.platform,
                 id=mid,
@@ -109,25 +181,60 @@ class ConsoleAdapter:
         await self._fleet.dispatch(self.event_for(line))
 
     def _print(self, line: str) -> None:
-        self.stdout.write(line + "\n")
+        if self._screen is not None:
+            self._screen.say(line)
+        else:
+            self._write(line)
+
+    def _write(self, text: str) -> None:
+        if self._above_prompt is not None:
+            self._above_prompt(text)
+            return
+        self.stdout.write(text + "\n")
         self.stdout.flush()
 
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
+        if self._screen is not None:
+            return await self._deliver_live(self._screen, persona, snapshots)
         text = ""
         try:
             async for snapshot in snapshots:
                 text = snapshot
         except IncompleteReply as cut:
             if cut.partial:
-                self._print(f"[{persona.name}] {cut.partial} [cut off]")
+                self._print(framed(persona.name, f"{cut.partial} [cut off]"))
             return Sent(complete=False)
+        self._print(framed(persona.name, text))
+        return self._sent(text)
+
+    def _sent(self, text: str) -> Sent:
         self._count += 1
-        mid = f"r{self._count}"
-        self._print(f"[{persona.name}] {text}")
-        return Sent(message_ids=(mid,), text=text)
+        return Sent(message_ids=(f"{self.run_id}-r{self._count}",), text=text)
+
+    async def _deliver_live(self, screen: Screen, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
+        from adapters.console_terminal import LiveReply  # loaded by start() already
+
+        live = LiveReply(screen, persona.name)
+        text = ""
+        try:
+            async for snapshot in snapshots:
+                text = snapshot
+                live.grow(text)
+            live.finish(text)
+        except IncompleteReply as cut:
+            if cut.partial:
+                live.finish(f"{cut.partial} [cut off]")
+            return Sent(complete=False)
+        finally:
+            live.close()
+        return self._sent(text)
 
     async def react(self, react: React, persona: Persona) -> None:
-        self._print(f"[{persona.name} reacted {react.emoji}]")
+        self._print(framed(f"{persona.name} reacted {react.emoji}", "").rstrip())
 
     async def notify(self, notice: Notice) -> None:
-        self._print(f"[botfleet] {notice.text}")
+        text = notice.text
+        if notice.command_id is not None and notice.command_id in self._help_ids:
+            self._help_ids.discard(notice.command_id)
+            text = f"{text}\n{POST_HELP}"
+        self._print(framed("botfleet", text))

@@ -42,7 +42,8 @@ class Platform:
     restart_only: tuple[str, ...] = ()
 
     def settings(self, cfg: FleetConfig) -> Any:
-        return getattr(cfg.adapters, self.name)
+        # A platform known only to this registry has no declared field: its section may be absent.
+        return getattr(cfg.adapters, self.name, None) or self.settings_model()
 
     def config_token(self, cfg: FleetConfig) -> str:
         return str(getattr(self.settings(cfg), "token", "") or "")

@@ -3,7 +3,9 @@
 For N synthetic personas with 5 triggers each (mention, keywords, regex, reply, free-will chance)
 it prints one JSON line per size:
 {"personas": N, "msgs_per_s": x, "us_per_msg": y, "naive_msgs_per_s": z, "speedup": x/z}
-Run: python bench/route.py [--sizes 10,100,1000,10000] [--seconds 1.0]
+then one line for a hostile 1 MB message routed at --big-personas personas (RE2 keeps it linear):
+{"big_message_bytes": 1000000, "personas": 1000, "ms": t, "target_ms": 50}
+Run: python bench/route.py [--sizes 10,100,1000,10000] [--seconds 1.0] [--big-personas 1000]
 """
 
 from __future__ import annotations
@@ -139,10 +141,38 @@ def rate(fn, msgs: list[Message], seconds: float) -> float:
             return n / (now - start)
 
 
+def big_message(size: int, rng: random.Random) -> Message:
+    """About `size` characters of chat with keywords, a regex hit and a run that makes (a+)+$ backtrack."""
+    words: list[str] = []
+    length = 0
+    while length < size:
+        w = rng.choice(FILLER) if rng.random() < 0.999 else word(rng.randrange(VOCAB_SIZE))
+        words.append(w)
+        length += len(w) + 1
+    text = (" ".join(words) + " " + "a" * 36 + "!")[-size:]
+    return Message(platform="bench", id="big", channel="c", author=Author(id="u1", name="user"), text=text)
+
+
+def route_big(n: int, size: int, repeats: int = 5) -> dict[str, float | int]:
+    rng = random.Random(n)
+    ps = personas(n, rng)
+    # One persona with a catastrophic-backtracking trigger (no literal anchor: it runs on every message).
+    ps.append(Persona.model_validate({"id": "evil", "name": "Evil", "prompt": "x", "triggers": [{"regex": "(a+)+$"}]}))
+    index = TriggerIndex(ps)
+    msg = big_message(size, rng)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        index.match(msg, random.Random(1))
+        best = min(best, time.perf_counter() - start)
+    return {"big_message_bytes": len(msg.text.encode()), "personas": n, "ms": round(best * 1e3, 1), "target_ms": 50}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10,100,1000,10000")
     ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--big-personas", type=int, default=1000, help="0: skip the 1 MB message case")
     args = ap.parse_args()
     for n in (int(s) for s in args.sizes.split(",")):
         rng = random.Random(n)
@@ -168,6 +198,8 @@ def main() -> None:
             ),
             flush=True,
         )
+    if args.big_personas:
+        print(json.dumps(route_big(args.big_personas, 1_000_000)), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from adapters.registry import PLATFORMS
 from bots.config import FleetConfig, LLMConfig
 from bots.core.brain import Brain
 from bots.core.fleet import Fleet
-from bots.core.ports import Adapter, Claims, LLMClient, RateLimiter, Store
+from bots.core.ports import Adapter, Claims, LLMClient, Pacer, RateLimiter, Store
 from bots.llm.breaker import RetryBudget
 from bots.llm.canned import CannedClient
 from bots.llm.local import LocalClient, local_available
@@ -107,6 +107,15 @@ def make_state(cfg: FleetConfig, *, redis_prefix: str | None = None) -> tuple[St
     return open_redis_state(cfg, prefix=PREFIX if redis_prefix is None else redis_prefix)
 
 
+def make_pacer(store: Store) -> Pacer | None:
+    """Pacing shared through Redis when the store is Redis (any process may post as any account)."""
+    if isinstance(store, MemoryStore):
+        return None
+    from bots.state.redis import pacer_for  # redis-py loads only for a Redis store, as in make_state
+
+    return pacer_for(store)
+
+
 def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None) -> list[Adapter]:
     """Platform adapters with a token; the console room when none has one (or when asked for)."""
     wanted = _known(only or [])
@@ -144,7 +153,10 @@ def build_fleet(
 ) -> Fleet:
     store, limiter = state or make_state(cfg)
     brain = Brain(llm or make_llm(cfg), cfg.llm)
-    return Fleet(cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng, claims=make_claims(cfg, store))
+    claims = make_claims(cfg, store)
+    return Fleet(
+        cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng, pacer=make_pacer(store), claims=claims
+    )
 
 
 def make_claims(cfg: FleetConfig, store: Store) -> Claims | None:

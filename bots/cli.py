@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.handlers
 import os
 import stat
 import sys
@@ -24,15 +25,70 @@ from bots.simulate import simulate
 log = logging.getLogger("botfleet")
 
 
-def setup_logging(level: str = "INFO") -> None:
+LOG_FILE = "botfleet.log"
+
+
+class TerminalHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Writes to sys.stderr as it is at each line: under the console's prompt that is prompt_toolkit's
+    proxy, which prints above the line being typed instead of over it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def setup_logging(level: str = "INFO", *, hold: bool = False) -> None:
+    """Log to stderr; with hold, keep the lines until settle_logging knows whether a person is typing
+    into the console on this terminal (then they go to a file instead of into the chat)."""
+    handler: logging.Handler = TerminalHandler()
+    if hold:
+        handler = logging.handlers.MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
     # httpx logs request URLs, and Telegram URLs carry the bot token.
     for noisy in ("httpx", "httpx2", "httpcore", "telegram.ext", "discord", "openai", "hpack"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def settle_logging(log_file: Path | None) -> str | None:
+    """Replace the held handler (if any) by where the lines go now, and replay what it kept: with
+    log_file, a file plus warnings on the terminal, else the terminal. Returns what to tell the user."""
+    root = logging.getLogger()
+    held = next((h for h in root.handlers if isinstance(h, logging.handlers.MemoryHandler)), None)
+    if held is None:
+        return None
+    terminal = TerminalHandler()
+    handlers: list[logging.Handler] = [terminal]
+    said = None
+    if log_file is not None:
+        terminal.setLevel(logging.WARNING)
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+            said = f"botfleet: log lines go to {log_file}; warnings also show here"
+        except OSError as exc:
+            said = f"botfleet: cannot write {log_file} ({exc.strerror}); only warnings show here"
+    for handler in handlers:
+        handler.setFormatter(held.formatter)
+        for f in held.filters:
+            handler.addFilter(f)
+        root.addHandler(handler)
+    root.removeHandler(held)
+    for record in held.buffer:
+        for handler in handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+    held.close()
+    return said
+
+
+def log_file_beside(config: Path | None) -> Path:
+    return (config or Path("config.yaml")).resolve().parent / LOG_FILE
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -75,6 +131,10 @@ async def _run(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"botfleet: {exc}", file=sys.stderr)
         return 2
+    # A person typing into the console on this terminal: log lines would land in the chat.
+    typing = any(getattr(a, "interactive", False) for a in adapters)
+    if said := settle_logging(log_file_beside(args.config) if typing else None):
+        print(said, file=sys.stderr)
     if [a.platform for a in adapters] == ["console"] and "console" not in (args.adapter or []) and not console_input():
         # Not even the console has anything to read (a container with stdin on /dev/null): idling would hide it.
         print("botfleet: no platform adapter has a token and there is no console input", file=sys.stderr)
@@ -90,8 +150,11 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
-    return asyncio.run(_run(args))
+    setup_logging(args.log_level, hold=sys.stdin.isatty() and sys.stdout.isatty())
+    try:
+        return asyncio.run(_run(args))
+    finally:
+        settle_logging(None)  # a run that ended before its adapters were known
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -110,6 +110,12 @@ class TelegramConfig(_Strict):
 
 
 class AdaptersConfig(_Strict):
+    """`adapters.<platform>` settings. The built-in platforms are declared here; a platform added to
+    adapters/registry.py alone arrives as an extra section that bots.loading validates against its
+    registry entry (this module is read by the core, so it must not import adapters/)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     console: ConsoleConfig = ConsoleConfig()
     discord: DiscordConfig = DiscordConfig()
     telegram: TelegramConfig = TelegramConfig()
@@ -157,20 +163,32 @@ class FeedConfig(_Strict):
 
 
 class FeedsConfig(_Strict):
+    """`feeds.<platform>`: a list of feed channels per platform. Sections of platforms beyond the
+    built-in ones are accepted with the same shape; bots.loading checks their names against the registry."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, tuple[FeedConfig, ...]] = Field(init=False)
+
     console: tuple[FeedConfig, ...] = ()
     discord: tuple[FeedConfig, ...] = ()
     telegram: tuple[FeedConfig, ...] = ()
 
+    def sections(self) -> dict[str, tuple[FeedConfig, ...]]:
+        """Every platform's feeds, declared and extra."""
+        declared = {name: getattr(self, name) for name in type(self).model_fields}
+        return declared | dict(self.model_extra or {})
+
     @property
     def any(self) -> bool:
-        return bool(self.console or self.discord or self.telegram)
+        return any(self.sections().values())
 
     def find(self, platform: str, names: tuple[str, ...]) -> FeedConfig | None:
         """The feed configured for a channel; on a platform with no section (simulate), any platform's."""
-        if platform in type(self).model_fields:
-            groups: tuple[tuple[FeedConfig, ...], ...] = (getattr(self, platform),)
+        sections = self.sections()
+        if platform in sections:
+            groups: tuple[tuple[FeedConfig, ...], ...] = (sections[platform],)
         else:
-            groups = (self.console, self.discord, self.telegram)
+            groups = tuple(sections.values())
         for feeds in groups:
             for feed in feeds:
                 if feed.channel in names:

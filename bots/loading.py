@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from pydantic import ValidationError
+
 from adapters import registry as platforms
 from bots.config import FleetConfig, load_config
 from bots.persona import Persona, load_personas
-from bots.yamlfile import ConfigError, Problem, line_of, load_yaml
+from bots.yamlfile import ConfigError, Problem, line_of, load_yaml, problems_from
 
 
 def load_all(config: Path | None) -> tuple[FleetConfig, list[Persona]]:
@@ -29,6 +31,8 @@ def load_all(config: Path | None) -> tuple[FleetConfig, list[Persona]]:
         problems.extend(exc.problems)
         personas = []
     if cfg is not None:
+        cfg, unknown = platform_sections(cfg, personas, config)
+        problems.extend(unknown)
         problems.extend(platform_problems(cfg, personas))
         problems.extend(feed_problems(cfg, personas, config))
     if problems or cfg is None:
@@ -47,6 +51,40 @@ def raw_personas_dir(config: Path | None) -> Path:
     return path.resolve().parent / (raw if isinstance(raw, str) and raw else "personas")
 
 
+def platform_sections(
+    cfg: FleetConfig, personas: list[Persona], config: Path | None
+) -> tuple[FleetConfig, list[Problem]]:
+    """Settings of platforms that only the registry knows (`adapters.<name>`, `feeds.<name>`, a persona's
+    `platforms.<name>`): validated against the registry entry, or reported when no platform has that name."""
+    problems: list[Problem] = []
+    path = config or Path("config.yaml")
+    lines = load_yaml(path)[1] if path.exists() else {}
+    known = ", ".join(platforms.names())
+    settings: dict[str, object] = {}
+    for name, raw in (cfg.adapters.model_extra or {}).items():
+        entry = platforms.PLATFORMS.get(name)
+        if entry is None:
+            where = line_of(lines, ("adapters", name))
+            problems.append(Problem(str(path), where, f"adapters.{name}", f"no such platform (known: {known})"))
+            continue
+        try:
+            settings[name] = entry.settings_model.model_validate(raw or {})
+        except ValidationError as exc:
+            problems.extend(problems_from(exc, str(path), lines, ("adapters", name)))
+    for name in cfg.feeds.model_extra or {}:
+        if name not in platforms.PLATFORMS:
+            where = line_of(lines, ("feeds", name))
+            problems.append(Problem(str(path), where, f"feeds.{name}", f"no such platform (known: {known})"))
+    for persona in personas:
+        for name in persona.platforms.model_extra or {}:
+            if name not in platforms.PLATFORMS:
+                file, where = persona.line_of("platforms", name)
+                problems.append(Problem(file, where, f"platforms.{name}", f"no such platform (known: {known})"))
+    if settings:
+        cfg = cfg.model_copy(update={"adapters": cfg.adapters.model_copy(update=settings)})
+    return cfg, problems
+
+
 def platform_problems(cfg: FleetConfig, personas: list[Persona]) -> list[Problem]:
     """Checks that depend on which platforms are in use (Telegram's fixed reaction emoji set)."""
     return platforms.check_problems(cfg, personas)
@@ -63,7 +101,7 @@ def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None
         Problem(
             str(path),
             line_of(lines, ("feeds", platform, n, "personas")),
-            f"feeds.{platform}[{n}].personas",
+            f"feeds.{platform}[{n + 1}].personas",
             f"no persona with id {pid!r}",
         )
         for platform, n, pid in missing
@@ -73,8 +111,8 @@ def feed_problems(cfg: FleetConfig, personas: list[Persona], config: Path | None
 def _unknown_feed_personas(cfg: FleetConfig, known: set[str]) -> list[tuple[str, int, str]]:
     """(platform, feed index, persona id) for each feed persona that does not exist."""
     missing: list[tuple[str, int, str]] = []
-    for platform in platforms.PLATFORMS:
-        for n, feed in enumerate(getattr(cfg.feeds, platform, ())):
+    for platform, feeds in cfg.feeds.sections().items():
+        for n, feed in enumerate(feeds):
             if feed.personas != "all":
                 missing.extend((platform, n, pid) for pid in feed.personas if pid not in known)
     return missing

@@ -8,16 +8,18 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from bots.yamlfile import ConfigError, Problem, load_yaml, problems_from
+from bots.core.regex import Regex, RegexError
+from bots.yamlfile import ConfigError, Problem, line_of, load_yaml, problems_from
 
 TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm")
 
 
 def _compiles(pattern: str | None) -> str | None:
+    # Compiled with the engine that will run it (RE2), so `check` refuses exactly what could not run.
     if pattern is not None:
         try:
-            re.compile(pattern)
-        except re.error as exc:
+            Regex(pattern)
+        except RegexError as exc:
             raise ValueError(f"invalid regular expression: {exc}") from None
     return pattern
 
@@ -135,6 +137,12 @@ class PlatformAccount(_Strict):
 
 
 class Platforms(_Strict):
+    """A persona's own account per platform. Platforms beyond the built-in ones are accepted with the
+    same shape; bots.loading checks their names against adapters/registry.py."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, PlatformAccount | None] = Field(init=False)
+
     discord: PlatformAccount | None = None
     telegram: PlatformAccount | None = None
 
@@ -161,8 +169,6 @@ class Persona(_Strict):
     _source: tuple[str, dict[Any, int]] = PrivateAttr(default=("", {}))
 
     def line_of(self, *loc: str | int) -> tuple[str, int]:
-        from bots.yamlfile import line_of
-
         file, lines = self._source
         return file, line_of(lines, loc)
 

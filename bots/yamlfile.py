@@ -17,8 +17,9 @@ Loc = tuple[str | int, ...]
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Problem:
+    # Field order is sort order: problems print grouped by file, then top to bottom.
     file: str
     line: int
     field: str
@@ -32,7 +33,8 @@ class ConfigError(Exception):
     """One or more problems in configuration files; str() prints them one per line."""
 
     def __init__(self, problems: Iterable[Problem]):
-        self.problems = list(problems)
+        # Sorted, so `check` reads top to bottom file by file whatever order the checks ran in.
+        self.problems = sorted(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
@@ -76,20 +78,40 @@ def _scalar(node: yaml.Node) -> Any:
 def load_yaml(path: Path, env: Any = None) -> tuple[Any, dict[Loc, int]]:
     """Parse a YAML file; returns the data (with ${VAR} filled in) and a map from field path to line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError([Problem(str(path), 0, "file", exc.strerror or str(exc))]) from None
     try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        problem = f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {column}); save the file as UTF-8"
+        raise ConfigError([Problem(str(path), line, "file", problem)]) from None
+    try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 0
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([Problem(str(path), line, "yaml", f"invalid YAML: {problem}")]) from None
+        raise ConfigError([_yaml_problem(str(path), text, exc)]) from None
     lines: dict[Loc, int] = {}
     if node is None:
         return None, lines
     return _walk(node, (), lines, env), lines
+
+
+def _yaml_problem(file: str, text: str, exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        line = mark.line + 1
+    elif isinstance(exc, yaml.reader.ReaderError):
+        # The reader (a control character, say) gives a character position, not a mark.
+        line = text.count("\n", 0, exc.position) + 1
+    else:
+        line = 0
+    if isinstance(exc, yaml.reader.ReaderError):
+        problem = f"character U+{exc.character:04X} is not allowed in YAML ({exc.reason}); remove it"
+    else:
+        problem = getattr(exc, "problem", None) or str(exc)
+    return Problem(file, line, "yaml", f"invalid YAML: {problem}")
 
 
 def line_of(lines: dict[Loc, int], loc: Loc) -> int:
@@ -101,10 +123,11 @@ def line_of(lines: dict[Loc, int], loc: Loc) -> int:
 
 
 def dotted(loc: Loc) -> str:
+    """`triggers[1].regex`: list items are numbered as a person counts them, the first is [1]."""
     out = ""
     for part in loc:
         if isinstance(part, int):
-            out += f"[{part}]"
+            out += f"[{part + 1}]"
         else:
             out += ("." if out else "") + str(part)
     return out or "(file)"

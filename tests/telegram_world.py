@@ -116,10 +116,11 @@ async def telegram_fleet(
     make_adapter: MakeAdapter | None = None,
     base_url: str | None = None,
     sleep: Callable[[float], Awaitable[object]] | None = None,
+    clock: Callable[[], float] | None = None,
     **rules: Any,
 ) -> AsyncIterator[World]:
     """The world above, running. `make_adapter` builds the adapter (as a harness would, say a subclass),
-    `base_url` overrides where the config points the bots, `sleep` replaces the fleet's sleep."""
+    `base_url` overrides where the config points the bots, `sleep` and `clock` replace the fleet's sleep and clock."""
     voices = Voices()
     async with FakeTelegram() as fake, FakeOpenAI(reply=voices) as ai:
         host = fake.add_bot(TOKENS["host"], "fleet_host_bot", "Fleet")
@@ -160,6 +161,8 @@ async def telegram_fleet(
         fleet = build_fleet(cfg, personas, llm=llm, rng=random.Random(7))
         if sleep is not None:
             fleet.sleep = sleep
+        if clock is not None:
+            fleet.clock = clock
         if make_adapter is not None:
             fleet.attach(make_adapter(fake, cfg.adapters.telegram, personas))
         else:

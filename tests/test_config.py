@@ -58,8 +58,8 @@ def test_persona_errors_name_file_line_and_field(tmp_path: Path) -> None:
         load_personas(d)
     lines = [str(p) for p in err.value.problems]
     assert f"{d / 'a.yaml'}:1: id: id must match [a-z0-9_-]+" in lines
-    assert any(line.startswith(f"{d / 'b.yaml'}:6: triggers[1]: a trigger has exactly one kind") for line in lines)
-    assert any(line.startswith(f"{d / 'b.yaml'}:8: triggers[2].regex: invalid regular expression") for line in lines)
+    assert any(line.startswith(f"{d / 'b.yaml'}:6: triggers[2]: a trigger has exactly one kind") for line in lines)
+    assert any(line.startswith(f"{d / 'b.yaml'}:8: triggers[3].regex: invalid regular expression") for line in lines)
     assert any(line.startswith(f"{d / 'b.yaml'}:10: limits.per_minute:") for line in lines)
     assert any(line.startswith(f"{d / 'c.yaml'}:") and "invalid YAML" in line for line in lines)
     assert any(line.startswith(f"{d / 'e.yaml'}:1: id: duplicate id") for line in lines)
@@ -91,7 +91,7 @@ def test_check_collects_config_and_persona_errors_together(tmp_path: Path, capsy
     cfg = write(tmp_path, "config.yaml", "personas_dir: personas\n")
     assert main(["check", "--config", str(cfg)]) == 2
     out = capsys.readouterr().out.splitlines()
-    assert any(line.startswith(f"{d / 'a.yaml'}:5: triggers[0].chance:") for line in out), out
+    assert any(line.startswith(f"{d / 'a.yaml'}:5: triggers[1].chance:") for line in out), out
     assert any(line.startswith(f"{d / 'b.yaml'}:4: limits.cooldown_seconds:") for line in out), out
 
 
@@ -111,7 +111,7 @@ def test_check_reports_persona_errors_even_when_the_config_is_broken(
     assert main(["check", "--config", str(cfg)]) == 2
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith(f"{cfg}:2: fleet.max_bot_chain:") for line in out), out
-    assert any(line.startswith(f"{d / 'a.yaml'}:5: triggers[0].chance:") for line in out), out
+    assert any(line.startswith(f"{d / 'a.yaml'}:5: triggers[1].chance:") for line in out), out
 
 
 def test_check_flags_feed_personas_that_do_not_exist(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,4 +122,4 @@ def test_check_flags_feed_personas_that_do_not_exist(tmp_path: Path, capsys: pyt
         "personas_dir: personas\nfeeds:\n  discord:\n    - {channel: f, personas: [a, skeptci]}\n",
     )
     assert main(["check", "--config", str(cfg)]) == 2
-    assert f"{cfg}:4: feeds.discord[0].personas: no persona with id 'skeptci'" in capsys.readouterr().out
+    assert f"{cfg}:4: feeds.discord[1].personas: no persona with id 'skeptci'" in capsys.readouterr().out

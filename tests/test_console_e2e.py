@@ -29,7 +29,9 @@ def write_fleet(tmp: Path, stream: bool) -> Path:
     cfg = tmp / "config.yaml"
     cfg.write_text(
         "personas_dir: personas\n"
-        f"llm: {{provider: openai, model: fake-gpt, timeout_seconds: 1, stream: {str(stream).lower()}}}\n"
+        # retry_ratio 1: every call may retry once, so the scripted 429 and 500 are retried from the start.
+        "llm: {provider: openai, model: fake-gpt, timeout_seconds: 1, retry_ratio: 1,"
+        f" stream: {str(stream).lower()}}}\n"
         "fleet: {reply_delay_seconds: [0, 0]}\n"
     )
     return cfg

@@ -154,6 +154,7 @@ async def running(
     fleet: JsonDict | None = None,
     feeds: JsonDict | None = None,
     llm: JsonDict | None = None,
+    about: JsonDict | None = None,
     seed: int = 7,
     command_state: Path | None = None,
 ) -> AsyncIterator[tuple[Fleet, DiscordAdapter]]:
@@ -173,7 +174,7 @@ async def running(
             },
             "feeds": {"discord": [], **(feeds or {})},
             # The disclosure line would end every first reply; the tests compare exact words.
-            "about": {"disclosure": ""},
+            "about": {"disclosure": "", **(about or {})},
         }
     )
     personas = default_personas() if personas is None else personas
@@ -425,7 +426,16 @@ async def test_panel_is_deferred_then_several_personas_answer_and_ask_autocomple
         before = len(world.persona_messages(world.general))
         chosen = [*question, {"name": "persona", "type": 3, "value": "skeptic"}]
         ask = await fake.send_interaction(HOST_TOKEN, world.general, world.alice, "ask", chosen)
-        new = await fake.wait_for(lambda: world.persona_messages(world.general)[before:])
+        await fake.wait_for(lambda: ask.original_message_id)
+
+        def answers_to_ask() -> list[JsonDict]:
+            # A late panel answer may still arrive: only what replies to /ask's message counts here.
+            said = world.persona_messages(world.general)[before:]
+            return [
+                m for m in said if (m.get("message_reference") or {}).get("message_id") == str(ask.original_message_id)
+            ]
+
+        new = await fake.wait_for(answers_to_ask)
         assert ask.callback_types == [5] and [world.author_of(m) for m in new] == ["skeptic"]
         assert fake.message(ask.original_message_id or 0)["content"].startswith("**alice** asked Skeptic:")
 
@@ -670,7 +680,11 @@ async def test_streaming_edits_at_most_once_a_second_and_a_cut_off_stream_is_mar
                 timeout=10,
             )
             assert cut[0]["content"].startswith("step0 step1")
-            assert fleet.persona_of("discord", cut[0]["id"]) is None  # not fed back as a finished turn
+            # What was shown stays in the conversation, without the mark (the model must not learn to write it).
+            await fake.wait_for(lambda: fleet.persona_of("discord", cut[0]["id"]) == "skeptic")
+            history = await fleet.store.history(f"discord:{world.general['id']}", 20)
+            (turn,) = [t for t in history if t.message_id == cut[0]["id"]]
+            assert turn.text == cut[0]["content"].removesuffix(f" {CUT_MARK}")
 
 
 def test_webhook_names_are_adjusted_to_what_discord_accepts() -> None:

@@ -246,6 +246,28 @@ async def test_invalid_token_raises_login_failure(world: World) -> None:
 
 
 @pytest.mark.asyncio
+async def test_gateway_bot_reports_each_bots_session_start_limit_and_identify_spends_one(world: World) -> None:
+    fake = world.fake
+    fake.set_session_start_limit(world.persona, total=1000, remaining=3, reset_after=60_000, max_concurrency=1)
+    async with running(PERSONA_TOKEN) as persona:
+        _, url, limit = await persona.http.get_bot_gateway()
+        assert url == fake.gateway_url
+        assert limit == {"total": 1000, "remaining": 2, "reset_after": 60_000, "max_concurrency": 1}
+    async with running(PERSONA_TOKEN):
+        pass
+    async with running(PERSONA_TOKEN), running(PERSONA_TOKEN):
+        pass
+    assert fake.session_start_limit(world.persona)["remaining"] == 0  # never below zero
+    # Per bot: the host's budget is untouched by the persona's connects.
+    assert fake.session_start_limit(world.host) == {
+        "total": 1000,
+        "remaining": 1000,
+        "reset_after": 0,
+        "max_concurrency": 1,
+    }
+
+
+@pytest.mark.asyncio
 async def test_denied_channel_raises_forbidden_and_is_recorded(world: World) -> None:
     fake = world.fake
     fake.deny_channel(world.general, world.persona)

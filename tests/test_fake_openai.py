@@ -159,3 +159,38 @@ async def test_custom_reply_and_models() -> None:
         models = await oai.models.list()
     assert resp.choices[0].message.content == "2 messages"
     assert [m.id for m in models.data] == ["fake-gpt"]
+
+
+@pytest.mark.asyncio
+async def test_content_filter_is_a_bad_request_with_its_code(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    fake.script(Status.content_filter())
+    with pytest.raises(openai.BadRequestError) as exc:
+        await oai.chat.completions.create(model="fake-gpt", messages=MESSAGES)
+    assert exc.value.status_code == 400 and exc.value.code == "content_filter"
+
+
+@pytest.mark.asyncio
+async def test_fallback_answers_every_request_once_the_script_is_used_up(
+    fake: FakeOpenAI, oai: openai.AsyncOpenAI
+) -> None:
+    fake.fallback = Status.server_error(503)
+    for _ in range(3):
+        with pytest.raises(openai.InternalServerError):
+            await oai.chat.completions.create(model="fake-gpt", messages=MESSAGES)
+    fake.fallback = None
+    resp = await oai.chat.completions.create(model="fake-gpt", messages=MESSAGES)
+    assert resp.choices[0].finish_reason == "stop"
+
+
+@pytest.mark.asyncio
+async def test_interrupting_server_ends_the_running_stream_without_finish_reason() -> None:
+    async with FakeOpenAI(interrupts=True, chunk_seconds=0.5) as fake:
+        async with openai.AsyncOpenAI(base_url=fake.base_url, api_key="k", max_retries=0) as oai:
+            first = await oai.chat.completions.create(model="fake-gpt", messages=MESSAGES, stream=True)
+            chunks = [await anext(first)]  # the first piece is out: the stream is running
+            second = await oai.chat.completions.create(model="fake-gpt", messages=MESSAGES, stream=True)
+            chunks += [chunk async for chunk in first]
+            rest = [chunk async for chunk in second]
+    assert fake.interrupted == 1
+    assert all(c.choices[0].finish_reason is None for c in chunks if c.choices)
+    assert rest[-1].choices[0].finish_reason == "stop"

@@ -38,6 +38,22 @@ async def test_local_client_writes_a_reply_and_estimates_usage() -> None:
     await brain.close()
 
 
+async def test_a_local_reply_cut_at_max_tokens_still_ends_on_a_sentence() -> None:
+    brain = Brain(LocalClient(n_ctx=512, seed=3), LLMConfig())
+    request = LLMRequest(
+        messages=(
+            {"role": "system", "content": "You are a storyteller."},
+            {"role": "user", "content": "Tell me a very long story about a dragon and a baker, with many details."},
+        ),
+        model="local",
+        temperature=0.7,
+        max_tokens=30,
+    )
+    text = "".join([t async for t in brain.write(persona("a"), request)]).rstrip()
+    assert text and text[-1] in ".!?…\"')”’", text
+    await brain.close()
+
+
 async def test_botfleet_run_falls_back_to_the_local_model_on_the_console() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_") and k != "REDIS_URL"}
     env.update(DISCORD_TOKEN="", TELEGRAM_TOKEN="")

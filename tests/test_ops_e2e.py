@@ -140,9 +140,11 @@ async def test_reload_keeps_the_old_fleet_on_errors_and_applies_a_valid_change(
     nerd = tmp_path / "personas" / "nerd.yaml"
     async with FakeOpenAI(reply=persona_reply) as fake:
         fleet = await start(cfg, fake)
-        await fleet.say("@skeptic is this a good idea?")  # console message id 1
+        # Console message ids are unique per run: the banner says how they look.
+        run = (await fleet.expect("[botfleet] console room")).split("message ids this run are ")[1].split("-")[0]
+        await fleet.say("@skeptic is this a good idea?")  # console message id {run}-1
         assert (await fleet.expect("[The Skeptic]")) == "[The Skeptic] skeptic says hi"
-        assert (await fleet.expect("— AI")) == "— AI persona · /about"  # first contact
+        assert (await fleet.expect("    — AI")) == "    — AI persona · /about"  # first contact
         assert (tmp_path / "botfleet.pid").read_text().strip() == str(fleet.proc.pid)
 
         # A broken persona file plus a new valid one: all or nothing, so neither is taken.
@@ -150,7 +152,7 @@ async def test_reload_keeps_the_old_fleet_on_errors_and_applies_a_valid_change(
         (tmp_path / "personas" / "optimist.yaml").write_text(persona_yaml("optimist", "The Optimist", "hope"))
         fleet.proc.send_signal(signal.SIGHUP)
         await fleet.expect_err("reload rejected: 1 problem(s)")
-        problem = await fleet.expect_err(f"{nerd}:5: triggers[0]")
+        problem = await fleet.expect_err(f"{nerd}:5: triggers[1]")
         assert "mention: false is not a trigger" in json.loads(problem)["msg"]
         # `botfleet check` prints the very same line.
         rc, out, _ = await botfleet("check", "--config", str(cfg))
@@ -169,9 +171,9 @@ async def test_reload_keeps_the_old_fleet_on_errors_and_applies_a_valid_change(
         assert (await fleet.expect("[The Optimist]")) == "[The Optimist] optimist says hi"
 
         # The audit of a running fleet, from another process.
-        rc, out, err = await botfleet("why", "console", "1", "--config", str(cfg))
+        rc, out, err = await botfleet("why", "console", f"{run}-1", "--config", str(cfg))
         assert rc == 0, err
-        assert out.splitlines()[0] == "console:1 (message in console)"
+        assert out.splitlines()[0] == f"console:{run}-1 (message in console)"
         assert out.splitlines()[1].split() == ["skeptic", "reply", "mention:platform"]
         rc, out, _ = await botfleet("why", "console", "999", "--config", str(cfg))
         assert rc == 1 and "not in the audit" in out

@@ -5,10 +5,12 @@ the same process seeing a message twice (issue 11.9)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest_asyncio
+from redis.asyncio import Redis
 
 from bots.config import FleetConfig
 from bots.core.brain import Brain
@@ -17,7 +19,7 @@ from bots.core.fleet import Fleet
 from bots.core.plan import Plan
 from bots.llm.canned import CannedClient
 from bots.persona import load_personas
-from bots.state.redis import FallbackStore, open_redis_state
+from bots.state.redis import FallbackStore, make_client, open_redis_state
 from tests.redis_server import RedisServer, SlowProxy
 
 PERSONAS = load_personas(Path(__file__).resolve().parent.parent / "personas")
@@ -96,3 +98,85 @@ async def test_proxy_delivers_in_order(redis_servers: Callable[[], RedisServer])
         got = [await reader.readline() for _ in range(40)]
         assert got[1::2] == [f"m{i}\r\n".encode() for i in range(20)]
         writer.close()
+
+
+@asynccontextmanager
+async def slow_store(redis_url: str, prefix: str) -> AsyncIterator[tuple[FallbackStore, Redis]]:
+    """A FallbackStore behind the slow proxy, and a direct client to see what reached Redis."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    direct = make_client(redis_url)
+    async with SlowProxy(port, ROUND_TRIP / 2) as proxy:
+        store, limiter = open_redis_state(FleetConfig(store=proxy.url), prefix=prefix)
+        try:
+            yield store, direct
+        finally:
+            await limiter.close()
+            await store.close()
+            await direct.aclose()
+
+
+async def queue_a_burst(store: FallbackStore, window: float) -> None:
+    """300 reads at once over a 32-connection pool and a slow link: the later ones time out while
+    answers keep arriving, which the store takes for overload (slow, not down), and then decides
+    calls locally for `window` seconds.
+
+    On a loaded machine the first burst over a cold pool may be taken for an outage instead (no
+    answer read before the first timeouts); then Redis is back after a probe, and the burst again."""
+    store.health.slow_seconds = window
+    for _ in range(5):
+        overloaded = store.health.overloaded
+        await asyncio.gather(*(store.history(f"tg:burst{i}", 5) for i in range(300)))
+        if store.health.up and store.health.overloaded > overloaded:
+            return
+        await eventually(lambda: _up(store))
+    raise AssertionError("no burst was taken for overload")
+
+
+async def test_a_choice_journaled_while_redis_was_slow_reaches_it(redis_url: str, redis_prefix: str) -> None:
+    """An opt-out made while Redis is slow is journaled; no outage follows, so no recovery replays
+    it: it must reach Redis anyway, or every other process keeps answering Ann."""
+    async with slow_store(redis_url, redis_prefix) as (store, direct):
+        await queue_a_burst(store, window=2.0)
+        outages = store.health.outages
+        await store.set_opt_out("tg", "ann", True)  # in the slow window: decided locally
+        assert store.journal.opt_out == {("tg", "ann"): True}
+        await eventually(lambda: direct.sismember(f"{redis_prefix}optout:tg", "ann"))
+        await eventually(lambda: _empty(store))
+        assert store.health.outages == outages  # no recovery replayed it
+
+
+async def test_a_newer_direct_write_is_not_undone_by_the_journal(redis_url: str, redis_prefix: str) -> None:
+    """Ann opts out while Redis is slow (journaled), then back in once it answers (written at once):
+    the journal, replayed later, must not opt her out again."""
+    async with slow_store(redis_url, redis_prefix) as (store, direct):
+        await queue_a_burst(store, window=1.5)
+        # The journal waits longer than the slow window: the direct write below comes first (if the
+        # journal were replayed first anyway, this test would pass without testing anything, not fail).
+        store.health.backoff = (3.0, 3.0)
+        await store.set_opt_out("tg", "ann", True)
+        assert store.journal.opt_out == {("tg", "ann"): True}
+        await eventually(lambda: _usable(store))
+        await store.set_opt_out("tg", "ann", False)
+        assert not await direct.sismember(f"{redis_prefix}optout:tg", "ann")
+        await eventually(lambda: _empty(store))
+        assert not await direct.sismember(f"{redis_prefix}optout:tg", "ann")
+        assert not await store.is_opted_out("tg", "ann")
+
+
+async def eventually(check: Callable[[], Awaitable[object]], within: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "never happened"
+        await asyncio.sleep(0.05)
+
+
+async def _empty(store: FallbackStore) -> bool:
+    return len(store.journal) == 0
+
+
+async def _up(store: FallbackStore) -> bool:
+    return store.health.up
+
+
+async def _usable(store: FallbackStore) -> bool:
+    return store.health.usable

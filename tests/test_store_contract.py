@@ -124,7 +124,7 @@ async def test_history_oldest_first_and_bounded(backend: Backend) -> None:
 async def test_history_round_trips_every_field(backend: Backend) -> None:
     s = backend.store
     human = Turn(speaker="Ann ✨", text="line 1\nline 2 «ü»", at=1234.5678, user_id="42", message_id="m-1")
-    own = Turn(speaker="The Skeptic", text="Really?", at=1235.0, persona_id="skeptic", message_id="m-2")
+    own = Turn(speaker="The Skeptic", text="Really?", at=1235.0, persona_id="skeptic", message_id="m-2", reply_to="m-1")
     await s.append("tg:c1", human)
     await s.append("tg:c1", own)
     assert await s.history("tg:c1", 10) == [human, own]
@@ -168,6 +168,26 @@ async def test_forget_then_talk_again(backend: Backend) -> None:
     await s.append("tg:a", turn("after", "u1"))
     assert [t.text for t in await s.history("tg:a", 10)] == ["after"]
     assert await s.forget_user("tg", "u1") == 1
+
+
+def said(text: str, message_id: str, user: str = "", persona: str | None = None, reply_to: str = "") -> Turn:
+    return Turn(speaker=user or persona or "?", text=text, at=1000.0, user_id=user, persona_id=persona,
+                message_id=message_id, reply_to=reply_to)  # fmt: skip
+
+
+async def test_forget_removes_the_fleets_replies_to_the_user(backend: Backend) -> None:
+    """A reply may quote the person ("your PIN-4242..."): it goes with their message, and so does a
+    reply to that reply. Replies to others, and another conversation's turns with the same ids, stay."""
+    s = backend.store
+    await s.append("tg:a", said("my PIN-4242", "1", user="u1"))
+    await s.append("tg:a", said("PIN-4242, noted", "3", persona="skeptic", reply_to="1"))
+    await s.append("tg:a", said("hi u2", "4", persona="nerd", reply_to="2"))
+    await s.append("tg:a", said("4242? really?", "5", persona="nerd", reply_to="3"))
+    await s.append("tg:a", said("quoting u1 myself", "6", user="u2", reply_to="1"))
+    await s.append("tg:b", said("same id elsewhere", "3", persona="skeptic", reply_to="1"))
+    assert await s.forget_user("tg", "u1") == 3
+    assert [t.text for t in await s.history("tg:a", 10)] == ["hi u2", "quoting u1 myself"]
+    assert [t.text for t in await s.history("tg:b", 10)] == ["same id elsewhere"]
 
 
 async def test_forget_of_nobody(backend: Backend) -> None:

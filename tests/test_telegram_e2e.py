@@ -59,6 +59,8 @@ async def test_panel_ask_at_botname_and_mute_only_for_admins(tmp_path: Path) -> 
         assert w.fake.sent(w.group)[-1].text == "The Skeptic muted in this channel."
         ignored = await w.fake.user_says(w.group, w.alice, "@skeptic_bot hello?")
         assert (await w.handled(ignored)).decisions[0].reason == "muted"
+        # Alice named it: she hears why it stays silent (no DM open, so in the group).
+        assert w.fake.sent(w.group)[-1].text == "The Skeptic is muted in this channel."
         # Three bots received each /mute; one getChatMember per person answered all of them.
         checked = [c.params["user_id"] for c in w.fake.calls_to("getChatMember")]
         assert sorted(checked) == sorted([w.alice["id"], w.bob["id"]])
@@ -72,7 +74,7 @@ async def test_panel_ask_at_botname_and_mute_only_for_admins(tmp_path: Path) -> 
         greeting, dm = w.fake.sent(w.bob["id"])
         assert greeting.text is not None and greeting.text.startswith("The Skeptic: I doubt that.")
         assert dm.bot_username == "fleet_host_bot" and dm.text is not None and "/panel" in dm.text
-        assert len(w.fake.sent(w.group)) == 6
+        assert len(w.fake.sent(w.group)) == 7
 
 
 async def test_keyword_reactions_come_from_the_persona_bot_or_the_host(tmp_path: Path) -> None:
@@ -305,3 +307,14 @@ async def test_a_forum_topic_configured_as_a_feed_gets_comments_on_each_post(tmp
         # The same words in another topic are just a message: no feed there.
         other = await w.fake.user_says(w.group, w.alice, "Should I learn the cello at 40?", topic=56)
         assert not (await w.handled(other, thread=56)).event.is_post  # type: ignore[union-attr]
+
+
+async def test_a_foreign_bare_command_in_a_group_is_left_alone_but_a_typo_is_answered(tmp_path: Path) -> None:
+    async with telegram_fleet(tmp_path) as w:
+        await w.fake.user_says(w.group, w.alice, "/weather Paris")
+        typo = await w.fake.user_says(w.group, w.alice, "/pannel Should I learn Rust?")
+        await w.handled(typo)
+        await w.fleet.drain()
+        texts = [s.text or "" for s in w.fake.sent(w.group)]
+        assert not any("weather" in t for t in texts)
+        assert any("Unknown command /pannel; did you mean /panel?" in t for t in texts), texts

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -76,20 +77,26 @@ async def test_every_bot_is_built_through_make_application(tmp_path: Path) -> No
 
 
 class CompressedTime:
-    """The fleet's sleep, recorded and cut short: a wait the adapter took from elsewhere would not be."""
+    """The fleet's sleep, recorded and cut short, and a clock that moves on by what was cut: a wait
+    the adapter took from elsewhere would not be."""
 
     def __init__(self) -> None:
         self.slept: list[float] = []
+        self.skipped = 0.0
+
+    def clock(self) -> float:
+        return time.time() + self.skipped
 
     async def __call__(self, seconds: float) -> None:
         self.slept.append(seconds)
         await asyncio.sleep(min(seconds, 0.01))
+        self.skipped += max(0.0, seconds - 0.01)
 
 
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # RetryAfter() warns in 22.x
 async def test_flood_waits_and_chat_pacing_use_the_fleets_sleep(tmp_path: Path) -> None:
     sleep = CompressedTime()
-    async with telegram_fleet(tmp_path, sleep=sleep) as w:
+    async with telegram_fleet(tmp_path, sleep=sleep, clock=sleep.clock) as w:
         # A minute of flood control: waited on the fleet's sleep, or this would time out.
         w.fake.fail_next("sendMessage", chat_id=w.group, retry_after=60, bot="skeptic_bot")
         w.voices.lines["skeptic"] = ("Long doubts. " * 400)[:4500]  # two messages, paced apart

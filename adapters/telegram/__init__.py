@@ -12,7 +12,9 @@ Modules, one job each:
     inbound   Inbound: updates -> Message / Command events, command parsing, admin checks
     outbound  Outbound: deliver / react / notify
     post      Post: a reply on screen, streamed in by edits; text splitting in UTF-16 units
-    lanes     Lanes: per bot and chat pacing, typing, 429 pauses and chats closed to a bot
+    lanes     Lanes: per bot and chat pacing (1/s per chat, 20/min per group) and 429 pauses, booked
+              in the fleet's pacer (shared by all processes with a Redis store); typing; chats
+              closed to a bot
     menu      the "/" command menus, per scope, generated from bots.core.commands.COMMANDS
     logguard  which tokens the fleet's log masker (bots.ops.logs) hides, and where PTB logs them
     emoji     the reactions Telegram allows (`botfleet check` uses it without starting a bot)
@@ -22,7 +24,8 @@ Public seam for outside test harnesses: every telegram `Bot`/`Application` is bu
 Override it in a subclass to point the bots at another Bot API server or wrap their requests; the
 adapter adds its update handler, initializes, polls and shuts down whatever it returns. Pacing,
 streaming-edit throttling, typing and the admin cache take time from the fleet (`FleetView.clock`
-and `FleetView.sleep`), never from the event loop directly.
+and `FleetView.sleep`), never from the event loop directly; `TelegramAdapter.limits` scales the
+flood limits.
 """
 
 from adapters.telegram.adapter import TelegramAdapter

@@ -13,7 +13,7 @@ from telegram.error import InvalidToken, TelegramError
 from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
 from adapters.telegram.inbound import Inbound
-from adapters.telegram.lanes import Lanes
+from adapters.telegram.lanes import Lanes, Limits
 from adapters.telegram.logguard import guard_tokens
 from adapters.telegram.menu import register_menus
 from adapters.telegram.outbound import Outbound
@@ -33,6 +33,8 @@ POLL_TIMEOUT = 10  # seconds a getUpdates long poll waits
 class TelegramAdapter:
     platform = PLATFORM
     text_limit = TEXT_LIMIT
+    # Telegram's flood limits; a harness may scale them (tests do, to keep pacing tests short).
+    limits = Limits()
 
     def __init__(self, config: TelegramConfig, personas: Sequence[Persona]) -> None:
         self.config = config
@@ -65,7 +67,7 @@ class TelegramAdapter:
 
     async def start(self, fleet: FleetView) -> None:
         guard_tokens(self.roster.tokens())
-        lanes = Lanes(fleet.clock, fleet.sleep)
+        lanes = Lanes(fleet.clock, fleet.sleep, fleet.pacer, self.limits)
         self._in = Inbound(fleet, self.roster, lanes)
         self._out = Outbound(self.roster, lanes, stream_edits=self.config.stream_edits)
         await asyncio.gather(*(self._open(bot, self._in) for bot in self.roster))

@@ -16,7 +16,7 @@ from telegram.error import TelegramError
 from adapters.telegram.lanes import Lanes
 from adapters.telegram.places import PLATFORM, Place
 from adapters.telegram.roster import BotAccount, Roster
-from bots.core.commands import COMMANDS
+from bots.core.commands import COMMANDS, closest_command
 from bots.core.events import Author, Command, Message
 from bots.core.ports import FleetView
 
@@ -99,6 +99,10 @@ class Inbound:
             name, target, args = command
             if target and self.roster.by_username(target) is None:
                 return None  # addressed to a bot that is not ours
+            if name not in COMMANDS and not target and not place.is_private and closest_command(name) is None:
+                # A bare /weather in a group reaches every bot: it is most likely another bot's command,
+                # and answering each one with "unknown command" would be noise. A near miss (/pannel) is ours.
+                return None
             return await self._command(bot, msg, place, parent, name, target, args)
         text = msg.text or msg.caption or ""
         return self._message(bot, msg, place, parent, text) if text.strip() else None

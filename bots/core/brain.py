@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 
 from bots.config import LLMConfig
 from bots.core.events import Reply
 from bots.core.ports import Chunk, LLMClient, LLMError, LLMRequest, Turn
 from bots.core.prompts import GROUND_RULES, build_messages
+from bots.core.text import valid_unicode
 from bots.llm.breaker import Breaker
+from bots.llm.watch import CutStreams
 from bots.persona import Persona
 
 log = logging.getLogger("botfleet.brain")
@@ -56,6 +58,7 @@ class Brain:
         self.on_call: Callable[[str, float, str | None], None] | None = None
         self.breaker = breaker or Breaker(config.breaker_failures, config.breaker_seconds)
         self._sem = asyncio.Semaphore(config.max_concurrency)
+        self.cut_streams = CutStreams(getattr(client, "endpoint", client.name))
 
     def request(self, persona: Persona, history: Sequence[Turn], reply: Reply) -> LLMRequest:
         messages = build_messages(
@@ -74,18 +77,28 @@ class Brain:
         )
 
     async def write(self, persona: Persona, request: LLMRequest) -> AsyncIterator[str]:
-        """Yields text as it arrives; raises IncompleteReply or LLMError."""
+        """Yields text as it arrives; raises IncompleteReply or LLMError.
+
+        The reply is resolved within llm.timeout_seconds of this call, waiting for a slot and every
+        retry included (time the consumer spends on a chunk does not count): one that gets no slot
+        in time fails as "busy", one whose endpoint is too slow as "timeout"."""
         permit = self.breaker.allow()
         if permit is None:
             raise LLMError("circuit_open", "the LLM endpoint failed repeatedly; resting")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_seconds
         # Anything that leaves without a verdict (cancellation, the consumer stopping) is neutral.
         kind: str | None = "cancelled"
-        started = time.perf_counter()
+        started = loop.time()
         try:
-            async with self._sem:
-                started = time.perf_counter()
-                async for part in self._write(persona, request):
-                    yield part
+            await self._slot(deadline)
+            try:
+                started = loop.time()
+                async with aclosing(self._write(persona, valid_request(request), deadline)) as parts:
+                    async for part in parts:
+                        yield part
+            finally:
+                self._sem.release()
             kind = None
         except LLMError as exc:
             kind = exc.kind
@@ -96,35 +109,79 @@ class Brain:
         finally:
             self.breaker.record(permit, kind)
             if self.on_call is not None:
-                self.on_call(persona.id, time.perf_counter() - started, kind)
+                self.on_call(persona.id, loop.time() - started, kind)
 
-    async def _write(self, persona: Persona, request: LLMRequest) -> AsyncIterator[str]:
+    async def _slot(self, deadline: float) -> None:
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._sem.acquire()
+        except TimeoutError:
+            raise LLMError("busy", f"no free LLM slot within {self.config.timeout_seconds:g}s") from None
+
+    async def _write(self, persona: Persona, request: LLMRequest, deadline: float) -> AsyncGenerator[str, None]:
         parts: list[str] = []
         finish: str | None = None
         usage: Chunk | None = None
-        async for chunk in self.client.stream(request):
-            if chunk.prompt_tokens is not None:
-                usage = chunk
-            if chunk.finish_reason:
-                finish = chunk.finish_reason
-            if chunk.text:
-                parts.append(chunk.text)
-                yield chunk.text
+        token = self.cut_streams.started()
+        async with aclosing(_until(self.client.stream(request), deadline)) as chunks:
+            async for chunk in chunks:
+                if chunk.prompt_tokens is not None:
+                    usage = chunk
+                if chunk.finish_reason:
+                    finish = chunk.finish_reason
+                if chunk.text:
+                    parts.append(chunk.text)
+                    yield chunk.text
         text = "".join(parts)
-        if self.on_usage is not None:
-            if usage is not None:
-                self.on_usage(
-                    Usage(persona.id, usage.prompt_tokens or 0, usage.completion_tokens or 0, False, request.user)
-                )
-            else:
-                prompt = sum(len(m["content"]) for m in request.messages) // 4 + 1
-                self.on_usage(Usage(persona.id, prompt, len(text) // 4 + 1, True, request.user))
+        self._count(persona, request, usage, text)
         if finish is None:
+            self.cut_streams.ended_early(token, persona.id)
             raise IncompleteReply(text)
         if finish == "length":
             log.info("reply by %s hit max_tokens", persona.id)
         if not text.strip():
             raise LLMError("empty", "the model returned no text")
 
+    def _count(self, persona: Persona, request: LLMRequest, usage: Chunk | None, text: str) -> None:
+        if self.on_usage is None:
+            return
+        if usage is not None:
+            self.on_usage(
+                Usage(persona.id, usage.prompt_tokens or 0, usage.completion_tokens or 0, False, request.user)
+            )
+        else:
+            prompt = sum(len(m["content"]) for m in request.messages) // 4 + 1
+            self.on_usage(Usage(persona.id, prompt, len(text) // 4 + 1, True, request.user))
+
     async def close(self) -> None:
         await self.client.close()
+
+
+def valid_request(request: LLMRequest) -> LLMRequest:
+    """The request with valid Unicode only: history stored before text was cleaned at the door (or
+    by an older version) must not fail every later request that includes it."""
+    messages = tuple({**m, "content": valid_unicode(m["content"])} for m in request.messages)
+    return request if messages == request.messages else replace(request, messages=messages)
+
+
+async def _until(chunks: AsyncIterator[Chunk], deadline: float) -> AsyncGenerator[Chunk, None]:
+    """The client's chunks while its waits fit before `deadline` (loop time); only the time spent
+    waiting for the endpoint counts, never the time the consumer holds a chunk."""
+    loop = asyncio.get_running_loop()
+    budget = deadline - loop.time()
+    try:
+        while True:
+            waited = loop.time()
+            try:
+                async with asyncio.timeout(max(budget, 0.0)):
+                    chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise LLMError("timeout", "no complete answer within llm.timeout_seconds") from None
+            budget -= loop.time() - waited
+            yield chunk
+    finally:
+        closing = getattr(chunks, "aclose", None)
+        if closing is not None:
+            await closing()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -85,24 +86,70 @@ def about_text(fleet: Fleet) -> str:
 
 async def run_command(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     spec = COMMANDS.get(cmd.name)
-    if spec is not None:
-        await spec.handler(fleet, cmd, plan, now)
+    if spec is None:
+        # Silence would leave a typo looking like a fleet that is not listening.
+        plan.actions.append(_notice(cmd, unknown_command_text(cmd.name), private=True))
+        return
+    await spec.handler(fleet, cmd, plan, now)
 
 
-def _ask_target(fleet: Fleet, cmd: Command) -> tuple[Persona | None, str]:
-    """The persona asked, if one was named (an option, or the first word), and the question."""
+def closest_command(name: str) -> str | None:
+    """The command a typo most likely meant, if any is close."""
+    close = difflib.get_close_matches(name.lower(), list(COMMANDS), n=1, cutoff=CLOSE)
+    return close[0] if close else None
+
+
+def unknown_command_text(name: str) -> str:
+    close = closest_command(name)
+    hint = f"did you mean /{close}?" if close else "/help lists the commands."
+    return f"Unknown command /{name}; {hint}"
+
+
+# How alike two names must be (difflib ratio) to count as a typo of one another: "pannel" is /panel
+# (0.91) and "skeptik" the skeptic (0.86), while "stoicism" (0.77 to stoic) stays a word of a question.
+CLOSE = 0.8
+
+
+def _persona_names(fleet: Fleet) -> dict[str, Persona]:
+    """Every spelling find_persona accepts, lower case, to the persona."""
+    names: dict[str, Persona] = {}
+    for p in fleet.personas.values():
+        full = p.name.lower()
+        for name in (p.id, full, full.removeprefix("the "), full.replace(" ", ""), full.replace(" ", "_")):
+            names[name] = p
+    return names
+
+
+def no_such_persona(fleet: Fleet, word: str) -> str:
+    """The error for a persona name that is not one, with the closest persona if any is close."""
+    names = _persona_names(fleet)
+    close = difflib.get_close_matches(word.lstrip("@").lower(), list(names), n=1, cutoff=0.6)
+    hint = f"did you mean {names[close[0]].name} (@{names[close[0]].id})?" if close else "/personas lists them."
+    return f"No persona called '{word.lstrip('@')}'; {hint}"
+
+
+def _ask_target(fleet: Fleet, cmd: Command) -> tuple[Persona | None, str, str]:
+    """The persona asked, if one was named (an option, or the first word), the question, and the word
+    that looked like a persona's name but is none ("" if none did)."""
     args = cmd.args.strip()
     if cmd.persona:
-        return fleet.find_persona(cmd.persona), args
+        return fleet.find_persona(cmd.persona), args, ""
     first, _, rest = args.partition(" ")
     found = fleet.find_persona(first) if args else None
     if found is not None and rest.strip():
-        return found, rest.strip()
-    return None, args
+        return found, rest.strip(), ""
+    # "/ask should I quit?" asks the best match; "/ask @nobody ..." or "/ask skeptik ..." named someone.
+    named = first.startswith("@") or bool(
+        difflib.get_close_matches(first.lower(), list(_persona_names(fleet)), n=1, cutoff=CLOSE)
+    )
+    return None, args, first if found is None and rest.strip() and named else ""
 
 
 async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
-    persona, args = _ask_target(fleet, cmd)
+    persona, args, unknown = _ask_target(fleet, cmd)
+    if unknown:
+        plan.actions.append(_notice(cmd, no_such_persona(fleet, unknown), private=True))
+        return
     if not args:
         plan.actions.append(_notice(cmd, "Usage: /ask [persona] <question>", private=True))
         return
@@ -231,7 +278,8 @@ async def _mute(fleet: Fleet, cmd: Command, plan: Plan, now: float, muted: bool 
     target = (cmd.persona or cmd.args).strip()
     persona = fleet.find_persona(target) if target else None
     if persona is None:
-        plan.actions.append(_notice(cmd, f"Usage: /{verb} <persona> (see /personas)", private=True))
+        text = no_such_persona(fleet, target) if target else f"Usage: /{verb} <persona> (see /personas)"
+        plan.actions.append(_notice(cmd, text, private=True))
         return
     await fleet.store.set_muted(cmd.conversation, persona.id, muted)
     state = "muted in this channel" if muted else "can speak here again"

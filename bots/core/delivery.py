@@ -132,11 +132,10 @@ class Delivery:
         except IncompleteReply:
             log.warning("reply by %s cut off: the model stopped without finishing", persona.id)
             return "cut_off"
-        if not sent.complete:
-            return "cut_off"
         if sent.message_ids:
+            # What was shown stays in the conversation, a reply cut part-way included.
             await self.feed_back(reply, persona, sent)
-        return "sent"
+        return "sent" if sent.complete else "cut_off"
 
     async def snapshots(self, persona: Persona, request: LLMRequest, footer: str) -> AsyncIterator[str]:
         """The sanitised text so far, each time more arrives; the footer joins the final one only."""

@@ -27,12 +27,14 @@ from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message, Reply
 from bots.core.gate import Gate
 from bots.core.plan import Decision, Plan
-from bots.core.ports import Adapter, Claims, RateLimiter, Store, Turn
+from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
+from bots.core.text import with_valid_text
 from bots.core.triggers import TriggerIndex
 from bots.core.usage import UsageMeter
 from bots.llm.breaker import Breaker
 from bots.persona import Persona
+from bots.state.pacing import MemoryPacer
 
 log = logging.getLogger("botfleet.fleet")
 
@@ -49,9 +51,11 @@ class Fleet:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        pacer: Pacer | None = None,
         claims: Claims | None = None,
     ) -> None:
         self.config = config
+        self.pacer: Pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
         self.store = store
         self.limiter = limiter
         self.brain = brain
@@ -150,6 +154,7 @@ class Fleet:
 
     async def dispatch(self, event: Event) -> None:
         """The adapters' sink: decide, then carry the decisions out in the background."""
+        event = with_valid_text(event)  # the one place outside text enters the core: no bad Unicode past it
         if not self._accepting:
             return
         try:
@@ -240,6 +245,7 @@ class Fleet:
             user_id="" if author.persona_id else author.id,
             persona_id=author.persona_id,
             message_id=msg.id,
+            reply_to=(msg.reply_to_id or "") if author.persona_id else "",
         )
         await self.store.append(msg.conversation, turn)
 

@@ -8,6 +8,7 @@ their candidates and order; what may speak, and how a reply is built, is decided
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -87,9 +88,28 @@ def sponsor_footer(p: Persona) -> str:
     return f"— AI persona for {p.sponsor}" if p.sponsor else ""
 
 
+# A person who named a persona that cannot answer is told why at most this often.
+TELL_EVERY = 60.0
+TOLD_REMEMBERED = 10_000
+
+
 class Gate:
     def __init__(self, host: GateHost) -> None:
         self.host = host
+        self._told: OrderedDict[str, float] = OrderedDict()
+
+    def may_tell(self, platform: str, user: str, now: float) -> bool:
+        """Whether this person may be told now why a persona they addressed stays silent (and, if so,
+        count it): once a minute, so a notice never becomes the spam the limits were keeping out."""
+        key = f"{platform}:{user}"
+        last = self._told.get(key)
+        if last is not None and now - last < TELL_EVERY:
+            return False
+        self._told[key] = now
+        self._told.move_to_end(key)
+        while len(self._told) > TOLD_REMEMBERED:
+            self._told.popitem(last=False)
+        return True
 
     async def muted(self, where: Where) -> frozenset[str]:
         """Personas muted here; a mute in a channel also covers its threads and topics."""

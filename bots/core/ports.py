@@ -23,6 +23,9 @@ class Turn:
     user_id: str = ""  # platform user id of a human speaker ("" for personas)
     persona_id: str | None = None
     message_id: str = ""
+    # The message a persona's turn answered: /forget of that message's author removes the reply too,
+    # since a reply may quote what the person said.
+    reply_to: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -32,6 +35,7 @@ class Turn:
             "user_id": self.user_id,
             "persona_id": self.persona_id,
             "message_id": self.message_id,
+            "reply_to": self.reply_to,
         }
 
     @classmethod
@@ -43,6 +47,7 @@ class Turn:
             user_id=str(d.get("user_id") or ""),
             persona_id=d.get("persona_id") or None,  # type: ignore[arg-type]
             message_id=str(d.get("message_id") or ""),
+            reply_to=str(d.get("reply_to") or ""),
         )
 
 
@@ -58,7 +63,8 @@ class Store(Protocol):
         ...
 
     async def forget_user(self, platform: str, user_id: str) -> int:
-        """Delete every stored turn of that user; returns how many were removed."""
+        """Delete every stored turn of that user, and the fleet's replies to those turns (a reply may
+        quote them; replies to those replies go too); returns how many were removed."""
         ...
 
     async def prune(self, now: float) -> int:
@@ -166,6 +172,38 @@ class Claims(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Pace:
+    """One budget a platform call spends: slots on `key` at least `interval` seconds apart on average,
+    and at most `burst` of them in any window of `burst * interval` seconds (burst 1: plain spacing).
+    An interval of 0 books nothing: the call only waits out a pause of the key (see Pacer.pause).
+    A key is always used with the same interval and burst."""
+
+    key: str
+    interval: float
+    burst: int = 1
+
+
+class Pacer(Protocol):
+    """Platform pacing shared by every process that may post as the same account.
+
+    Any process may send as any account, so "1 message per second per chat" and a 429's "retry after"
+    only hold if every process books its sends in one place: the memory pacer serves one process, the
+    Redis pacer all processes on that Redis (one clock: the server's). Answers are durations, so the
+    caller sleeps them on its own clock whichever clock the pacer reads.
+    """
+
+    async def reserve(self, paces: Sequence[Pace], now: float) -> float:
+        """Book the earliest slot that every pace allows and no key of them is paused at; returns how
+        many seconds from now that slot is. The slot is booked on every key: the caller sends then."""
+        ...
+
+    async def pause(self, key: str, seconds: float, now: float) -> None:
+        """No slot on key within `seconds` from now (a 429's retry_after), in every process sharing
+        this pacer; a shorter pause never cuts a longer one."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class LLMRequest:
     messages: tuple[dict[str, str], ...]
     model: str
@@ -214,6 +252,9 @@ class FleetView(Protocol):
     # asyncio.sleep or loop.time directly, so tests and outside harnesses control time.
     clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[object]]
+    # Where adapters book their sends (platform pacing and 429 pauses), shared between processes
+    # when the store is Redis.
+    pacer: Pacer
 
     async def dispatch(self, event: Event) -> None: ...
 

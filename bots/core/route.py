@@ -10,15 +10,17 @@ decided here, without the LLM and with the limiter as the one network call.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from bots.config import FeedConfig
-from bots.core.events import Message, React
+from bots.core.events import Message, Notice, React, Reply
 from bots.core.feed import plan_post
 from bots.core.gate import Candidate, Where
 from bots.core.plan import Decision, Plan
 from bots.core.triggers import SCORES, Hit, ReactionHit
+from bots.persona import Persona
 
 if TYPE_CHECKING:
     from bots.core.fleet import Fleet
@@ -37,6 +39,52 @@ async def route(fleet: Fleet, msg: Message, plan: Plan, now: float) -> None:
     muted = await fleet.gate.muted(where)
     await _replies(fleet, msg, plan, _candidates(fleet, msg, plan, hits, conversing), where, muted, now)
     _react(fleet, msg, plan, reactions, where, muted)
+    _explain_silence(fleet, msg, plan, hits, now)
+
+
+_RETRY = re.compile(r"\(retry in (\d+)s\)")
+
+
+def silence_text(p: Persona, reason: str) -> str:
+    """Why p, addressed by name, stays silent, in words for the person ("" when not worth telling)."""
+    if reason == "muted":
+        return f"{p.name} is muted in this channel."
+    if reason == "channel_denied":
+        return f"{p.name} does not speak in this channel."
+    if reason.startswith("budget:"):
+        return f"{p.name} has used up today's budget here; try again tomorrow."
+    if reason.startswith("llm:"):
+        return f"{p.name} cannot answer right now (the language model is not responding); try again in a minute."
+    if reason.startswith(("per_", "channel_per_minute", "cooldown", "max_responders")):
+        retry = _RETRY.search(reason)
+        when = f"in {retry.group(1)} s" if retry and retry.group(1) != "0" else "in a minute"
+        return f"{p.name} is busy here; try again {when}."
+    return ""
+
+
+def _explain_silence(fleet: Fleet, msg: Message, plan: Plan, hits: dict[int, Hit], now: float) -> None:
+    """A person who names a persona that will not answer hears why, not silence: one private notice,
+    at most once a minute per person (the limits exist to keep the channel quiet)."""
+    if msg.author.persona_id is not None or msg.author.is_bot:
+        return
+    personas = fleet.index.personas
+    named = [personas[h.persona] for h in hits.values() if h.kind == "mention"]
+    answering = {a.persona_id for a in plan.actions if isinstance(a, Reply)}
+    skipped = {d.persona_id: d.reason for d in plan.decisions if d.action == "skip"}
+    lines = [silence_text(p, skipped[p.id]) for p in named if p.id not in answering and p.id in skipped]
+    lines = [line for line in lines if line]
+    if not lines or not fleet.gate.may_tell(msg.platform, msg.author.id, now):
+        return
+    plan.actions.append(
+        Notice(
+            platform=msg.platform,
+            channel=msg.channel,
+            text=" ".join(lines),
+            reply_to=msg.id,
+            private=True,
+            to_user=msg.author.id,
+        )
+    )
 
 
 async def _replies(

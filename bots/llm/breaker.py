@@ -6,6 +6,9 @@ consecutive failed calls: for `open_seconds` no call is made and personas stay q
 time. Then exactly one trial call goes through (half-open); its success closes the breaker, its
 failure opens it again. The retry budget keeps retries a small share of calls (the Finagle /
 gRPC "retry budget"), so a struggling endpoint is not hit with a multiple of the normal load.
+
+Only endpoint faults count against the breaker: a 400 for one user's words (a content filter) or a
+local error says nothing about the endpoint, and counting it would let one user silence the fleet.
 """
 
 from __future__ import annotations
@@ -17,8 +20,14 @@ from dataclasses import dataclass
 
 log = logging.getLogger("botfleet.llm")
 
-# Outcomes that say nothing about the endpoint's health: neither a success nor a failure.
-NEUTRAL = frozenset({"cancelled", "empty", "circuit_open"})
+# The error kinds that say the endpoint itself is unwell. Every other outcome but success (a 4xx,
+# insufficient_quota, a local error, a reply cut off, no free slot) is neutral: neither counts.
+_FAULTS = frozenset({"timeout", "connection", "rate_limited"})
+
+
+def endpoint_fault(kind: str) -> bool:
+    """True for 5xx answers, timeouts, connection errors and 429s other than insufficient_quota."""
+    return kind in _FAULTS or (kind.startswith("http_5") and kind[5:].isdigit())
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +84,7 @@ class Breaker:
         """The outcome of a permitted call: None for success, else the LLMError kind."""
         if permit.trial:
             self._trial = False
-        if kind in NEUTRAL:
+        if kind is not None and not endpoint_fault(kind):
             return
         if kind is None:
             if self._opened_at is not None:
@@ -97,15 +106,17 @@ class Breaker:
 
 
 class RetryBudget:
-    """Each call earns `ratio` of a retry, each retry spends one; `reserve` covers a cold start.
+    """Each call earns `ratio` of a retry, each retry spends one whole credit.
 
-    Over any long stretch, retries <= reserve + ratio * calls.
+    The balance starts empty, so from the first call on retries <= ratio * calls: a burst against an
+    endpoint that is down at start-up is not retried wholesale. `reserve` caps the credit saved up in
+    good times, so a long quiet stretch cannot fund a retry storm later either.
     """
 
     def __init__(self, ratio: float = 0.1, reserve: float = 10.0) -> None:
         self.ratio = ratio
         self.reserve = reserve
-        self._balance = reserve
+        self._balance = 0.0
         self.calls = 0
         self.retries = 0
         self.denied = 0

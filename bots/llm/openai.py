@@ -7,13 +7,19 @@ import asyncio
 import logging
 import random
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import Any
 
 from bots.core.ports import Chunk, LLMError, LLMRequest
 from bots.llm.breaker import RetryBudget
+from bots.llm.watch import endpoint_host
 
 log = logging.getLogger("botfleet.llm")
+
+# An error code the endpoint gave with a 4xx goes into the kind (http_400:content_filter), so the
+# dropped reply says why; only plain short codes, so a label never carries free text.
+_CODE = re.compile(r"[a-z_]{1,40}")
 
 
 def _retry_after(exc: Any) -> float | None:
@@ -56,6 +62,8 @@ class OpenAIClient:
             api_key=api_key or "not-needed", base_url=base_url, timeout=timeout, max_retries=0
         )
         self.timeout = timeout
+        # For logs: where replies come from, host only (a URL could carry a key in its query).
+        self.endpoint = endpoint_host(base_url)
         self.max_retries = max_retries
         self.backoff = backoff
         self.streaming = streaming
@@ -80,39 +88,55 @@ class OpenAIClient:
         if isinstance(exc, o.APITimeoutError | asyncio.TimeoutError | TimeoutError):
             return "timeout"
         if isinstance(exc, o.RateLimitError):
-            return "rate_limited"
+            return "insufficient_quota" if self._retryable(exc) is None else "rate_limited"
         if isinstance(exc, o.APIStatusError):
+            code = getattr(exc, "code", None)
+            if 400 <= exc.status_code < 500 and isinstance(code, str) and _CODE.fullmatch(code):
+                return f"http_{exc.status_code}:{code}"
             return f"http_{exc.status_code}"
         if isinstance(exc, o.APIConnectionError):
             return "connection"
         return type(exc).__name__
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        """One reply. `timeout` bounds the whole call, retries and their pauses included; it runs only
+        while waiting for the endpoint, never while the consumer (an adapter editing a message) holds
+        a chunk."""
         attempt = 0
+        budget = [self.timeout]
         if self.retry_budget is not None:
             self.retry_budget.on_call()
         while True:
             started = False
             try:
-                async for chunk in self._attempt(request):
+                async for chunk in self._attempt(request, budget):
                     started = started or bool(chunk.text or chunk.finish_reason)
                     yield chunk
                 return
             except Exception as exc:
                 # Once words have gone out, a retry would repeat them: only retry a clean failure.
-                wait = None if started else self._retryable(exc)
-                if wait is None or attempt >= self.max_retries or not self._may_retry():
+                wait = None if started else self._pause(exc, attempt, budget[0])
+                if wait is None:
                     raise LLMError(self._kind(exc), _safe(str(exc))) from None
                 attempt += 1
-                if wait < 0:
-                    wait = self.backoff * (2 ** (attempt - 1)) * (0.5 + self._rng.random())
                 log.info("llm %s, retry %d in %.2fs", self._kind(exc), attempt, wait)
-                await asyncio.sleep(min(wait, self.timeout))
+                loop = asyncio.get_running_loop()
+                paused = loop.time()
+                await asyncio.sleep(wait)
+                budget[0] -= loop.time() - paused
 
-    async def _attempt(self, request: LLMRequest) -> AsyncIterator[Chunk]:
-        """One call. The timeout budget runs only while waiting for the endpoint, never while the
-        consumer (an adapter editing a message) holds a chunk, so it can only fire in here."""
-        budget = [self.timeout]
+    def _pause(self, exc: Exception, attempt: int, left: float) -> float | None:
+        """Seconds to wait before retrying after exc, or None to fail now."""
+        wait = self._retryable(exc)
+        if wait is not None and wait < 0:
+            wait = self.backoff * (2**attempt) * (0.5 + self._rng.random())
+        # A retry that could not finish in time only delays the verdict: fail now, with the cause.
+        if wait is None or wait >= left or attempt >= self.max_retries or not self._may_retry():
+            return None
+        return wait
+
+    async def _attempt(self, request: LLMRequest, budget: list[float]) -> AsyncIterator[Chunk]:
+        """One call, spending the reply's timeout budget only while it waits for the endpoint."""
 
         async def waited(awaitable: Any) -> Any:
             loop = asyncio.get_running_loop()
@@ -123,7 +147,7 @@ class OpenAIClient:
             finally:
                 budget[0] -= loop.time() - started
 
-        common = {
+        common: dict[str, Any] = {
             "model": request.model,
             "messages": list(request.messages),
             "temperature": request.temperature,
@@ -142,6 +166,16 @@ class OpenAIClient:
         stream = await waited(
             self._client.chat.completions.create(**common, stream=True, stream_options={"include_usage": True})
         )
+        try:
+            async with aclosing(self._events(stream, waited)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            # Closed on every exit, a timeout or the consumer stopping included: no leaked connection.
+            await stream.close()
+
+    @staticmethod
+    async def _events(stream: Any, waited: Callable[[Any], Awaitable[Any]]) -> AsyncGenerator[Chunk, None]:
         events = stream.__aiter__()
         while True:
             try:

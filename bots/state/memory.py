@@ -92,12 +92,14 @@ class MemoryStore:
         return removed
 
     async def forget_user(self, platform: str, user_id: str) -> int:
+        if not user_id:
+            return 0  # "" is every persona's turn, not a person
         removed = 0
         prefix = f"{platform}:"
         for conv, turns in self._history.items():
             if not conv.startswith(prefix):
                 continue
-            kept = [t for t in turns if t.user_id != user_id]
+            kept = _without(turns, user_id)
             removed += len(turns) - len(kept)
             if len(kept) != len(turns):
                 turns.clear()
@@ -232,3 +234,19 @@ class MemoryRateLimiter:
 
     async def close(self) -> None:
         return None
+
+
+def _without(turns: Sequence[Turn], user_id: str) -> list[Turn]:
+    """The turns minus the user's own and the fleet's replies to them (and replies to those).
+
+    Turns are in time order, so one pass finds every reply: a reply always follows what it answers.
+    """
+    gone: set[str] = set()
+    kept: list[Turn] = []
+    for t in turns:
+        if t.user_id == user_id or (t.persona_id and t.reply_to and t.reply_to in gone):
+            if t.message_id:
+                gone.add(t.message_id)
+        else:
+            kept.append(t)
+    return kept

@@ -244,6 +244,11 @@ class _Fault:
     headers: dict[str, str]
     times: int
     after: bool
+    skip: int = 0
+
+
+def _session_start_limit() -> JsonDict:
+    return {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
 
 
 @dataclass
@@ -251,6 +256,8 @@ class _Bot:
     token: str
     user: JsonDict
     application: JsonDict
+    # Served by GET /gateway/bot; every IDENTIFY takes one from "remaining", as on Discord.
+    session_start_limit: JsonDict = field(default_factory=_session_start_limit)
 
 
 @dataclass
@@ -494,6 +501,25 @@ class FakeDiscord:
         self._dm_bots[cid] = bot_id
         return channel
 
+    def set_session_start_limit(
+        self,
+        bot: IdLike,
+        *,
+        total: int = 1000,
+        remaining: int | None = None,
+        reset_after: int = 0,
+        max_concurrency: int = 1,
+    ) -> None:
+        """What ``GET /gateway/bot`` says about a bot's IDENTIFY budget (``remaining`` defaults to
+        ``total``); each IDENTIFY then takes one from ``remaining``, down to 0. The fake never refuses
+        an IDENTIFY for want of budget (Discord resets the token; see :meth:`revoke_token`)."""
+        left = total if remaining is None else remaining
+        limit = {"total": total, "remaining": left, "reset_after": reset_after, "max_concurrency": max_concurrency}
+        self.bots[self._bot_id(bot)].session_start_limit = limit
+
+    def session_start_limit(self, bot: IdLike) -> JsonDict:
+        return dict(self.bots[self._bot_id(bot)].session_start_limit)
+
     def revoke_token(self, token: str, *, rest: bool = True) -> None:
         """Invalidate a bot token: the gateway closes IDENTIFY with 4004, and with ``rest`` every REST
         call gets 401 (``rest=False`` refuses only the gateway, as with a token reset mid-connect)."""
@@ -519,6 +545,7 @@ class FakeDiscord:
         retry_after: float = 0.05,
         via: bool = True,
         after: bool = False,
+        skip: int = 0,
     ) -> None:
         """Answer the next ``times`` matching requests with an error.
 
@@ -526,7 +553,8 @@ class FakeDiscord:
         ``retry_after``, and a ``Via`` header unless ``via=False`` (discord.py retries a 429 only when
         that header is there, otherwise it assumes a Cloudflare ban and raises). With ``after=True`` the
         request is carried out first and only the answer is lost, as when Discord times out after
-        posting. discord.py sleeps 1 s before retrying a 500, 502, 504 or 524.
+        posting. discord.py sleeps 1 s before retrying a 500, 502, 504 or 524. ``skip`` lets that many
+        matching requests through first (the second part of a reply fails, say).
         """
         headers: dict[str, str] = {}
         if status == 429:
@@ -541,7 +569,7 @@ class FakeDiscord:
                 headers["Via"] = "1.1 google"
         else:
             body = {"message": message or f"{status}: fake failure", "code": code}
-        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, body, headers, times, after))
+        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, body, headers, times, after, skip))
 
     # ----------------------------------------------------------------- queries for tests
 
@@ -1198,6 +1226,8 @@ class FakeDiscord:
         bot_id = self._tokens.get(token)
         if bot_id is None or token in self._gateway_refused:
             return None
+        limit = self.bots[bot_id].session_start_limit
+        limit["remaining"] = max(0, limit["remaining"] - 1)
         session = _Session(session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0)))
         self._sessions[session.session_id] = session
         self._attach(session, ws)
@@ -1362,6 +1392,9 @@ class FakeDiscord:
     def _take_fault(self, call: Call) -> _Fault | None:
         for fault in self._faults:
             if fault.method == call.method and fault.path.search(call.path):
+                if fault.skip > 0:
+                    fault.skip -= 1
+                    return None
                 fault.times -= 1
                 if fault.times <= 0:
                     self._faults.remove(fault)
@@ -1424,7 +1457,8 @@ class FakeDiscord:
         return _json_response({"url": self.gateway_url})
 
     async def _get_gateway_bot(self, request: web.Request, call: Call) -> web.Response:
-        limit = {"total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}
+        assert call.bot_id is not None  # the route requires a bot token
+        limit = self.bots[call.bot_id].session_start_limit
         return _json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
 
     async def _get_me(self, request: web.Request, call: Call) -> web.Response:

@@ -44,6 +44,8 @@ class Status:
     code: int
     body: dict[str, Any] | None = None
     headers: dict[str, str] | None = None
+    # Seconds before the answer: a gateway that gives up slowly (a 504 after a long wait).
+    delay: float = 0.0
 
     @classmethod
     def rate_limited(cls, retry_after: float = 0.1) -> Status:
@@ -66,8 +68,22 @@ class Status:
         )
 
     @classmethod
-    def server_error(cls, code: int = 500) -> Status:
-        return cls(code, error_body("The server had an error while processing your request.", "server_error"))
+    def server_error(cls, code: int = 500, delay: float = 0.0) -> Status:
+        return cls(
+            code, error_body("The server had an error while processing your request.", "server_error"), delay=delay
+        )
+
+    @classmethod
+    def content_filter(cls) -> Status:
+        # What Azure OpenAI answers when its filter flags the prompt; the endpoint itself is fine.
+        return cls(
+            400,
+            error_body(
+                "The response was filtered due to the prompt triggering the content management policy.",
+                "invalid_request_error",
+                "content_filter",
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -196,6 +212,9 @@ class FakeOpenAI:
         host: str = "127.0.0.1",
         port: int = 0,
         models: tuple[str, ...] = (DEFAULT_MODEL,),
+        fallback: Behaviour | None = None,
+        interrupts: bool = False,
+        chunk_seconds: float = 0.0,
     ) -> None:
         self.reply = reply or default_reply
         self.host = host
@@ -203,6 +222,14 @@ class FakeOpenAI:
         self.models = models
         self.requests: list[dict[str, Any]] = []
         self._script: deque[Behaviour] = deque()
+        # What every request gets once the script is used up (a 500 storm, a hung endpoint); None: a reply.
+        self.fallback = fallback
+        # Like llama.cpp's server by default: a new request interrupts the streams already running,
+        # which then end without a finish reason. chunk_seconds paces streams so they overlap.
+        self.interrupts = interrupts
+        self.chunk_seconds = chunk_seconds
+        self.interrupted = 0
+        self._running: set[asyncio.Event] = set()
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
 
@@ -251,9 +278,13 @@ class FakeOpenAI:
             bad = error_body("Body must be a JSON object.", "invalid_request_error")
             return web.json_response(bad, status=400)
         self.requests.append(body)
+        return await self._answer(request, body)
 
-        behaviour = self._script.popleft() if self._script else None
+    async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        behaviour = self._script.popleft() if self._script else self.fallback
+        self._interrupt()
         if isinstance(behaviour, Status):
+            await asyncio.sleep(behaviour.delay)
             payload = error_body(f"HTTP {behaviour.code}", "fake_error") if behaviour.body is None else behaviour.body
             return web.json_response(payload, status=behaviour.code, headers=behaviour.headers)
         if isinstance(behaviour, Delay):
@@ -267,6 +298,11 @@ class FakeOpenAI:
         if truncated is not None:
             return await self._cut_json(request, call)
         return web.json_response(call.completion())
+
+    def _interrupt(self) -> None:
+        if self.interrupts:
+            for running in self._running:
+                running.set()
 
     async def _stream(self, request: web.Request, call: _Call, cut: Truncated | None) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -282,8 +318,20 @@ class FakeOpenAI:
                 return resp
             await resp.write_eof()
             return resp
-        for chunk in chunks:
-            await resp.write(_sse(chunk))
+        interrupt = asyncio.Event()
+        self._running.add(interrupt)
+        try:
+            for chunk in chunks:
+                if interrupt.is_set():
+                    # llama.cpp ends an interrupted stream cleanly, only without a finish reason.
+                    self.interrupted += 1
+                    await resp.write(_sse("[DONE]"))
+                    await resp.write_eof()
+                    return resp
+                await resp.write(_sse(chunk))
+                await asyncio.sleep(self.chunk_seconds)
+        finally:
+            self._running.discard(interrupt)
         if (call.body.get("stream_options") or {}).get("include_usage"):
             await resp.write(_sse(call.chunk([], usage=call.usage())))
         await resp.write(_sse("[DONE]"))

@@ -143,6 +143,7 @@ class Call:
     error_code: int | None = None
     description: str | None = None
     result: Any = None
+    at: float = field(default_factory=time.monotonic)  # when the request arrived (pacing tests)
 
 
 @dataclass

@@ -6,6 +6,7 @@
 - health.py: whether Redis is usable right now, shared by the store and the limiter.
 - epoch.py: noticing that Redis lost its data, and writing back the choices a process remembers.
 - fallback.py: local state that answers while Redis is away, and `open_redis_state`.
+- journal.py: writes that did not reach Redis, replayed after an outage or drained when it was slow.
 
 Every key, under the prefix (`botfleet:` by default), and how long it lives:
 
@@ -46,6 +47,7 @@ from bots.state.redis.client import CALL_TIMEOUT, FAULTS, PREFIX, make_client, s
 from bots.state.redis.fallback import FallbackRateLimiter, FallbackStore, open_redis_state
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.limiter import RedisRateLimiter
+from bots.state.redis.pacing import pacer_for
 from bots.state.redis.store import RedisStore
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "RedisStore",
     "make_client",
     "open_redis_state",
+    "pacer_for",
     "stop_task",
     "subscribe",
 ]

@@ -30,9 +30,14 @@ log = logging.getLogger("botfleet.redis")
 class EpochGuard:
     """Keeps one process's mirror of choices and Redis's data on the same epoch.
 
-    `seen(epoch)` is called with the epoch a read returned, on the message path: it never waits on
-    Redis, it only starts the write-back. A watch task checks the epoch every `interval` seconds too,
-    so an idle process still writes back what it knows for the others' sake.
+    `seen(epoch, before)` is called with the epoch a read returned, on the message path: it never
+    waits on Redis, it only starts the write-back. A watch task checks the epoch every `interval`
+    seconds too, so an idle process still writes back what it knows for the others' sake.
+
+    A read is judged against the epoch trusted when it was sent (`before`), not when its answer is
+    looked at: the write-back claims the new epoch before it writes the mirror, so a read Redis
+    answered in between carries the new epoch without the choices, and on a busy event loop its answer
+    may be looked at only after the write-back finished and the new epoch became trusted.
     """
 
     def __init__(
@@ -61,9 +66,13 @@ class EpochGuard:
         if self._watch is None:
             self._watch = asyncio.get_running_loop().create_task(self._watch_loop(), name="botfleet-epoch")
 
-    def seen(self, epoch: str | None) -> bool:
-        """True when Redis's answer may lack what this process knows (its data was lost since)."""
-        if epoch is not None and (epoch == self.epoch or self.epoch is None):
+    def seen(self, epoch: str | None, before: str | None) -> bool:
+        """True when Redis's answer may lack what this process knows (its data was lost since).
+
+        `epoch` is the one the answer carried, `before` the one trusted when the read was sent."""
+        if epoch is not None and epoch == before:
+            return False
+        if epoch is not None and before is None and self.epoch is None:
             # First sight of a Redis that has an epoch: nothing says it lost anything we know.
             self.epoch = epoch
             return False
@@ -102,8 +111,9 @@ class EpochGuard:
         while True:
             if self.health.usable:
                 try:
+                    before = self.epoch
                     async with asyncio.timeout(max(self.health.timeout, 1.0)):
-                        self.seen(await self.primary.state_epoch())
+                        self.seen(await self.primary.state_epoch(), before)
                 except FAILURES as exc:
                     log.debug("epoch check failed: %r", exc)
             await asyncio.sleep(self.interval * random.uniform(0.8, 1.2))

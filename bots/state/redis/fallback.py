@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from redis.exceptions import RedisError
@@ -24,10 +24,14 @@ from bots.state.memory import MemoryRateLimiter, MemoryStore
 from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe
 from bots.state.redis.epoch import EpochGuard
 from bots.state.redis.health import RedisHealth
+from bots.state.redis.journal import Journal
 from bots.state.redis.limiter import LimiterOverloaded, RedisRateLimiter
 from bots.state.redis.store import RedisStore
 
 log = logging.getLogger("botfleet.redis")
+
+# How long the background replay of a slow Redis's journal may take, all entries together.
+DRAIN_TIMEOUT = 30.0
 
 T = TypeVar("T")
 
@@ -79,34 +83,14 @@ class FallbackRateLimiter:
         await self.health.release_user()
 
 
-@dataclass(slots=True)
-class _Journal:
-    """Writes made while Redis was away that must reach it: privacy and moderation choices, and token
-    usage (budgets are shared). Replayed when Redis is back, before it is trusted again.
-
-    Latest state wins per key and usage is summed per key, so the journal is bounded by the users,
-    conversations and usage keys touched during the outage, never by the number of writes.
-    """
-
-    opt_out: dict[tuple[str, str], bool] = field(default_factory=dict)
-    forget: set[tuple[str, str]] = field(default_factory=set)
-    muted: dict[tuple[str, str], bool] = field(default_factory=dict)
-    followers: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
-    usage: dict[str, dict[str, int]] = field(default_factory=dict)
-    limit: int = 100_000
-
-    def __len__(self) -> int:
-        sizes = (self.opt_out, self.forget, self.muted, self.followers)
-        return sum(len(x) for x in sizes) + sum(len(d) for d in self.usage.values())
-
-
 class FallbackStore:
     """The Redis store, with local state that answers while Redis is away.
 
     The local store caches what Redis answered about opt-outs, mutes and followers, and sees every
     such write, so during an outage an opted-out user stays opted out and a muted persona stays muted
-    as far as this process has seen. Opt-outs, forgets, mutes, follower choices and token usage made
-    during an outage are journaled and replayed into Redis before it is used again.
+    as far as this process has seen. Opt-outs, forgets, mutes, follower choices and token usage that
+    did not reach Redis are journaled (journal.py): replayed before Redis is used again after an
+    outage, or drained in the background when Redis was only slow.
 
     History is different, because /forget must reach it in every process. Mirroring every turn
     locally would keep a copy that a forget handled by another process never touches, and the next
@@ -125,7 +109,9 @@ class FallbackStore:
             history_size=primary.history_size, retention_seconds=primary.retention_seconds
         )
         self.health = health
-        self.journal = _Journal()
+        self.journal = Journal()
+        self._journal_lock = asyncio.Lock()
+        self._drainer: asyncio.Task[None] | None = None
         self._turns = self._new_mirror()
         self._turns_outage = health.outages
         self.forget_channel = f"{primary.prefix}forget"
@@ -231,16 +217,26 @@ class FallbackStore:
     async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None:
         await self.local.set_opt_out(platform, user_id, opted_out)
         ok, _ = await self._try(lambda: self.primary.set_opt_out(platform, user_id, opted_out))
-        if not ok:
+        if not ok or (platform, user_id) in self.journal.opt_out:
             self._journal(lambda j: j.opt_out.__setitem__((platform, user_id), opted_out))
 
-    async def is_opted_out(self, platform: str, user_id: str) -> bool:
-        ok, got = await self._try(lambda: self.primary.is_opted_out_at(platform, user_id))
-        mirror = await self.local.is_opted_out(platform, user_id)
+    async def _read_at(self, op: Callable[[], Awaitable[tuple[T, str | None]]]) -> tuple[T, bool] | None:
+        """Redis's answer to a read that also returns the epoch, and whether the data it came from may
+        lack what this process remembers; None when Redis did not answer in time."""
+        before = self.epochs.epoch
+        ok, got = await self._try(op)
         if not ok or got is None:
+            return None
+        value, epoch = got
+        return value, self.epochs.seen(epoch, before)
+
+    async def is_opted_out(self, platform: str, user_id: str) -> bool:
+        got = await self._read_at(lambda: self.primary.is_opted_out_at(platform, user_id))
+        mirror = await self.local.is_opted_out(platform, user_id)
+        if got is None:
             return mirror
-        out, epoch = got
-        if self.epochs.seen(epoch):
+        out, lost = got
+        if lost:
             # Redis lost its data since the mirror last agreed with it: an opt-out either knows holds.
             out = out or mirror
         if out != mirror:
@@ -250,16 +246,16 @@ class FallbackStore:
     async def set_muted(self, conversation: str, persona_id: str, muted: bool) -> None:
         await self.local.set_muted(conversation, persona_id, muted)
         ok, _ = await self._try(lambda: self.primary.set_muted(conversation, persona_id, muted))
-        if not ok:
+        if not ok or (conversation, persona_id) in self.journal.muted:
             self._journal(lambda j: j.muted.__setitem__((conversation, persona_id), muted))
 
     async def muted(self, conversation: str) -> frozenset[str]:
-        ok, got = await self._try(lambda: self.primary.muted_at(conversation))
+        got = await self._read_at(lambda: self.primary.muted_at(conversation))
         mirror = await self.local.muted(conversation)
-        if not ok or got is None:
+        if got is None:
             return mirror
-        out, epoch = got
-        if self.epochs.seen(epoch):
+        out, lost = got
+        if lost:
             out |= mirror
         if out != mirror:
             for pid in mirror - out:
@@ -269,11 +265,11 @@ class FallbackStore:
         return out
 
     async def followers(self, platform: str, user_id: str) -> tuple[str, ...] | None:
-        ok, got = await self._try(lambda: self.primary.followers_at(platform, user_id))
-        if not ok or got is None:
+        got = await self._read_at(lambda: self.primary.followers_at(platform, user_id))
+        if got is None:
             return await self.local.followers(platform, user_id)
-        out, epoch = got
-        if self.epochs.seen(epoch) and out is None:
+        out, lost = got
+        if lost and out is None:
             out = await self.local.followers(platform, user_id)
         await self.local.set_followers(platform, user_id, out)
         return out
@@ -281,7 +277,7 @@ class FallbackStore:
     async def set_followers(self, platform: str, user_id: str, persona_ids: tuple[str, ...] | None) -> None:
         await self.local.set_followers(platform, user_id, persona_ids)
         ok, _ = await self._try(lambda: self.primary.set_followers(platform, user_id, persona_ids))
-        if not ok:
+        if not ok or (platform, user_id) in self.journal.followers:
             self._journal(lambda j: j.followers.__setitem__((platform, user_id), persona_ids))
 
     async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
@@ -300,7 +296,7 @@ class FallbackStore:
             self._usage_seen = {day: totals}
             return totals
 
-        def add(j: _Journal) -> None:
+        def add(j: Journal) -> None:
             pending = j.usage.setdefault(day, {})
             for key, n in deltas.items():
                 pending[key] = pending.get(key, 0) + n
@@ -312,39 +308,54 @@ class FallbackStore:
             merged[key] = merged.get(key, 0) + n
         return merged
 
-    def _journal(self, write: Callable[[_Journal], object]) -> None:
+    def _journal(self, write: Callable[[Journal], object]) -> None:
         if len(self.journal) >= self.journal.limit:
             log.error("redis outage journal full (%d entries): dropping a write", len(self.journal))
             return
         write(self.journal)
+        if self.health.up and (self._drainer is None or self._drainer.done()):
+            # Slow, not down: no recovery will replay this, so it is drained in the background.
+            self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="botfleet-journal")
+
+    async def _drain(self) -> None:
+        """Replay what was journaled while Redis was up but slow, once it is usable again; an outage
+        hands the journal over to the recovery hook (`_replay`)."""
+        delay, cap = self.health.backoff
+        while len(self.journal):
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            if not self.health.up:
+                return
+            if not self.health.usable:
+                continue
+            try:
+                # Off the message path: it may take longer than a handler's budget.
+                async with asyncio.timeout(DRAIN_TIMEOUT):
+                    await self._replay_journal()
+            except FAILURES as exc:
+                log.debug("replaying the journal failed, retrying: %r", exc)
+                delay = min(delay * 2, cap)
+
+    async def _replay_journal(self) -> None:
+        # One replay at a time: the drain and the recovery hook must not add the same usage twice.
+        async with self._journal_lock:
+            await self.journal.replay(self.primary, self._forget_everywhere, self._saw_usage)
+
+    def _saw_usage(self, day: str, totals: dict[str, int]) -> None:
+        self._usage_seen = {day: totals}
 
     async def _replay(self) -> None:
         """Runs before Redis is trusted again; an entry leaves the journal only once Redis has it."""
         # A restarted Redis without persistence has lost every choice: those known here go back first,
         # then the outage's own writes, which are newer.
         await self.epochs.restore()
-        j = self.journal
-        for (platform, user), opted in list(j.opt_out.items()):
-            await self.primary.set_opt_out(platform, user, opted)
-            del j.opt_out[(platform, user)]
-        for platform, user in list(j.forget):
-            await self._forget_everywhere(platform, user)
-            j.forget.discard((platform, user))
-        for (conversation, pid), muted in list(j.muted.items()):
-            await self.primary.set_muted(conversation, pid, muted)
-            del j.muted[(conversation, pid)]
-        for (platform, user), chosen in list(j.followers.items()):
-            await self.primary.set_followers(platform, user, chosen)
-            del j.followers[(platform, user)]
-        for day, deltas in list(j.usage.items()):
-            self._usage_seen = {day: await self.primary.add_usage(day, deltas)}
-            del j.usage[day]
+        await self._replay_journal()
         # The outage's turns are not needed once Redis is back (history reads Redis then).
         self._turns = self._new_mirror()
 
     async def close(self) -> None:
-        if self._listener is not None:
-            await stop_task(self._listener)
+        for task in (self._listener, self._drainer):
+            if task is not None:
+                await stop_task(task)
         await self.epochs.close()
         await self.primary.close()
         await self.local.close()

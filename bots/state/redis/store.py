@@ -65,17 +65,24 @@ return 1
 
 # KEYS: the user's conversation index, their first-contact record. ARGV: user id, history key prefix.
 # History keys are derived inside the script (fine on a single Redis; a cluster would need hash tags).
+# The fleet's replies to the user's turns go too (they may quote them), and replies to those: turns are
+# in time order, so one pass that remembers the removed message ids finds them all.
 FORGET_LUA = """
+local function is_str(v) return type(v) == 'string' and v ~= '' end
 local convs = redis.call('SMEMBERS', KEYS[1])
 local removed = 0
 for _, conv in ipairs(convs) do
   local key = ARGV[2] .. conv
   local items = redis.call('LRANGE', key, 0, -1)
   local kept = {}
+  local gone = {}
   for _, raw in ipairs(items) do
     local ok, turn = pcall(cjson.decode, raw)
-    if ok and type(turn) == 'table' and turn.user_id == ARGV[1] then
+    local drop = ok and type(turn) == 'table' and (turn.user_id == ARGV[1]
+      or (is_str(turn.persona_id) and is_str(turn.reply_to) and gone[turn.reply_to]))
+    if drop then
       removed = removed + 1
+      if is_str(turn.message_id) then gone[turn.message_id] = true end
     else
       kept[#kept + 1] = raw
     end
