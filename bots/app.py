@@ -19,7 +19,7 @@ from adapters.registry import PLATFORMS
 from bots.config import FleetConfig, LLMConfig
 from bots.core.brain import Brain
 from bots.core.fleet import Fleet
-from bots.core.ports import Adapter, LLMClient, Pacer, RateLimiter, Store
+from bots.core.ports import Adapter, Claims, LLMClient, Pacer, RateLimiter, Store
 from bots.llm.breaker import RetryBudget
 from bots.llm.canned import CannedClient
 from bots.llm.local import LocalClient, local_available
@@ -154,7 +154,20 @@ def build_fleet(
 ) -> Fleet:
     store, limiter = state or make_state(cfg)
     brain = Brain(llm or make_llm(cfg), cfg.llm)
-    return Fleet(cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng, pacer=make_pacer(store))
+    claims = make_claims(cfg, store)
+    return Fleet(
+        cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng, pacer=make_pacer(store), claims=claims
+    )
+
+
+def make_claims(cfg: FleetConfig, store: Store) -> Claims | None:
+    """Claims other processes can take over, on a Redis store; None: the store's dedupe is all it takes."""
+    if cfg.store.startswith("memory://"):
+        return None
+    from bots.state.redis import FallbackStore
+    from bots.state.redis import claims as redis_claims
+
+    return redis_claims.claims_beside(store) if isinstance(store, FallbackStore) else None
 
 
 class App:

@@ -57,15 +57,15 @@ class Delivery:
         # Reply queues by name; a lock lives only while replies of its queue are waiting or writing.
         self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
-    async def perform(self, action: Action) -> None:
-        """Carry one action out; every outcome goes to the fleet's outcome listeners: sent, reacted,
-        notified, dropped:<llm error kind>, cut_off, muted, gone (persona unloaded), failed (adapter
-        error) or cancelled (shutdown)."""
+    async def perform(self, action: Action) -> str:
+        """Carry one action out and return its outcome, which also goes to the fleet's outcome
+        listeners: sent, reacted, notified, dropped:<llm error kind>, cut_off, muted, gone (persona
+        unloaded), failed (adapter error) or cancelled (shutdown, raised rather than returned)."""
         fleet = self.fleet
         adapter = fleet.adapters.get(action.platform)
         if adapter is None:
             log.warning("no %s adapter for %s", action.platform, type(action).__name__)
-            return
+            return "failed"
         outcome = "failed"
         try:
             outcome = await self._carry_out(adapter, action)
@@ -77,6 +77,7 @@ class Delivery:
         finally:
             for listener in fleet.outcomes:
                 listener(outcome, action)
+        return outcome
 
     async def _carry_out(self, adapter: Adapter, action: Action) -> str:
         if isinstance(action, Reply):

@@ -20,13 +20,14 @@ from typing import Any
 
 from bots.config import FleetConfig
 from bots.core.brain import Brain
+from bots.core.claims import DUPLICATE, ClaimKeeper, StoreDedupe
 from bots.core.commands import OPTED_OUT_COMMANDS, run_command
 from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
-from bots.core.events import Action, Command, Event, Message
+from bots.core.events import Action, Command, Event, Message, Reply
 from bots.core.gate import Gate
 from bots.core.plan import Decision, Plan
-from bots.core.ports import Adapter, Pacer, RateLimiter, Store, Turn
+from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
 from bots.core.text import with_valid_text
 from bots.core.triggers import TriggerIndex
@@ -51,6 +52,7 @@ class Fleet:
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         pacer: Pacer | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self.config = config
         self.pacer: Pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
@@ -77,6 +79,8 @@ class Fleet:
         self.gate = Gate(self)
         self.chains = ChainBudget()
         self.delivery = Delivery(self)
+        # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
+        self.keeper = ClaimKeeper(self, claims or StoreDedupe(store))
         self.load(personas)
 
     # --- personas ---------------------------------------------------------------------------------
@@ -109,6 +113,7 @@ class Fleet:
         """Start every adapter; with connect, also start receiving on every account (no leasing)."""
         for adapter in self.adapters.values():
             await adapter.start(self)
+        self.keeper.start()
         if connect:
             for adapter in self.adapters.values():
                 for account in adapter.accounts():
@@ -135,6 +140,7 @@ class Fleet:
                 await asyncio.wait(list(self._tasks), timeout=left)
             if self._tasks:
                 await self.delivery.cut(list(self._tasks))
+        await self.keeper.close()
         for adapter in list(self.adapters.values()):
             try:
                 await adapter.stop()
@@ -158,9 +164,22 @@ class Fleet:
             return
         self.execute(plan)
 
+    @property
+    def accepting(self) -> bool:
+        return self._accepting
+
     def execute(self, plan: Plan) -> None:
+        self.keeper.opened(plan)
         for action in plan.actions:
-            self._spawn(self.delivery.perform(action))
+            self._spawn(self._perform(plan.event.key, action))
+
+    async def _perform(self, key: str, action: Action) -> None:
+        outcome = "cancelled"
+        try:
+            outcome = await self.delivery.perform(action)
+        finally:
+            # The event's claim is done once every action of its plan has an outcome.
+            self.keeper.settled(key, action, outcome)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -170,9 +189,30 @@ class Fleet:
     async def handle(self, event: Event, now: float | None = None) -> Plan:
         now = self.clock() if now is None else now
         plan = Plan(event=event, at=now)
-        if not await self.store.first_seen(event.key, self.config.fleet.dedupe_seconds, now):
-            plan.note = "duplicate"
+        if not await self.keeper.claim(event, now):
+            plan.note = DUPLICATE
             return plan
+        try:
+            return await self._decide(plan, now)
+        except Exception:
+            self.keeper.abandon(event.key)
+            raise
+
+    async def resume(self, event: Event, actions: Sequence[Action] | None) -> None:
+        """Finish answering an event whose claim this process took over from one that died: carry out
+        the actions it had decided, or decide afresh if it died first (its turn is in history already)."""
+        now = self.clock()
+        plan = Plan(event=event, at=now, note="taken over")
+        if actions is None:
+            plan = await self._decide(plan, now, remember=False)
+        else:
+            # The message has waited a lease time already: no reply waits out its pause again.
+            plan.actions.extend(dataclasses.replace(a, delay=0.0) if isinstance(a, Reply) else a for a in actions)
+            self._record(plan)
+        self.execute(plan)
+
+    async def _decide(self, plan: Plan, now: float, *, remember: bool = True) -> Plan:
+        event = plan.event
         if await self._opted_out(event):
             # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
             plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
@@ -182,7 +222,8 @@ class Fleet:
         elif event.author.is_bot and event.author.persona_id is None and self.config.fleet.ignore_foreign_bots:
             return self._record(self._ignored(plan, "foreign_bot", event))
         else:
-            await self._remember(event, now)
+            if remember:
+                await self._remember(event, now)
             await route(self, event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)

@@ -133,6 +133,44 @@ class RateLimiter(Protocol):
     async def close(self) -> None: ...
 
 
+class Claims(Protocol):
+    """Who is answering which message, so that a message outlives the process answering it.
+
+    A claim is also the event dedupe: within `keep` seconds the first claim of a key wins and a later
+    one is a duplicate, unless the claim is still pending and its owner let the lease lapse (it died):
+    then the claimer takes it over. The owner renews its pending claims until it marks them done
+    (every action of the plan has an outcome); `take_expired` hands claims whose owner died to another
+    process, with their payload (an event and its actions, bots.core.codec).
+    """
+
+    # Whether other processes share these claims, and so may take them over.
+    shared: bool
+
+    async def claim(self, key: str, payload: str, owner: str, lease: float, keep: float, now: float) -> bool: ...
+
+    async def update(self, key: str, owner: str, payload: str) -> None:
+        """Replace the payload of a claim still owned (the decided actions, then those left)."""
+        ...
+
+    async def renew(self, keys: Sequence[str], owner: str, lease: float, now: float) -> list[str]:
+        """Extend the leases of owned pending claims; returns the keys no longer owned."""
+        ...
+
+    async def done(self, key: str, owner: str) -> None:
+        """Answered: no longer pending, still a duplicate for the rest of its `keep` seconds."""
+        ...
+
+    async def release(self, key: str, owner: str) -> None:
+        """Hand a pending claim back (clean shutdown): another process may take it over at once."""
+        ...
+
+    async def take_expired(self, owner: str, lease: float, now: float, limit: int) -> list[tuple[str, str]]:
+        """Re-own up to `limit` pending claims whose lease lapsed: their (key, payload)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Pace:
     """One budget a platform call spends: slots on `key` at least `interval` seconds apart on average,
