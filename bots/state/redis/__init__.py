@@ -21,6 +21,10 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `why:<platform>:<message>`       | string | the why record's ttl (bots/ops/admin.py)                        |
 | `lease:<account>`                | string | one lease time, renewed by its holder (bots/ops/leases.py)      |
 | `members:<pool>`, `accounts`     | zset   | twice the lease time, renewed by every tick (bots/ops/leases.py)|
+| `claims`                         | zset   | fleet.dedupe_seconds after the last claim (claims.py)           |
+| `claims:payload`                 | hash   | fleet.dedupe_seconds after the last claim (claims.py)           |
+| `pace:<key>`, `pause:<key>`      | list/str | until the slot or pause passes (pacing.py)                    |
+| `identify:<account>`             | hash   | the platform's session-start window (bots/ops/leases.py)        |
 | `optout:<platform>`              | set    | none: see below                                                 |
 | `mute:<conversation>`            | set    | none: see below                                                 |
 | `follow:<platform>:<user>`       | string | none: see below                                                 |
