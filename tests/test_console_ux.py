@@ -98,7 +98,16 @@ async def test_ask_with_a_name_that_is_no_persona_says_so_and_a_plain_question_s
     assert replies(plan) == []
     assert [n.text for n in notices(plan)] == ["No persona called 'skeptik'; did you mean The Skeptic (@skeptic)?"]
     # The first word of a question is not a name: the best match answers, as before.
-    assert len(replies(await fleet.handle(cmd("ask", "should I quit my job?")))) == 1
+    plan = await fleet.handle(cmd("ask", "should I quit my job?"))
+    assert len(replies(plan)) == 1 and notices(plan) == []
+    # A first word that is neither a persona nor a question word may have been meant as one: the best
+    # match answers, and the person is told who and why.
+    plan = await fleet.handle(cmd("ask", "nobody what?", author=Author("u7", "Cy")))
+    [who] = replies(plan)
+    answered = fleet.personas[who].name
+    assert [n.text for n in notices(plan)] == [
+        f"No persona called 'nobody', so the best match answers: {answered}. /personas lists them."
+    ]
     assert replies(await fleet.handle(cmd("ask", "nerd what is 2+2?", author=BOB))) == ["nerd"]
 
 

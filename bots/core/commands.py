@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from bots.core.events import Command, Notice
+from bots.core.events import Command, Notice, Reply
 from bots.core.feed import followers, more
 from bots.core.gate import Candidate, Where, channel_allowed
 from bots.core.plan import Decision, Plan
@@ -168,6 +168,25 @@ async def _ask(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     if not await _summon(fleet, cmd, plan, now, ranked, 1, args, []):
         who = persona.name if persona else "Everyone"
         plan.actions.append(_notice(cmd, f"{who} is resting (rate or budget limit); try again later.", private=True))
+    elif persona is None and _maybe_a_name(args):
+        # "/ask nobody what?": the first word may have been meant as a name; say who answers instead.
+        chosen = next(fleet.personas[a.persona_id].name for a in plan.actions if isinstance(a, Reply))
+        first = args.split()[0]
+        text = f"No persona called {first!r}, so the best match answers: {chosen}. /personas lists them."
+        plan.actions.append(_notice(cmd, text, private=True))
+
+
+# Words a question starts with; any other first word of a bare /ask may have been meant as a name.
+QUESTION_OPENERS = frozenset(
+    "should shall what how is are am was were can could do does did why when where who whom whose which would "
+    "will i i'm im my me we our you your it its if any anyone anybody someone somebody tell help please hey hi "
+    "hello ok so but and or the a an this that these those there here".split()
+)
+
+
+def _maybe_a_name(question: str) -> bool:
+    words = question.split()
+    return len(words) >= 2 and words[0].lower().strip("?!.,:;'\"") not in QUESTION_OPENERS
 
 
 async def _panel(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
@@ -355,8 +374,12 @@ COMMANDS: dict[str, CommandSpec] = {
                 Option("personas", "At least 3 persona ids, or reset; empty: show your followers", "personas", False),
             ),
             private=True,
+            # Feeds are channels and forum threads; a DM has no posts for followers to comment on.
+            in_private_chats=False,
         ),
-        CommandSpec("more", "In a feed post's thread: two more followers comment", _more, private=True),
+        CommandSpec(
+            "more", "In a feed post's thread: two more followers comment", _more, private=True, in_private_chats=False
+        ),
         CommandSpec("help", "List the commands", _help, private=True, while_opted_out=True),
     )
 }
