@@ -25,7 +25,7 @@ from bots.config import FleetConfig
 from bots.core.fleet import Fleet
 from bots.llm.openai import OpenAIClient
 from bots.persona import Persona
-from tests.fakes.discord_server import Call, FakeDiscord, point_discord_py_at
+from tests.fakes.discord import Call, FakeDiscord, point_discord_py_at
 from tests.fakes.openai_server import FakeOpenAI, Truncated, _sse
 
 HOST_TOKEN = "host-token"

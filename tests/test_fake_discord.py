@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 from discord import app_commands
 
-from tests.fakes.discord_server import FakeDiscord, point_discord_py_at
+from tests.fakes.discord import FakeDiscord, point_discord_py_at
 
 HOST_TOKEN = "host-token"
 PERSONA_TOKEN = "persona-token"
