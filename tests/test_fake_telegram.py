@@ -1,4 +1,4 @@
-"""Real python-telegram-bot Applications against the fake Bot API in tests/fakes/telegram_server.py."""
+"""Real python-telegram-bot Applications against the fake Bot API in tests/fakes/telegram/."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ from telegram.ext import (
     filters,
 )
 
-from tests.fakes.telegram_server import ApiError, FakeTelegram, JSONDict, parse_html
+from tests.fakes.telegram import ApiError, FakeTelegram, JSONDict, parse_html
 
 # httpx logs every request URL at INFO, and the URL carries the bot token.
 logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -410,7 +410,7 @@ async def test_two_botfleet_runs_split_accounts_take_over_and_answer_once(
     accounts, a mention that two bots receive (in different processes) is answered once, and when
     one process is SIGKILLed the other receives on every account within the lease time."""
     from tests.fakes.openai_server import FakeOpenAI
-    from tests.fakes.telegram_server import FakeTelegram
+    from tests.fakes.telegram import FakeTelegram
 
     server = redis_servers()
     async with FakeTelegram() as fake, FakeOpenAI(reply=lambda body: "I doubt that.") as ai:
