@@ -10,16 +10,7 @@ from pathlib import Path
 import pytest_asyncio
 
 from bots.persona import Persona
-from tests.discord_world import (
-    AVATAR,
-    TOKENS,
-    World,
-    make_persona,
-    open_world,
-    running,
-    settle,
-    writes,
-)
+from tests.discord_world import AVATAR, TOKENS, World, make_persona, open_world, running, settle, writes
 
 
 @pytest_asyncio.fixture

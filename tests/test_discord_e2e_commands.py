@@ -11,14 +11,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from tests.discord_world import (
-    HOST_TOKEN,
-    JsonDict,
-    World,
-    open_world,
-    running,
-    settle,
-)
+from tests.discord_world import HOST_TOKEN, JsonDict, World, open_world, running, settle
 
 
 @pytest_asyncio.fixture

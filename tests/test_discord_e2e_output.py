@@ -10,16 +10,7 @@ from pathlib import Path
 import pytest_asyncio
 
 from adapters.discord import CUT_MARK, webhook_username
-from tests.discord_world import (
-    SlowOpenAI,
-    TimedDiscord,
-    World,
-    open_world,
-    running,
-    settle,
-    speaker,
-    writes,
-)
+from tests.discord_world import SlowOpenAI, TimedDiscord, World, open_world, running, settle, speaker, writes
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_server import Truncated
 

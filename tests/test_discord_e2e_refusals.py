@@ -10,15 +10,7 @@ from typing import Any
 
 import pytest_asyncio
 
-from tests.discord_world import (
-    TOKENS,
-    World,
-    default_personas,
-    make_persona,
-    open_world,
-    running,
-    settle,
-)
+from tests.discord_world import TOKENS, World, default_personas, make_persona, open_world, running, settle
 
 
 @pytest_asyncio.fixture
