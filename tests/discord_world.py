@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest_asyncio
 from aiohttp import web
 
 from adapters.discord import DiscordAdapter
@@ -140,9 +141,9 @@ class World:
         return next((pid for pid, bot in self.bots.items() if bot["id"] == message["author"]["id"]), "host")
 
 
-@contextlib.asynccontextmanager
-async def open_world(tmp_path: Path) -> AsyncIterator[World]:
-    """A fresh fake Discord and fake OpenAI (answering with :func:`says`) for one test."""
+@pytest_asyncio.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    """A fresh fake Discord and fake OpenAI (answering with :func:`says`); import it to use it."""
     async with FakeDiscord() as fake, FakeOpenAI(reply=says) as llm:
         yield World(fake, llm, tmp_path)
 

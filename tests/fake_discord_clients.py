@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import discord
+import pytest_asyncio
 
 from tests.fakes.discord import FakeDiscord, point_discord_py_at
 
@@ -32,9 +33,9 @@ class World:
         return int(self.general["id"])
 
 
-@contextlib.asynccontextmanager
-async def open_world() -> AsyncIterator[World]:
-    """A started fake with discord.py pointed at it, and the world built in it."""
+@pytest_asyncio.fixture
+async def world() -> AsyncIterator[World]:
+    """A started fake with discord.py pointed at it, and the world built in it; import it to use it."""
     async with FakeDiscord() as fake:
         with point_discord_py_at(fake):
             yield World(fake)

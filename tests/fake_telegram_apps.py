@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeAlias
 
 import aiohttp
+import pytest_asyncio
 from telegram import Message, Update
 from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
 
@@ -21,6 +22,13 @@ TOKEN_A = "1001:test-token-alpha"
 TOKEN_B = "1002:test-token-beta"
 
 App: TypeAlias = Application[Any, Any, Any, Any, Any, Any]
+
+
+@pytest_asyncio.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A started fake Bot API; import it to use it."""
+    async with FakeTelegram() as server:
+        yield server
 
 
 def build_app(fake: FakeTelegram, token: str) -> App:

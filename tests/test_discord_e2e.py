@@ -4,19 +4,11 @@ reply pings, accounts coming and going, and direct messages. The world is in tes
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest_asyncio
 
 from bots.persona import Persona
-from tests.discord_world import AVATAR, TOKENS, World, make_persona, open_world, running, settle, writes
+from tests.discord_world import AVATAR, TOKENS, World, make_persona, running, settle, world, writes
 
-
-@pytest_asyncio.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path) as opened:
-        yield opened
+__all__ = ["world"]  # the fixture, from discord_world.py
 
 
 async def test_a_mention_gets_one_reply_from_that_account_referencing_the_message(world: World) -> None:

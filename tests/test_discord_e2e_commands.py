@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest_asyncio
+from tests.discord_world import HOST_TOKEN, JsonDict, World, running, settle, world
 
-from tests.discord_world import HOST_TOKEN, JsonDict, World, open_world, running, settle
-
-
-@pytest_asyncio.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path) as opened:
-        yield opened
+__all__ = ["world"]  # the fixture, from discord_world.py
 
 
 async def test_panel_is_deferred_then_several_personas_answer_and_ask_autocompletes(world: World) -> None:

@@ -4,21 +4,14 @@ split, streamed replies are paced and marked when cut, webhook names. The world 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest_asyncio
-
 from adapters.discord import CUT_MARK, webhook_username
-from tests.discord_world import SlowOpenAI, TimedDiscord, World, open_world, running, settle, speaker, writes
+from tests.discord_world import SlowOpenAI, TimedDiscord, World, running, settle, speaker, world, writes
 from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_server import Truncated
 
-
-@pytest_asyncio.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path) as opened:
-        yield opened
+__all__ = ["world"]  # the fixture, from discord_world.py
 
 
 async def test_two_own_account_personas_naming_each_other_stop_at_max_bot_chain(world: World) -> None:

@@ -4,19 +4,11 @@ revoked, refused or rejected tokens. The world is in tests/discord_world.py."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest_asyncio
+from tests.discord_world import TOKENS, World, default_personas, make_persona, running, settle, world
 
-from tests.discord_world import TOKENS, World, default_personas, make_persona, open_world, running, settle
-
-
-@pytest_asyncio.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with open_world(tmp_path) as opened:
-        yield opened
+__all__ = ["world"]  # the fixture, from discord_world.py
 
 
 async def test_a_channel_that_refuses_us_is_skipped_without_retries(world: World, caplog: Any) -> None:

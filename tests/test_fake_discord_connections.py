@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import discord
 import pytest
-import pytest_asyncio
 
-from tests.fake_discord_clients import HOST_TOKEN, PERSONA_TOKEN, World, collect, open_world, running, text_channel
+from tests.fake_discord_clients import HOST_TOKEN, PERSONA_TOKEN, World, collect, running, text_channel, world
 
-
-@pytest_asyncio.fixture
-async def world() -> AsyncIterator[World]:
-    async with open_world() as opened:
-        yield opened
+__all__ = ["world"]  # the fixture, from fake_discord_clients.py
 
 
 @pytest.mark.asyncio

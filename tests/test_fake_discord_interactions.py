@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import discord
 import pytest
-import pytest_asyncio
 from discord import app_commands
 
-from tests.fake_discord_clients import HOST_TOKEN, PERSONA_TOKEN, World, collect, open_world, running, text_channel
+from tests.fake_discord_clients import HOST_TOKEN, PERSONA_TOKEN, World, collect, running, text_channel, world
 
-
-@pytest_asyncio.fixture
-async def world() -> AsyncIterator[World]:
-    async with open_world() as opened:
-        yield opened
+__all__ = ["world"]  # the fixture, from fake_discord_clients.py
 
 
 @pytest.mark.asyncio

@@ -5,11 +5,9 @@ The shared apps are in tests/fake_telegram_apps.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, MessageEntity, MessageOriginChannel, Update
 from telegram.error import Forbidden
 from telegram.ext import CallbackQueryHandler, ContextTypes
@@ -20,6 +18,7 @@ from tests.fake_telegram_apps import (
     Recorder,
     bot_app,
     build_app,
+    fake,
     message_of,
     running,
     send_as_bot,
@@ -27,11 +26,7 @@ from tests.fake_telegram_apps import (
 )
 from tests.fakes.telegram import FakeTelegram
 
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
+__all__ = ["fake"]  # the fixture, from fake_telegram_apps.py
 
 
 @pytest.mark.asyncio

@@ -7,11 +7,9 @@ import asyncio
 import html
 import json
 import re
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-import pytest_asyncio
 from telegram import (
     BotCommandScopeAllChatAdministrators,
     BotCommandScopeAllGroupChats,
@@ -27,14 +25,10 @@ from telegram import (
 from telegram.constants import ParseMode, ReactionEmoji
 from telegram.error import BadRequest, EndPointNotFound, Forbidden, InvalidToken, RetryAfter
 
-from tests.fake_telegram_apps import TOKEN_A, build_app, running
+from tests.fake_telegram_apps import TOKEN_A, build_app, fake, running
 from tests.fakes.telegram import ApiError, FakeTelegram, JSONDict, parse_html
 
-
-@pytest_asyncio.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as server:
-        yield server
+__all__ = ["fake"]  # the fixture, from fake_telegram_apps.py
 
 
 @pytest.mark.asyncio
