@@ -12,6 +12,22 @@ from tests.discord_world import HOST_TOKEN, JsonDict, World, running, settle, wo
 __all__ = ["world"]  # the fixture, from discord_world.py
 
 
+def check_panel_answers(world: World, answers: list[JsonDict], intro: JsonDict) -> None:
+    """One answer per persona; own accounts reply to the intro, webhooks (which cannot) name the asker."""
+    assert len({world.author_of(m) for m in answers}) == len(answers) >= 3
+    for m in answers:
+        if m.get("webhook_id"):
+            assert m["content"].startswith(f"-# ↪ <@{world.alice['id']}>")
+        else:
+            assert m["message_reference"]["message_id"] == intro["id"]
+
+
+def replies_to(world: World, message_id: str, *, since: int) -> list[JsonDict]:
+    """Persona messages in #general after the first ``since`` that reply to ``message_id``."""
+    said = world.persona_messages(world.general)[since:]
+    return [m for m in said if (m.get("message_reference") or {}).get("message_id") == message_id]
+
+
 async def test_panel_is_deferred_then_several_personas_answer_and_ask_autocompletes(world: World) -> None:
     fake = world.fake
     async with running(world):
@@ -40,12 +56,7 @@ async def test_panel_is_deferred_then_several_personas_answer_and_ask_autocomple
         assert panel.callback_types == [5]  # deferred at once
         intro = fake.message(panel.original_message_id or 0)
         assert intro["content"] == "**alice** asked the panel: Should I buy a boat?"
-        assert len({world.author_of(m) for m in answers}) == len(answers) >= 3
-        for m in answers:
-            if m.get("webhook_id"):
-                assert m["content"].startswith(f"-# ↪ <@{world.alice['id']}>")
-            else:
-                assert m["message_reference"]["message_id"] == intro["id"]
+        check_panel_answers(world, answers, intro)
         panel_prompt = json.dumps(world.llm.requests[0]["messages"])
         assert "asked a panel" in panel_prompt and "Should I buy a boat?" in panel_prompt
 
@@ -59,15 +70,8 @@ async def test_panel_is_deferred_then_several_personas_answer_and_ask_autocomple
         chosen = [*question, {"name": "persona", "type": 3, "value": "skeptic"}]
         ask = await fake.send_interaction(HOST_TOKEN, world.general, world.alice, "ask", chosen)
         await fake.wait_for(lambda: ask.original_message_id)
-
-        def answers_to_ask() -> list[JsonDict]:
-            # A late panel answer may still arrive: only what replies to /ask's message counts here.
-            said = world.persona_messages(world.general)[before:]
-            return [
-                m for m in said if (m.get("message_reference") or {}).get("message_id") == str(ask.original_message_id)
-            ]
-
-        new = await fake.wait_for(answers_to_ask)
+        # A late panel answer may still arrive: only what replies to /ask's message counts here.
+        new = await fake.wait_for(lambda: replies_to(world, str(ask.original_message_id), since=before))
         assert ask.callback_types == [5] and [world.author_of(m) for m in new] == ["skeptic"]
         assert fake.message(ask.original_message_id or 0)["content"].startswith("**alice** asked Skeptic:")
 
