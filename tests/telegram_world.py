@@ -22,7 +22,7 @@ from bots.core.fleet import Fleet
 from bots.core.plan import Plan
 from bots.persona import Persona, load_personas
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.telegram_server import FakeTelegram, JSONDict, SentMessage
+from tests.fakes.telegram import FakeTelegram, JSONDict, SentMessage
 
 TOKENS = {
     "host": "5000:host-secret-AAAAAAAAAAAAAAAA",

@@ -15,7 +15,7 @@ from pathlib import Path
 from bots.ops.leasestatus import read_leases
 from bots.state.redis import make_client
 from tests.fakes.openai_server import Delay, FakeOpenAI
-from tests.fakes.telegram_server import FakeTelegram, SentMessage
+from tests.fakes.telegram import FakeTelegram, SentMessage
 from tests.redis_server import RedisServer
 from tests.test_leases import ROOT, TG_ACCOUNTS, TG_PERSONAS, TG_TOKENS
 

@@ -3,9 +3,9 @@ for each token. Real Fleet, real discord.py, the fake Discord."""
 
 from __future__ import annotations
 
-from tests.test_discord_e2e import World, running, world
+from tests.discord_world import World, running, world
 
-__all__ = ["world"]  # the fixture, shared with the e2e tests
+__all__ = ["world"]  # the fixture, from discord_world.py
 
 SKEPTIC = "discord:skeptic"
 

@@ -10,9 +10,9 @@ from bots.core.commands import COMMANDS
 from bots.core.events import Action, Reply
 from bots.core.fleet import Fleet
 from bots.ops.reload import apply
-from tests.test_discord_e2e import HOST_TOKEN, World, default_personas, make_persona, running, settle, world
+from tests.discord_world import HOST_TOKEN, World, default_personas, make_persona, running, settle, world
 
-__all__ = ["world"]  # the fixture, shared with the e2e tests
+__all__ = ["world"]  # the fixture, from discord_world.py
 
 DISCLOSURE = "— AI persona · /about"
 

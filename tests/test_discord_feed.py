@@ -13,9 +13,9 @@ from typing import Any
 import pytest_asyncio
 
 from bots.persona import Persona
-from tests.fakes.discord_server import FakeDiscord
+from tests.discord_world import HOST_TOKEN, TOKENS, World, make_persona, running, speaker
+from tests.fakes.discord import FakeDiscord
 from tests.fakes.openai_server import FakeOpenAI
-from tests.test_discord_e2e import HOST_TOKEN, TOKENS, World, make_persona, running, speaker
 
 JsonDict = dict[str, Any]
 FEEDS = {

@@ -23,7 +23,7 @@ from bots.ops.leasestatus import format_status, read_leases, status
 from bots.persona import Persona
 from bots.state.redis import make_client
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fakes.telegram_server import FakeTelegram, SentMessage
+from tests.fakes.telegram import FakeTelegram, SentMessage
 from tests.redis_server import RedisServer
 
 LEASE = 1.0

@@ -27,7 +27,7 @@ from bots.core.ports import Pace, Pacer
 from bots.state.pacing import MemoryPacer
 from bots.state.redis import RedisHealth, make_client, open_redis_state
 from bots.state.redis.pacing import FallbackPacer, RedisPacer
-from tests.fakes.telegram_server import Call, FakeTelegram
+from tests.fakes.telegram import Call, FakeTelegram
 from tests.redis_server import RedisServer
 from tests.telegram_world import TOKENS
 

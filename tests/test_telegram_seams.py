@@ -22,7 +22,7 @@ from bots.config import TelegramConfig
 from bots.core.commands import COMMANDS
 from bots.ops.logs import MASK, MaskingFilter, RedactingFormatter, SecretMask
 from bots.persona import Persona
-from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.telegram import FakeTelegram
 from tests.telegram_world import telegram_fleet
 
 
