@@ -17,7 +17,7 @@ from bots.state.redis import make_client
 from tests.fakes.openai_server import Delay, FakeOpenAI
 from tests.fakes.telegram import FakeTelegram, SentMessage
 from tests.redis_server import RedisServer
-from tests.test_leases import ROOT, TG_ACCOUNTS, TG_PERSONAS, TG_TOKENS
+from tests.telegram_runs import ROOT, TG_ACCOUNTS, TG_PERSONAS, TG_TOKENS
 
 LEASE = 1.0
 

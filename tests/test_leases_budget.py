@@ -22,7 +22,7 @@ from bots.llm.canned import CannedClient
 from bots.ops.budget import reserve_for
 from bots.ops.leases import LeaseManager
 from tests.conftest import RecordingAdapter, persona
-from tests.test_leases import FakeAdapter, Platform, eventually
+from tests.lease_world import FakeAdapter, Platform, eventually
 
 ACCOUNT = "fake:skeptic"
 

@@ -14,8 +14,8 @@ import redis
 import redis.asyncio
 
 from bots.ops.leases import LeaseManager
+from tests.lease_world import ACCOUNTS, FakeAdapter, Platform, eventually
 from tests.redis_server import RedisServer
-from tests.test_leases import ACCOUNTS, FakeAdapter, Platform, eventually
 
 
 class Relay:

@@ -132,66 +132,84 @@ async def personas_loaded(port: int) -> float:
     return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith("botfleet_personas "))
 
 
-async def test_reload_keeps_the_old_fleet_on_errors_and_applies_a_valid_change(
-    tmp_path: Path, unused_tcp_port: int
-) -> None:
-    port = unused_tcp_port
-    cfg = write_fleet(tmp_path, port)
-    nerd = tmp_path / "personas" / "nerd.yaml"
-    async with FakeOpenAI(reply=persona_reply) as fake:
-        fleet = await start(cfg, fake)
-        # Console message ids are unique per run: the banner says how they look.
-        run = (await fleet.expect("[botfleet] console room")).split("message ids this run are ")[1].split("-")[0]
-        await fleet.say("@skeptic is this a good idea?")  # console message id {run}-1
-        assert (await fleet.expect("[The Skeptic]")) == "[The Skeptic] skeptic says hi"
-        assert (await fleet.expect("    — AI")) == "    — AI persona · /about"  # first contact
-        assert (tmp_path / "botfleet.pid").read_text().strip() == str(fleet.proc.pid)
+async def first_contact(fleet: Running, tmp_path: Path) -> str:
+    """The skeptic answers with the disclosure; returns this run's console message id prefix."""
+    # Console message ids are unique per run: the banner says how they look.
+    run = (await fleet.expect("[botfleet] console room")).split("message ids this run are ")[1].split("-")[0]
+    await fleet.say("@skeptic is this a good idea?")  # console message id {run}-1
+    assert (await fleet.expect("[The Skeptic]")) == "[The Skeptic] skeptic says hi"
+    assert (await fleet.expect("    — AI")) == "    — AI persona · /about"  # first contact
+    assert (tmp_path / "botfleet.pid").read_text().strip() == str(fleet.proc.pid)
+    return run
 
-        # A broken persona file plus a new valid one: all or nothing, so neither is taken.
-        nerd.write_text("id: nerd\nname: The Nerd\nprompt: You count things.\ntriggers:\n  - mention: false\n")
-        (tmp_path / "personas" / "optimist.yaml").write_text(persona_yaml("optimist", "The Optimist", "hope"))
-        fleet.proc.send_signal(signal.SIGHUP)
-        await fleet.expect_err("reload rejected: 1 problem(s)")
-        problem = await fleet.expect_err(f"{nerd}:5: triggers[1]")
-        assert "mention: false is not a trigger" in json.loads(problem)["msg"]
-        # `botfleet check` prints the very same line.
-        rc, out, _ = await botfleet("check", "--config", str(cfg))
-        assert rc == 2 and json.loads(problem)["msg"] in out.splitlines()
-        await fleet.say("@nerd are you still there?")
-        assert (await fleet.expect("[The Nerd]")) == "[The Nerd] nerd says hi"
-        assert await personas_loaded(port) == 2
 
-        # Fixed: `botfleet reload` validates, finds the process by its pid file and signals it.
-        nerd.write_text(persona_yaml("nerd", "The Nerd", "count things"))
-        rc, _, err = await botfleet("reload", "--config", str(cfg))
-        assert rc == 0, err
-        assert f"process {fleet.proc.pid}" in err
-        await fleet.expect_err("reloaded: 3 personas (added: optimist; removed: none)")
-        await fleet.say("@optimist and you?")
-        assert (await fleet.expect("[The Optimist]")) == "[The Optimist] optimist says hi"
+async def check_a_broken_reload_keeps_the_old_fleet(fleet: Running, cfg: Path, port: int) -> None:
+    # A broken persona file plus a new valid one: all or nothing, so neither is taken.
+    nerd = cfg.parent / "personas" / "nerd.yaml"
+    nerd.write_text("id: nerd\nname: The Nerd\nprompt: You count things.\ntriggers:\n  - mention: false\n")
+    (cfg.parent / "personas" / "optimist.yaml").write_text(persona_yaml("optimist", "The Optimist", "hope"))
+    fleet.proc.send_signal(signal.SIGHUP)
+    await fleet.expect_err("reload rejected: 1 problem(s)")
+    problem = await fleet.expect_err(f"{nerd}:5: triggers[1]")
+    assert "mention: false is not a trigger" in json.loads(problem)["msg"]
+    # `botfleet check` prints the very same line.
+    rc, out, _ = await botfleet("check", "--config", str(cfg))
+    assert rc == 2 and json.loads(problem)["msg"] in out.splitlines()
+    await fleet.say("@nerd are you still there?")
+    assert (await fleet.expect("[The Nerd]")) == "[The Nerd] nerd says hi"
+    assert await personas_loaded(port) == 2
 
-        # The audit of a running fleet, from another process.
-        rc, out, err = await botfleet("why", "console", f"{run}-1", "--config", str(cfg))
-        assert rc == 0, err
-        assert out.splitlines()[0] == f"console:{run}-1 (message in console)"
-        assert out.splitlines()[1].split() == ["skeptic", "reply", "mention:platform"]
-        rc, out, _ = await botfleet("why", "console", "999", "--config", str(cfg))
-        assert rc == 1 and "not in the audit" in out
 
-        assert fleet.proc.stdin is not None
-        fleet.proc.stdin.close()
-        assert await fleet.wait() == 0
-    assert not (tmp_path / "botfleet.pid").exists()
+async def check_botfleet_reload_applies_the_fix(fleet: Running, cfg: Path) -> None:
+    # Fixed: `botfleet reload` validates, finds the process by its pid file and signals it.
+    (cfg.parent / "personas" / "nerd.yaml").write_text(persona_yaml("nerd", "The Nerd", "count things"))
+    rc, _, err = await botfleet("reload", "--config", str(cfg))
+    assert rc == 0, err
+    assert f"process {fleet.proc.pid}" in err
+    await fleet.expect_err("reloaded: 3 personas (added: optimist; removed: none)")
+    await fleet.say("@optimist and you?")
+    assert (await fleet.expect("[The Optimist]")) == "[The Optimist] optimist says hi"
+
+
+async def check_why_from_another_process(cfg: Path, run: str) -> None:
+    """The audit of a running fleet, from another process."""
+    rc, out, err = await botfleet("why", "console", f"{run}-1", "--config", str(cfg))
+    assert rc == 0, err
+    assert out.splitlines()[0] == f"console:{run}-1 (message in console)"
+    assert out.splitlines()[1].split() == ["skeptic", "reply", "mention:platform"]
+    rc, out, _ = await botfleet("why", "console", "999", "--config", str(cfg))
+    assert rc == 1 and "not in the audit" in out
+
+
+def check_json_logs_without_secrets(err: list[str]) -> None:
     # One JSON object per line; decisions logged with persona, trigger, reason and latency.
-    records = [json.loads(line) for line in fleet.err]
+    records = [json.loads(line) for line in err]
     decisions = [r for r in records if r["logger"] == "botfleet.decision"]
     assert {"persona", "trigger", "reason", "latency_ms", "event", "action"} <= decisions[0].keys()
-    everything = "\n".join(fleet.err)
+    everything = "\n".join(err)
     for secret in (API_KEY, DISCORD_TOKEN, PROXY_PASSWORD):
         assert secret not in everything
     assert "botfleet:***@127.0.0.1" in everything  # the endpoint is still logged, masked
     # No message text at INFO.
     assert not any("good idea" in r["msg"] for r in records if r["level"] == "INFO")
+
+
+async def test_reload_keeps_the_old_fleet_on_errors_and_applies_a_valid_change(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    port = unused_tcp_port
+    cfg = write_fleet(tmp_path, port)
+    async with FakeOpenAI(reply=persona_reply) as fake:
+        fleet = await start(cfg, fake)
+        run = await first_contact(fleet, tmp_path)
+        await check_a_broken_reload_keeps_the_old_fleet(fleet, cfg, port)
+        await check_botfleet_reload_applies_the_fix(fleet, cfg)
+        await check_why_from_another_process(cfg, run)
+        assert fleet.proc.stdin is not None
+        fleet.proc.stdin.close()
+        assert await fleet.wait() == 0
+    assert not (tmp_path / "botfleet.pid").exists()
+    check_json_logs_without_secrets(fleet.err)
 
 
 async def test_sigterm_with_replies_in_flight_exits_0(tmp_path: Path, unused_tcp_port: int) -> None:
