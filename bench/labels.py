@@ -17,8 +17,10 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dilemmas import ANSWERING, DILEMMAS, conversation
 
@@ -71,13 +73,16 @@ def raw_reply(client: LocalClient, request: LLMRequest) -> str:
     return "".join(parts)
 
 
-def run(model: Path | None, seed: int) -> list[dict[str, object]]:
+def run(model: Path | None, seed: int) -> list[dict[str, Any]]:
     personas = {p.id: p for p in load_personas(ROOT / "personas")}
-    names = frozenset(
-        n for p in personas.values() for n in (p.name.lower(), p.name.lower().removeprefix("the "))
-    ) | {"alice", "bob", "carol_92", "dee"}
+    names = frozenset(n for p in personas.values() for n in (p.name.lower(), p.name.lower().removeprefix("the "))) | {
+        "alice",
+        "bob",
+        "carol_92",
+        "dee",
+    }
     client = LocalClient(model, n_ctx=2048, seed=seed)
-    results = []
+    results: list[dict[str, Any]] = []
     for fmt in ("legacy", "quoted"):
         labelled: list[str] = []
         for i in range(len(DILEMMAS)):

