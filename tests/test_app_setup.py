@@ -126,7 +126,7 @@ def test_shipped_config_with_provider_openai_and_no_key_says_which_key() -> None
 def test_the_cli_and_the_registry_import_no_platform_sdk_and_no_redis() -> None:
     probe = (
         "import sys, bots.cli, adapters.registry\n"
-        "heavy = [m for m in ('discord', 'telegram', 'redis', 'llama_cpp') if m in sys.modules]\n"
+        "heavy = [m for m in ('discord', 'telegram', 'redis', 'llama_cpp', 'xllamacpp') if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bots.config import LLMConfig
-from bots.core.brain import Brain
-from bots.core.ports import LLMError, LLMRequest
-from bots.llm.local import SAMPLING, LocalClient, Sentences, stop_strings
+from bots.core.brain import Brain, Usage
+from bots.core.ports import LLMError, LLMRequest, Turn
+from bots.core.prompts import build_messages
+from bots.llm.local import SAMPLING, LocalClient, Sentences, speakers, stop_strings
 from tests.conftest import persona
 
 REQ = LLMRequest(
@@ -32,7 +33,8 @@ REQ = LLMRequest(
 
 
 class FakeLlama:
-    """Stands in for llama_cpp.Llama (a third-party object): streams the pieces it is given."""
+    """Stands in for xllamacpp.Server (a third-party object): streams the pieces it is given to the
+    callback, the way llama.cpp's server code does, and stops when the callback returns True."""
 
     def __init__(
         self, pieces: list[str], finish: str, *, gate: threading.Event | None = None, free: int = 0, wait: float = 5
@@ -46,20 +48,25 @@ class FakeLlama:
         self.calls: list[dict[str, Any]] = []
         self.produced = 0
 
-    def create_chat_completion(self, **kw: Any) -> Iterator[dict[str, Any]]:
-        self.calls.append(kw)
+    def handle_chat_completions(self, payload: dict[str, Any], callback: Callable[[Any], bool]) -> None:
+        self.calls.append(payload)
         for n, piece in enumerate(self.pieces):
             if self.gate is not None and n >= self.free:
                 self.gate.wait(self.wait)
             self.produced += 1
-            last = n == len(self.pieces) - 1
-            yield {"choices": [{"delta": {"content": piece}, "finish_reason": self.finish if last else None}]}
+            if callback({"choices": [{"delta": {"content": piece}, "finish_reason": None}]}):
+                return
+        if callback({"choices": [{"delta": {}, "finish_reason": self.finish}]}):
+            return
+        callback({"choices": [], "usage": {"prompt_tokens": 17, "completion_tokens": len(self.pieces)}})
 
-    def tokenize(self, data: bytes, add_bos: bool = False) -> list[int]:
-        return list(range(len(data.split())))
+
+class FailingServer:
+    def handle_chat_completions(self, payload: dict[str, Any], callback: Callable[[Any], bool]) -> None:
+        callback({"error": {"code": 400, "message": "the request exceeds the context size"}})
 
 
-def client(llama: FakeLlama) -> LocalClient:
+def client(llama: FakeLlama | FailingServer) -> LocalClient:
     c = LocalClient(model_path=Path("model.gguf"))
     c._llm = llama
     return c
@@ -73,9 +80,10 @@ async def test_sampling_like_the_llama_cpp_server_and_where_the_reply_stops() ->
     llama = FakeLlama(["Who ", "benefits?"], "stop")
     assert await reply(client(llama)) == "Who benefits?"
     call = llama.calls[0]
+    assert call["stream"] is True and call["messages"] == list(REQ.messages)
     # No repeat penalty: penalising full stops and common words made sentences run on to max_tokens.
     assert call["repeat_penalty"] == 1.0 and call["top_k"] == SAMPLING["top_k"] and call["min_p"] == 0.05
-    assert call["stop"] == ["\n\n", "\nalice:", "\nThe Nerd:"]
+    assert call["stop"] == ["\n\n", "\n> ", "\nalice:", "\nThe Nerd:"]
     assert call["max_tokens"] == 40 and call["temperature"] == 0.7
 
 
@@ -129,8 +137,38 @@ async def test_a_reply_ends_after_four_sentences_and_the_model_stops_writing() -
 
 
 def test_a_blank_line_or_another_speakers_turn_ends_the_reply() -> None:
-    assert stop_strings(REQ.messages) == ["\n\n", "\nalice:", "\nThe Nerd:"]
-    assert stop_strings([{"role": "user", "content": "no speaker here"}]) == ["\n\n"]
+    assert stop_strings(REQ.messages) == ["\n\n", "\n> ", "\nalice:", "\nThe Nerd:"]
+    assert stop_strings([{"role": "user", "content": "no speaker here"}]) == ["\n\n", "\n> "]
+
+
+def test_speakers_come_from_the_quoted_history_the_fleet_sends() -> None:
+    history = [
+        Turn(speaker="alice", text="is this a scam?", at=1.0, user_id="u1"),
+        Turn(speaker="The Nerd", text="statistically, yes.", at=2.0, persona_id="nerd"),
+        Turn(speaker="bob", text="what do you think?\nBe honest.", at=3.0, user_id="u2"),
+    ]
+    messages = build_messages(persona("skeptic"), history)
+    # The headers ("Answer this message:") are not speakers; every quoted name is.
+    assert speakers(messages) == ["alice", "The Nerd", "bob"]
+
+
+async def test_a_reply_that_opens_with_a_quoted_label_loses_it() -> None:
+    llama = FakeLlama(["> The Nerd: who ", "benefits? Ask."], "stop")
+    assert await reply(client(llama)) == "who benefits? Ask."
+
+
+async def test_exact_usage_comes_from_the_server() -> None:
+    seen: list[Usage] = []
+    c = client(FakeLlama(["Who ", "benefits?"], "stop"))
+    text = "".join([t async for t in Brain(c, LLMConfig(), on_usage=seen.append).write(persona("skeptic"), REQ)])
+    assert text == "Who benefits?"
+    assert seen[0].prompt_tokens == 17 and seen[0].completion_tokens == 2 and not seen[0].estimated
+
+
+async def test_an_error_from_the_model_is_an_llm_error() -> None:
+    with pytest.raises(LLMError) as err:
+        await reply(client(FailingServer()))
+    assert "context size" in str(err.value)
 
 
 async def test_a_reply_given_up_frees_the_model_for_the_next_one() -> None:

