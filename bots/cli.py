@@ -131,6 +131,11 @@ async def _run(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"botfleet: {exc}", file=sys.stderr)
         return 2
+    if not adapters:
+        # Only --adapter can leave nothing: a fleet on no platform would idle forever, saying nothing.
+        wanted = " or ".join(f"adapters.{n}.token (or a persona's platforms.{n}.token)" for n in args.adapter or [])
+        print(f"botfleet: nothing to run: set {wanted}", file=sys.stderr)
+        return 2
     # A person typing into the console on this terminal: log lines would land in the chat.
     typing = any(getattr(a, "interactive", False) for a in adapters)
     if said := settle_logging(log_file_beside(args.config) if typing else None):
