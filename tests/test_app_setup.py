@@ -120,7 +120,6 @@ def test_shipped_config_with_provider_openai_and_no_key_says_which_key() -> None
     assert ".[local]" not in done.stderr
 
 
-
 def test_run_with_only_an_adapter_that_has_no_token_exits_saying_which_token() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REDIS_", "TELEGRAM_", "DISCORD_"))}
     # An endpoint that is never called: the run must stop before any platform or LLM is contacted.
@@ -136,6 +135,7 @@ def test_run_with_only_an_adapter_that_has_no_token_exits_saying_which_token() -
     )
     assert done.returncode == 2, done.stderr
     assert "nothing to run" in done.stderr and "adapters.telegram.token" in done.stderr
+
 
 # --- import boundaries -----------------------------------------------------------------------------
 
