@@ -1,4 +1,4 @@
-"""The `botfleet` command: run | check | simulate | personas."""
+"""The `botfleet` command: run | check | personas | simulate | why | status | reload."""
 
 from __future__ import annotations
 
@@ -188,7 +188,8 @@ def cmd_why(args: argparse.Namespace) -> int:
         if not cfg.store.startswith("memory://"):
             return _why_from_redis(cfg.store, args)
         if cfg.metrics.port is None:
-            print("botfleet: set metrics.port: the running fleet answers `why` on that port", file=sys.stderr)
+            said = "no metrics.port: the running fleet answers `why` on that port (the shipped config.yaml"
+            print(f"botfleet: {said} reads BOTFLEET_METRICS_PORT; set it for the fleet and here)", file=sys.stderr)
             return 2
         host = "127.0.0.1" if cfg.metrics.host in ("0.0.0.0", "::", "") else cfg.metrics.host
         url = f"http://{host}:{cfg.metrics.port}"
