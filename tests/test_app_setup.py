@@ -70,7 +70,7 @@ def test_platform_checks_run_only_while_the_platform_is_in_use() -> None:
     party = persona("a", reactions=[{"keywords": ["party"], "emoji": "🦜"}])
     assert check_problems(cfg(), [party]) == []
     problems = check_problems(cfg(adapters={"telegram": {"token": "123:abc"}}), [party])
-    assert [p.field for p in problems] == ["reactions[0].emoji"]
+    assert [p.field for p in problems] == ["reactions[1].emoji"]
 
 
 def test_adapter_settings_and_persona_accounts_need_a_restart() -> None:
