@@ -40,6 +40,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # The feed post command exists only here (Discord and Telegram posts are messages in a feed channel),
 # so the shared command table does not list it; /help on the console does.
 POST_HELP = "/post: Post to the console feed; its followers comment: /post <text>"
+POST_USAGE = "Usage: /post <text>"
 
 
 def framed(speaker: str, text: str) -> str:
@@ -146,12 +147,12 @@ class ConsoleAdapter:
         assert self._fleet is not None
         self._count += 1
         mid = f"{self.run_id}-{self._count}"
-        is_post = line.startswith("/post ")
+        name, _, args = line[1:].partition(" ") if line.startswith("/") else ("", "", "")
+        is_post = name.lower() == "post"
         if is_post:
             # A post to the console feed: the followers' cascade instead of trigger routing.
-            line = line.removeprefix("/post ").strip()
+            line = args.strip()
         elif line.startswith("/"):
-            name, _, args = line[1:].partition(" ")
             if name.lower() == "help":
                 self._help_ids.add(mid)
             return Command(
@@ -178,7 +179,12 @@ class ConsoleAdapter:
 
     async def say(self, line: str) -> None:
         assert self._fleet is not None
-        await self._fleet.dispatch(self.event_for(line))
+        event = self.event_for(line)
+        if isinstance(event, Message) and event.is_post and not event.text:
+            # The shared command table has no /post, so the fleet would call it an unknown command.
+            self._print(framed("botfleet", POST_USAGE))
+            return
+        await self._fleet.dispatch(event)
 
     def _print(self, line: str) -> None:
         if self._screen is not None:

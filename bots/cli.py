@@ -1,4 +1,4 @@
-"""The `botfleet` command: run | check | simulate | personas."""
+"""The `botfleet` command: run | check | personas | simulate | why | status | reload."""
 
 from __future__ import annotations
 
@@ -131,6 +131,11 @@ async def _run(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"botfleet: {exc}", file=sys.stderr)
         return 2
+    if not adapters:
+        # Only --adapter can leave nothing: a fleet on no platform would idle forever, saying nothing.
+        wanted = " or ".join(f"adapters.{n}.token (or a persona's platforms.{n}.token)" for n in args.adapter or [])
+        print(f"botfleet: nothing to run: set {wanted}", file=sys.stderr)
+        return 2
     # A person typing into the console on this terminal: log lines would land in the chat.
     typing = any(getattr(a, "interactive", False) for a in adapters)
     if said := settle_logging(log_file_beside(args.config) if typing else None):
@@ -183,7 +188,8 @@ def cmd_why(args: argparse.Namespace) -> int:
         if not cfg.store.startswith("memory://"):
             return _why_from_redis(cfg.store, args)
         if cfg.metrics.port is None:
-            print("botfleet: set metrics.port: the running fleet answers `why` on that port", file=sys.stderr)
+            said = "no metrics.port: the running fleet answers `why` on that port (the shipped config.yaml"
+            print(f"botfleet: {said} reads BOTFLEET_METRICS_PORT; set it for the fleet and here)", file=sys.stderr)
             return 2
         host = "127.0.0.1" if cfg.metrics.host in ("0.0.0.0", "::", "") else cfg.metrics.host
         url = f"http://{host}:{cfg.metrics.port}"

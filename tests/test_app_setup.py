@@ -70,7 +70,7 @@ def test_platform_checks_run_only_while_the_platform_is_in_use() -> None:
     party = persona("a", reactions=[{"keywords": ["party"], "emoji": "🦜"}])
     assert check_problems(cfg(), [party]) == []
     problems = check_problems(cfg(adapters={"telegram": {"token": "123:abc"}}), [party])
-    assert [p.field for p in problems] == ["reactions[0].emoji"]
+    assert [p.field for p in problems] == ["reactions[1].emoji"]
 
 
 def test_adapter_settings_and_persona_accounts_need_a_restart() -> None:
@@ -118,6 +118,23 @@ def test_shipped_config_with_provider_openai_and_no_key_says_which_key() -> None
     assert done.returncode == 2, done.stderr
     assert "OPENAI_API_KEY" in done.stderr and "llm.api_key" in done.stderr
     assert ".[local]" not in done.stderr
+
+
+def test_run_with_only_an_adapter_that_has_no_token_exits_saying_which_token() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REDIS_", "TELEGRAM_", "DISCORD_"))}
+    # An endpoint that is never called: the run must stop before any platform or LLM is contacted.
+    env["OPENAI_BASE_URL"] = "http://127.0.0.1:1/v1"
+    done = subprocess.run(
+        [sys.executable, "-m", "bots", "run", "--config", str(ROOT / "config.yaml"), "--adapter", "telegram"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "nothing to run" in done.stderr and "adapters.telegram.token" in done.stderr
 
 
 # --- import boundaries -----------------------------------------------------------------------------

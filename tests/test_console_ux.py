@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import io
 import os
 import re
 import struct
@@ -12,9 +13,9 @@ import sys
 import termios
 from pathlib import Path
 
-from adapters.console import INDENT
+from adapters.console import INDENT, ConsoleAdapter
 from adapters.console_terminal import HINT, PROMPT, LiveReply, Screen
-from bots.core.events import Author, Command, Notice, Reply
+from bots.core.events import Author, Command, Message, Notice, Reply
 from bots.core.plan import Plan
 from tests.conftest import HUMAN, make_fleet, msg, persona
 from tests.fakes.openai_server import FakeOpenAI
@@ -25,7 +26,7 @@ BOB = Author(id="u2", name="bob")
 
 def cmd(name: str, args: str = "", author: Author = HUMAN, **kw: object) -> Command:
     msg.counter += 1  # type: ignore[attr-defined]
-    return Command("test", f"c{msg.counter}", "general", author, name, args, **kw)  # type: ignore[arg-type]
+    return Command("test", f"c{msg.counter}", "general", author, name, args, **kw)  # type: ignore[arg-type,attr-defined]
 
 
 def notices(plan: Plan) -> list[Notice]:
@@ -115,6 +116,19 @@ async def test_mute_of_a_persona_that_does_not_exist_names_the_closest() -> None
     fleet, _, _ = make_fleet([NERD, SKEPTIC])
     plan = await fleet.handle(cmd("mute", "nerds", author=Author("u9", "mod", is_admin=True)))
     assert [n.text for n in notices(plan)] == ["No persona called 'nerds'; did you mean The Nerd (@nerd)?"]
+
+
+async def test_post_without_text_says_how_to_post_and_any_case_of_post_posts() -> None:
+    fleet, _, _ = make_fleet([NERD, SKEPTIC])
+    out = io.StringIO()
+    console = ConsoleAdapter(stdin=io.StringIO(""), stdout=out)
+    console._fleet = fleet
+    # /post is the console's own command, not in the shared table: bare, the fleet called it unknown.
+    await console.say("/post")
+    assert out.getvalue() == "[botfleet] Usage: /post <text>\n"
+    posted = console.event_for("/POST I adopted a cat!")
+    assert isinstance(posted, Message) and posted.is_post and posted.text == "I adopted a cat!"
+    assert isinstance(console.event_for("/postcard"), Command)
 
 
 # --- the console on a terminal -------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bots.cli import main
-from bots.core.events import Author, Command, React, Reply
+from bots.core.events import Author, Command, Notice, React, Reply
 from bots.core.ports import Chunk, LLMRequest
 from tests.conftest import HUMAN, make_fleet, msg, persona
 
@@ -166,3 +166,6 @@ async def test_more_only_works_in_a_feed() -> None:
     fleet, _, _ = fleet_with()
     plan = await fleet.handle(cmd("more", channel="general"))
     assert "feed post's thread" in plan.actions[0].text
+    # In a feed, but before any post: nobody comments on nothing.
+    plan = await fleet.handle(cmd("more"))
+    assert [type(a) for a in plan.actions] == [Notice] and "Nothing to comment on" in plan.actions[0].text

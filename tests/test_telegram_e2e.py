@@ -109,7 +109,7 @@ def test_a_reaction_telegram_does_not_allow_fails_check(
     monkeypatch.setenv("FRUIT_TELEGRAM_TOKEN", "6000:fruit-secret")
     assert cli.main(["check", "--config", str(config)]) == 2
     out = capsys.readouterr().out
-    assert f"{persona}:7: reactions[0].emoji: '🍍' is not a reaction Telegram bots may use" in out
+    assert f"{persona}:7: reactions[1].emoji: '🍍' is not a reaction Telegram bots may use" in out
 
 
 @pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")  # RetryAfter() warns in 22.x

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from telegram.constants import ReactionEmoji
 
 from bots.persona import Persona
-from bots.yamlfile import Problem
+from bots.yamlfile import Problem, dotted
 
 ALLOWED = frozenset(e.value for e in ReactionEmoji)
 
@@ -18,9 +18,7 @@ def check_reactions(personas: Iterable[Persona]) -> list[Problem]:
         for n, rule in enumerate(p.reactions):
             if rule.emoji not in ALLOWED:
                 file, line = p.line_of("reactions", n, "emoji")
-                problems.append(
-                    Problem(
-                        file, line, f"reactions[{n}].emoji", f"{rule.emoji!r} is not a reaction Telegram bots may use"
-                    )
-                )
+                # Numbered as every other problem is (dotted: the first item is [1]).
+                field = dotted(("reactions", n, "emoji"))
+                problems.append(Problem(file, line, field, f"{rule.emoji!r} is not a reaction Telegram bots may use"))
     return problems

@@ -130,9 +130,13 @@ async def more(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
         plan.actions.append(_notice(cmd, "/more works in a feed post's thread."))
         return
     history = await fleet.store.history(cmd.conversation, fleet.config.fleet.history_size)
+    post = next((t for t in history if t.user_id), None)
+    if post is None:
+        # No post here (yet, or no longer stored): followers would comment on nothing at all.
+        plan.actions.append(_notice(cmd, "Nothing to comment on here yet: /more works in a feed post's thread."))
+        return
     where = Where.of(cmd, cmd.author.id)
     pool = await _open(fleet, await follower_pool(fleet, feed, cmd.platform, cmd.author.id), where)
-    post = next((t for t in history if t.user_id), Turn("", "", 0.0, message_id=cmd.id))
     chosen = await _choose(fleet, plan, _unheard(pool, history), post.text, where, MORE, now)
     if not chosen:
         plan.actions.append(_notice(cmd, "Every follower has had their say here (or is resting)."))

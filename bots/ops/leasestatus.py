@@ -68,7 +68,9 @@ def format_status(leases: Sequence[LeaseInfo], members: Sequence[MemberInfo]) ->
         else:
             lines.append(f"{lease.account:<{width}}  {'(nobody)':<40}  -")
     if not leases:
-        lines.append("(no accounts known: no `botfleet run` has used this Redis lately)")
+        # A console-only process has no account to lease and is not listed: say so, or it looks lost.
+        lines.append("(no accounts known: no `botfleet run` with a platform token has used this Redis lately;")
+        lines.append(" console-only processes hold no account and are not listed)")
     lines.append("")
     lines.append(f"processes: {len(members)}")
     for m in members:
