@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from bots.config import FleetConfig
 from bots.core.ports import Rate, Turn, Verdict
 from bots.state.memory import MemoryRateLimiter, MemoryStore
-from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe
+from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe_all
 from bots.state.redis.epoch import EpochGuard
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.journal import Journal
@@ -145,8 +145,12 @@ class FallbackStore:
             self.epochs.start()
             self.mirror.start()
             self._listener = asyncio.get_running_loop().create_task(
-                subscribe(self.primary.client, self.forget_channel, self._forgotten, backoff=self.health.backoff),
-                name="botfleet-forget",
+                subscribe_all(
+                    self.primary.client,
+                    {self.forget_channel: self._forgotten, self.primary.choices_channel: self.mirror.changed},
+                    backoff=self.health.backoff,
+                ),
+                name="botfleet-store-channels",
             )
 
     async def _forgotten(self, data: bytes) -> None:

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from bots.state.memory import Choices, MemoryStore
-from bots.state.redis.client import FAILURES, stop_task, subscribe
+from bots.state.redis.client import FAILURES, stop_task
 from bots.state.redis.epoch import EpochGuard
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.journal import Journal
@@ -184,22 +184,15 @@ class ChoiceMirror:
         self._last_attempt = -float("inf")
         # A version the watch saw in Redis that no received change has reached yet.
         self._target: int | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._watch: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        if self._tasks:
-            return
-        loop = asyncio.get_running_loop()
-        channel = self.primary.choices_channel
-        self._tasks = [
-            loop.create_task(
-                subscribe(self.primary.client, channel, self._changed, backoff=self.health.backoff),
-                name="botfleet-choices",
-            ),
-            loop.create_task(self._watch(), name="botfleet-choices-watch"),
-        ]
+        """Start the watch. The caller subscribes `changed` to `primary.choices_channel` (one
+        subscription for all of a store's channels: each holds a pooled connection for good)."""
+        if self._watch is None:
+            self._watch = asyncio.get_running_loop().create_task(self._watch_loop(), name="botfleet-choices")
 
-    async def _changed(self, data: bytes) -> None:
+    async def changed(self, data: bytes) -> None:
         head, _, body = _text(data).partition(" ")
         kind, a, b, value = json.loads(body)
         key: Key = (str(kind), str(a), str(b))
@@ -211,7 +204,7 @@ class ChoiceMirror:
         # Otherwise one was missed (or this one is already in a load): the watch sees the version
         # differ and reloads.
 
-    async def _watch(self) -> None:
+    async def _watch_loop(self) -> None:
         while True:
             if self.health.usable:
                 try:
@@ -279,5 +272,5 @@ class ChoiceMirror:
             await apply(self.local, key, None)
 
     async def close(self) -> None:
-        for task in self._tasks:
-            await stop_task(task)
+        if self._watch is not None:
+            await stop_task(self._watch)
