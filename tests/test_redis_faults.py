@@ -1,5 +1,5 @@
-"""Redis faults: frozen, restarted, absent. No handler waits on Redis for more than about 300 ms, the
-fleet keeps answering on local state (saying so once, not per message), and goes back to Redis when
+"""Redis faults: frozen, restarted, absent. No handler waits on a frozen Redis for more than about
+300 ms, the fleet keeps answering on local state (saying so once, not per message), and goes back to Redis when
 it answers again, without losing opt-outs made in between."""
 
 from __future__ import annotations

@@ -7,6 +7,7 @@
 - epoch.py: noticing that Redis lost its data, and writing back the choices a process remembers.
 - fallback.py: local state that answers while Redis is away, and `open_redis_state`.
 - journal.py: writes that did not reach Redis, replayed after an outage or drained when it was slow.
+- mirror.py: every process's local copy of every opt-out, mute and follower choice, kept current.
 
 Every key, under the prefix (`botfleet:` by default), and how long it lives:
 
@@ -29,10 +30,12 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `mute:<conversation>`            | set    | none: see below                                                 |
 | `follow:<platform>:<user>`       | string | none: see below                                                 |
 | `state-epoch`                    | string | none: see below                                                 |
+| `choices-version`                | string | none: see below                                                 |
 | `epoch`                          | string | none: see below (bots/ops/leases.py)                            |
 
-Channels (pub/sub, nothing stored): `forget` (a /forget for every process's local state) and
-`reload` (bots/ops/control.py).
+Channels (pub/sub, nothing stored): `forget` (a /forget for every process's local state),
+`choices` (every opt-out, mute and follower choice as it is written, with its version: mirror.py)
+and `reload` (bots/ops/control.py).
 
 Why some keys never expire:
 
@@ -43,6 +46,9 @@ Why some keys never expire:
   member, or DEL for `follow:`).
 - `state-epoch` marks the data as a whole: its absence is how a process learns that Redis lost its
   data (epoch.py). With an expiry it would vanish on a healthy Redis and trigger needless write-backs.
+- `choices-version` counts the choice writes, so a process can tell that it missed one on the
+  `choices` channel (mirror.py). With an expiry a process would take its disappearance for a missed
+  change and reload every choice for nothing.
 - `epoch` does the same for leases: it tells when this Redis started holding leases, so that after a
   data loss nobody takes an account for one lease time while holders re-assert theirs.
 """

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -78,8 +78,19 @@ async def subscribe(
     *,
     backoff: tuple[float, float] = (0.25, 10.0),
 ) -> None:
-    """Call `handle` with every message published on `channel`, for as long as the task runs.
+    """Call `handle` with every message published on `channel`, for as long as the task runs."""
+    await subscribe_all(client, {channel: handle}, backoff=backoff)
 
+
+async def subscribe_all(
+    client: Redis,
+    handlers: Mapping[str, Callable[[bytes], Awaitable[None]]],
+    *,
+    backoff: tuple[float, float] = (0.25, 10.0),
+) -> None:
+    """Call each channel's handler with every message published on it, for as long as the task runs.
+
+    One subscription holds one connection of the client's pool for good: several channels share it.
     Reconnects with backoff when Redis goes away. Pub/sub is at most once: whatever is published while
     this is reconnecting is lost, so every use must tolerate a missed message.
     """
@@ -87,18 +98,20 @@ async def subscribe(
     while True:
         pubsub = client.pubsub()
         try:
-            await pubsub.subscribe(channel)
+            await pubsub.subscribe(*handlers)
             delay = backoff[0]
             while True:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if message is None or message.get("type") != "message":
                     continue
+                channel = message["channel"]
+                channel = channel.decode() if isinstance(channel, bytes) else str(channel)
                 try:
-                    await handle(message["data"])
+                    await handlers[channel](message["data"])
                 except Exception:
                     log.exception("handling a message on %s failed", channel)
         except FAILURES as exc:
-            log.debug("subscription to %s lost: %r", channel, exc)
+            log.debug("subscription to %s lost: %r", ", ".join(handlers), exc)
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()

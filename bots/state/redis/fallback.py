@@ -21,11 +21,12 @@ from redis.exceptions import RedisError
 from bots.config import FleetConfig
 from bots.core.ports import Rate, Turn, Verdict
 from bots.state.memory import MemoryRateLimiter, MemoryStore
-from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe
+from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe_all
 from bots.state.redis.epoch import EpochGuard
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.journal import Journal
 from bots.state.redis.limiter import LimiterOverloaded, RedisRateLimiter
+from bots.state.redis.mirror import ChoiceMirror
 from bots.state.redis.store import RedisStore
 
 log = logging.getLogger("botfleet.redis")
@@ -86,11 +87,13 @@ class FallbackRateLimiter:
 class FallbackStore:
     """The Redis store, with local state that answers while Redis is away.
 
-    The local store caches what Redis answered about opt-outs, mutes and followers, and sees every
-    such write, so during an outage an opted-out user stays opted out and a muted persona stays muted
-    as far as this process has seen. Opt-outs, forgets, mutes, follower choices and token usage that
-    did not reach Redis are journaled (journal.py): replayed before Redis is used again after an
-    outage, or drained in the background when Redis was only slow.
+    The local store holds every opt-out, mute and follower choice in Redis, whichever process made
+    it: loaded at start and kept current by `mirror` (mirror.py), and updated by every such read and
+    write here. During an outage it answers those reads, so an opted-out person stays opted out and a
+    muted persona stays muted on every process, also one that never handled them before. Opt-outs,
+    forgets, mutes, follower choices and token usage that did not reach Redis are journaled
+    (journal.py): replayed before Redis is used again after an outage, or drained in the background
+    when Redis was only slow.
 
     History is different, because /forget must reach it in every process. Mirroring every turn
     locally would keep a copy that a forget handled by another process never touches, and the next
@@ -118,6 +121,8 @@ class FallbackStore:
         self._listener: asyncio.Task[None] | None = None
         # Writes back the mirror of choices (self.local) when Redis has lost its data.
         self.epochs = EpochGuard(primary, health, self.local.choices)
+        # Loads every choice into self.local and applies the changes other processes make.
+        self.mirror = ChoiceMirror(primary, health, self.local, self.epochs, lambda: self.journal)
         # Messages let through unchecked because dedupe timed out while Redis was up (see first_seen).
         self.dedupe_unchecked = 0
         # The day's totals as Redis last gave them: the base for budgets while it is away.
@@ -138,9 +143,14 @@ class FallbackStore:
     def _listen(self) -> None:
         if self._listener is None:
             self.epochs.start()
+            self.mirror.start()
             self._listener = asyncio.get_running_loop().create_task(
-                subscribe(self.primary.client, self.forget_channel, self._forgotten, backoff=self.health.backoff),
-                name="botfleet-forget",
+                subscribe_all(
+                    self.primary.client,
+                    {self.forget_channel: self._forgotten, self.primary.choices_channel: self.mirror.changed},
+                    backoff=self.health.backoff,
+                ),
+                name="botfleet-store-channels",
             )
 
     async def _forgotten(self, data: bytes) -> None:
@@ -357,6 +367,7 @@ class FallbackStore:
             if task is not None:
                 await stop_task(task)
         await self.epochs.close()
+        await self.mirror.close()
         await self.primary.close()
         await self.local.close()
         await self.health.release_user()

@@ -26,10 +26,24 @@ from bots.state.memory import Choices
 from bots.state.redis.client import PREFIX
 
 # Keys kept without an expiry, each for the reason given in bots/state/redis/__init__.py.
-PERMANENT_KEYS = ("optout:", "mute:", "follow:", "state-epoch")
+PERMANENT_KEYS = ("optout:", "mute:", "follow:", "state-epoch", "choices-version")
 
 # The default for how long history is kept (config: retention_days).
 RETENTION_SECONDS = 30 * 86400.0
+
+# KEYS: the choice's key, the choices version. ARGV: operation, value, channel, the change as JSON.
+# Every write of a choice counts a version and is published with it, in one step: a process that sees
+# the versions of the changes it receives go up one at a time knows it missed none (mirror.py).
+CHOICE_LUA = """
+local op = ARGV[1]
+if op == 'sadd' then redis.call('SADD', KEYS[1], ARGV[2])
+elseif op == 'srem' then redis.call('SREM', KEYS[1], ARGV[2])
+elseif op == 'set' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('DEL', KEYS[1]) end
+local version = redis.call('INCR', KEYS[2])
+redis.call('PUBLISH', ARGV[3], version .. ' ' .. ARGV[4])
+return version
+"""
 
 # KEYS: history list, opt-out set of the platform, the user's conversation index.
 # ARGV: turn JSON, user id ("" for personas), conversation, history size, retention ms, cutoff (turn.at
@@ -160,6 +174,7 @@ class RedisStore:
         self._forget = client.register_script(FORGET_LUA)
         self._prune = client.register_script(PRUNE_LUA)
         self._usage = client.register_script(USAGE_LUA)
+        self._choice = client.register_script(CHOICE_LUA)
 
     @property
     def client(self) -> Redis:
@@ -229,22 +244,31 @@ class RedisStore:
         keys = [self._index_key(platform, user_id), self._told_key(platform, user_id)]
         return int(await self._forget(keys=keys, args=[user_id, f"{self._p}h:"]))
 
+    @property
+    def choices_channel(self) -> str:
+        return f"{self._p}choices"
+
+    @property
+    def version_key(self) -> str:
+        return f"{self._p}choices-version"
+
+    async def _write_choice(self, key: str, op: str, value: str, change: list[object]) -> None:
+        note = json.dumps(change, separators=(",", ":"))
+        await self._choice(keys=[key, self.version_key], args=[op, value, self.choices_channel, note])
+
     async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None:
         key = f"{self._p}optout:{platform}"
-        if opted_out:
-            await self._client.sadd(key, user_id)
-        else:
-            await self._client.srem(key, user_id)
+        await self._write_choice(
+            key, "sadd" if opted_out else "srem", user_id, ["optout", platform, user_id, opted_out]
+        )
 
     async def is_opted_out(self, platform: str, user_id: str) -> bool:
         return bool(await self._client.sismember(f"{self._p}optout:{platform}", user_id))
 
     async def set_muted(self, conversation: str, persona_id: str, muted: bool) -> None:
         key = f"{self._p}mute:{conversation}"
-        if muted:
-            await self._client.sadd(key, persona_id)
-        else:
-            await self._client.srem(key, persona_id)
+        change: list[object] = ["mute", conversation, persona_id, muted]
+        await self._write_choice(key, "sadd" if muted else "srem", persona_id, change)
 
     async def muted(self, conversation: str) -> frozenset[str]:
         return frozenset(_text(m) for m in await self._client.smembers(f"{self._p}mute:{conversation}"))
@@ -255,10 +279,12 @@ class RedisStore:
 
     async def set_followers(self, platform: str, user_id: str, persona_ids: tuple[str, ...] | None) -> None:
         key = f"{self._p}follow:{platform}:{user_id}"
-        if persona_ids is None:
-            await self._client.delete(key)
+        chosen = None if persona_ids is None else list(persona_ids)
+        change: list[object] = ["follow", platform, user_id, chosen]
+        if chosen is None:
+            await self._write_choice(key, "del", "", change)
         else:
-            await self._client.set(key, json.dumps(list(persona_ids)))
+            await self._write_choice(key, "set", json.dumps(chosen), change)
 
     # --- reads that also say whether Redis still holds its data ---------------------------------
 
@@ -318,6 +344,8 @@ class RedisStore:
                     else:
                         pipe.set(key, value, nx=True)
                 await pipe.execute()
+        # Other processes see the version move and reload their mirrors (mirror.py).
+        await self._client.incr(self.version_key)
 
     # --- first contacts and usage ----------------------------------------------------------------
 
