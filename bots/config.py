@@ -40,6 +40,9 @@ class LLMConfig(_Strict):
     # Local model settings (provider local).
     local_threads: int | None = None
     local_context: int = Field(default=2048, ge=256)
+    # The local model writes one reply at a time on the CPU, so the answers of a /panel queue behind
+    # each other: its deadline per reply (queue included) is longer than an endpoint's.
+    local_timeout_seconds: float = Field(default=180.0, gt=0)
     # Cost control. One number prices prompt and completion tokens alike; a mapping prices each.
     price_per_1k: Price | None = None
     # Tokens the whole fleet may spend per UTC day; over it every persona stays quiet until midnight.

@@ -18,6 +18,7 @@ from bots.core.fleet import Fleet
 from bots.core.ports import LLMError, LLMRequest, Turn
 from bots.core.text import valid_unicode, with_valid_text
 from bots.llm.breaker import Breaker, RetryBudget, endpoint_fault
+from bots.llm.canned import CannedClient
 from bots.llm.openai import OpenAIClient
 from bots.llm.watch import CutStreams, endpoint_host
 from tests.conftest import RecordingAdapter, make_fleet, msg, persona
@@ -260,3 +261,15 @@ def test_author_names_are_cleaned_at_the_door_too() -> None:
     clean = with_valid_text(event)
     assert clean.text == "x \ufffd" and clean.author.name == "z\ufffd"
     assert with_valid_text(clean) is clean
+
+
+def test_the_local_model_gets_its_own_longer_deadline() -> None:
+    """A /panel on the local model queues its answers one after another on the CPU: the 30 s meant for
+    an endpoint would drop the later ones, so the local client has its own deadline."""
+    config = LLMConfig(timeout_seconds=30, local_timeout_seconds=180)
+    assert Brain(CannedClient(), config).timeout_seconds == 30
+
+    class Local(CannedClient):
+        name = "local"
+
+    assert Brain(Local(), config).timeout_seconds == 180

@@ -58,6 +58,7 @@ class Brain:
         self.on_call: Callable[[str, float, str | None], None] | None = None
         self.breaker = breaker or Breaker(config.breaker_failures, config.breaker_seconds)
         self._sem = asyncio.Semaphore(config.max_concurrency)
+        self.timeout_seconds = config.local_timeout_seconds if client.name == "local" else config.timeout_seconds
         self.cut_streams = CutStreams(getattr(client, "endpoint", client.name))
 
     def request(self, persona: Persona, history: Sequence[Turn], reply: Reply) -> LLMRequest:
@@ -86,7 +87,7 @@ class Brain:
         if permit is None:
             raise LLMError("circuit_open", "the LLM endpoint failed repeatedly; resting")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.timeout_seconds
+        deadline = loop.time() + self.timeout_seconds
         # Anything that leaves without a verdict (cancellation, the consumer stopping) is neutral.
         kind: str | None = "cancelled"
         started = loop.time()
@@ -116,7 +117,7 @@ class Brain:
             async with asyncio.timeout_at(deadline):
                 await self._sem.acquire()
         except TimeoutError:
-            raise LLMError("busy", f"no free LLM slot within {self.config.timeout_seconds:g}s") from None
+            raise LLMError("busy", f"no free LLM slot within {self.timeout_seconds:g}s") from None
 
     async def _write(self, persona: Persona, request: LLMRequest, deadline: float) -> AsyncGenerator[str, None]:
         parts: list[str] = []

@@ -44,6 +44,7 @@ RESTART_ONLY = (
     "llm.base_url",
     "llm.api_key",
     "llm.timeout_seconds",
+    "llm.local_timeout_seconds",
     "llm.max_retries",
     "llm.max_concurrency",
     "llm.stream",
