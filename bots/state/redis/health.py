@@ -12,7 +12,7 @@ from typing import TypeVar
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from bots.state.redis.client import CALL_TIMEOUT, FAULTS, stop_task
+from bots.state.redis.client import CALL_TIMEOUT, FAULTS, QueueingPool, stop_task
 
 log = logging.getLogger("botfleet.redis")
 
@@ -89,10 +89,10 @@ class RedisHealth:
         now = time.monotonic()
         # Our own timeout, yet Redis is alive and we are queued, when: answers arrived in the last half
         # of the budget, or any answer arrived since this call began (a busy event loop may read those
-        # late, so "lately" alone misjudges a burst), or every pooled connection is busy. A frozen
-        # server gives no answer after the calls that began once it froze.
+        # late, so "lately" alone misjudges a burst), or callers are queued for a pooled connection. A
+        # frozen server gives no answer after the calls that began once it froze.
         alive = now - self.last_ok < self.timeout / 2 or (started is not None and self.last_ok >= started)
-        queued = not self.client.connection_pool.can_get_connection()
+        queued = _queued(self.client)
         if type(exc) is TimeoutError and (alive or queued):
             self.overloaded += 1
             self._slow_until = now + self.slow_seconds
@@ -156,3 +156,15 @@ class RedisHealth:
             await stop_task(self._probe)
         if self._owns_client:
             await self.client.aclose()
+
+
+def _queued(client: Redis) -> bool:
+    """Callers are waiting for a pooled connection: the pool, not Redis, is what made a call late.
+
+    Asked after the timed-out call gave its own connection back, so "every connection busy" alone
+    misses the burst that matters most: on a cold pool and a loaded machine the first calls time out
+    before any answer is read, hundreds more queue for those very connections, and each timeout
+    (which closes its connection) keeps the pool cold. QueueingPool counts the queue itself.
+    """
+    pool = client.connection_pool
+    return not pool.can_get_connection() or (isinstance(pool, QueueingPool) and pool.waiting > 0)
