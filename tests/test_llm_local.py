@@ -175,7 +175,7 @@ async def test_a_reply_given_up_frees_the_model_for_the_next_one() -> None:
     gate = threading.Event()
     llama = FakeLlama(["word "] * 200, "length", gate=gate)
     c = client(llama)
-    brain = Brain(c, LLMConfig(timeout_seconds=0.3))
+    brain = Brain(c, LLMConfig(local_timeout_seconds=0.3))
 
     async def write() -> None:
         async for _ in brain.write(persona("a"), REQ):

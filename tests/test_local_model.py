@@ -82,7 +82,7 @@ async def test_replies_in_a_busy_chat_do_not_open_with_a_speaker_label() -> None
     "The Stoic: The Optimist: ..." because other speakers reached it as "Name: text" turns."""
     personas = load_personas(ROOT / "personas")
     fleet, adapter, _ = make_fleet(
-        personas, llm=LocalClient(n_ctx=2048, seed=5), config={"llm": {"timeout_seconds": 120}}, max_bot_chain=0
+        personas, llm=LocalClient(n_ctx=2048, seed=5), config={"llm": {"local_timeout_seconds": 120}}, max_bot_chain=0
     )
     chat = [
         ("alice", None, "My cousin says his crypto fund is guaranteed to double my money. Should I invest?"),
