@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,54 +16,9 @@ from bots.state.redis import make_client
 from tests.fakes.openai_server import Delay, FakeOpenAI
 from tests.fakes.telegram import FakeTelegram, SentMessage
 from tests.redis_server import RedisServer
-from tests.telegram_runs import ROOT, TG_ACCOUNTS, TG_PERSONAS, TG_TOKENS
+from tests.telegram_runs import ROOT, TG_ACCOUNTS, TG_PERSONAS, TG_TOKENS, Runs
 
 LEASE = 1.0
-
-
-class Runs:
-    """`botfleet run` subprocesses sharing one config, with their logs for failure messages."""
-
-    def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
-        self.tmp_path = tmp_path
-        self.env = env
-        self.procs: list[asyncio.subprocess.Process] = []
-        self.logs: list[Path] = []
-
-    async def start(self) -> asyncio.subprocess.Process:
-        log_file = self.tmp_path / f"run-{len(self.procs)}.log"
-        self.logs.append(log_file)
-        with log_file.open("wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "bots",
-                "run",
-                "--config",
-                str(self.tmp_path / "config.yaml"),
-                "--adapter",
-                "telegram",
-                cwd=self.tmp_path,
-                env=self.env,
-                stdout=out,
-                stderr=out,
-            )
-        self.procs.append(proc)
-        return proc
-
-    def tails(self) -> str:
-        return "\n".join(f"--- {f.name}\n{f.read_text(errors='replace')[-3000:]}" for f in self.logs)
-
-    async def close(self) -> None:
-        for proc in self.procs:
-            if proc.returncode is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
 
 
 async def until(cond: Callable[[], object], within: float, what: str, runs: Runs) -> None:
