@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
+from bots.core import greeting
 from bots.core.brain import IncompleteReply
 from bots.core.events import Action, Author, Message, React, Reply, Sent
 from bots.core.ports import Adapter, LLMError, LLMRequest
@@ -124,8 +125,10 @@ class Delivery:
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
         request = fleet.brain.request(persona, history, reply)
+        user = greeting.addressee(fleet.audit, reply)
+        hello = await greeting.opening(fleet.store, persona, reply, user, fleet.clock())
         try:
-            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer))
+            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer, hello))
         except LLMError as exc:
             log.warning("reply by %s dropped: %s", persona.id, exc.kind)
             return f"dropped:{exc.kind}"
@@ -137,23 +140,32 @@ class Delivery:
             await self.feed_back(reply, persona, sent)
         return "sent" if sent.complete else "cut_off"
 
-    async def snapshots(self, persona: Persona, request: LLMRequest, footer: str) -> AsyncIterator[str]:
-        """The sanitised text so far, each time more arrives; the footer joins the final one only."""
+    async def snapshots(
+        self, persona: Persona, request: LLMRequest, footer: str, hello: str = ""
+    ) -> AsyncIterator[str]:
+        """The sanitised text so far, each time more arrives; the footer joins the final one only, a
+        greeting (hello) goes in front of the model's words."""
         names = speaker_names(self.fleet.personas.values())
+        hello = sanitize(hello)
+
+        def clean(words: str) -> str:
+            body = sanitize(unlabel(words, names), persona.name)
+            return f"{hello}\n\n{body}" if hello and body else body
+
         text = ""
         shown = ""
         try:
             async for part in self.fleet.brain.write(persona, request):
                 text += part
-                clean = sanitize(unlabel(text, names), persona.name)
-                if clean and clean != shown:
-                    shown = clean
-                    yield clean
+                now = clean(text)
+                if now and now != shown:
+                    shown = now
+                    yield now
         except IncompleteReply:
-            raise IncompleteReply(sanitize(unlabel(text, names), persona.name)) from None
+            raise IncompleteReply(clean(text)) from None
         except asyncio.CancelledError:
-            self._cut_short(sanitize(unlabel(text, names), persona.name))
-        final = _with_footer(sanitize(unlabel(text, names), persona.name), footer)
+            self._cut_short(clean(text))
+        final = _with_footer(clean(text), footer)
         if final != shown:
             yield final
 
