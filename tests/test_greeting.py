@@ -1,0 +1,56 @@
+"""A persona's greeting (a card's first_mes) opens its first reply in each channel, once."""
+
+from __future__ import annotations
+
+from bots.core.events import Author
+from bots.core.greeting import fill_macros
+from tests.conftest import make_fleet, msg, persona
+
+BOB = Author(id="u2", name="bob")
+QUIET = {"about": {"disclosure": ""}}  # the AI notice of first contacts is checked elsewhere
+
+
+async def say(fleet, text: str, **kw) -> None:  # type: ignore[no-untyped-def]
+    await fleet.dispatch(msg(text, **kw))
+    await fleet.drain()
+
+
+async def test_the_greeting_opens_the_first_reply_in_a_channel_only() -> None:
+    mira = persona("mira", name="Mira", greeting="*waves* Hello {{user}}, I'm {{char}}.")
+    fleet, adapter, _ = make_fleet([mira], config=QUIET)
+    await say(fleet, "@mira hi", mentions=frozenset({"mira"}))
+    await say(fleet, "@mira again", mentions=frozenset({"mira"}), author=BOB)
+    await say(fleet, "@mira hi", mentions=frozenset({"mira"}), author=BOB, channel="harbour")
+    texts = [(r.channel, text) for r, text in adapter.replies]
+    assert texts == [
+        ("general", "*waves* Hello alice, I'm Mira.\n\nok"),
+        ("general", "ok"),
+        ("harbour", "*waves* Hello bob, I'm Mira.\n\nok"),
+    ]
+    # What was said is part of the conversation the model sees next.
+    history = await fleet.store.history("test:general", 10)
+    assert "*waves* Hello alice, I'm Mira.\n\nok" in [t.text for t in history]
+
+
+async def test_a_persona_without_a_greeting_replies_as_before_and_greetings_are_defused() -> None:
+    plain = persona("plain")
+    loud = persona("loud", greeting="@everyone look at me <@123>")
+    fleet, adapter, _ = make_fleet([plain, loud], config=QUIET)
+    await say(fleet, "@plain @loud hi", mentions=frozenset({"plain", "loud"}))
+    by = {r.persona_id: text for r, text in adapter.replies}
+    assert by["plain"] == "ok"
+    assert "@everyone" not in by["loud"] and "<@123>" not in by["loud"] and by["loud"].endswith("\n\nok")
+
+
+async def test_each_persona_greets_once_per_channel_even_when_its_replies_race() -> None:
+    mira = persona("mira", greeting="Hello.", triggers=[{"keywords": ["lamp"]}])
+    fleet, adapter, _ = make_fleet([mira], config=QUIET)
+    for n in range(3):
+        await fleet.dispatch(msg(f"lamp {n}", author=Author(id=f"u{n}", name=f"p{n}")))
+    await fleet.drain()
+    assert sum(text.startswith("Hello.") for _, text in adapter.replies) == 1
+    assert len(adapter.replies) == 3
+
+
+def test_macros_fill_in_every_spelling() -> None:
+    assert fill_macros("{{Char}} <BOT> {{USER}} <user>", "Mira", "bob") == "Mira Mira bob bob"
