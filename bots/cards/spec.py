@@ -24,16 +24,9 @@ Text = Annotated[str, BeforeValidator(_text)]
 Texts = Annotated[list[str], BeforeValidator(_list)]
 
 
-class Asset(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    type: str
-    uri: str
-    name: str = ""
-    ext: str = ""
-
-
 class CardData(BaseModel):
-    """Every V2 field, plus the V3 additions (absent in older cards)."""
+    """Every V2 field, plus the V3 additions (absent in older cards). Fields botfleet maps must have
+    their spec's type; the ones it only reports as not used are taken as they come."""
 
     model_config = ConfigDict(extra="allow", strict=False)
 
@@ -46,20 +39,20 @@ class CardData(BaseModel):
     creator_notes: Text = ""
     system_prompt: Text = ""
     post_history_instructions: Text = ""
-    alternate_greetings: Texts = []
-    character_book: dict[str, Any] | None = None
+    alternate_greetings: Any = None
+    character_book: Any = None
     tags: Texts = []
     creator: Text = ""
     character_version: Text = ""
     extensions: Annotated[dict[str, Any], BeforeValidator(lambda v: {} if v is None else v)] = {}
     # V3
     nickname: str | None = None
-    creator_notes_multilingual: dict[str, str] | None = None
-    source: list[str] | None = None
-    group_only_greetings: Texts = []
-    creation_date: int | None = None
-    modification_date: int | None = None
-    assets: list[Asset] | None = None
+    creator_notes_multilingual: Any = None
+    source: Any = None
+    group_only_greetings: Any = None
+    creation_date: Any = None
+    modification_date: Any = None
+    assets: Any = None
 
 
 @dataclass(frozen=True, slots=True)

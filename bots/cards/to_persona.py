@@ -126,26 +126,33 @@ def _restore(out: dict[str, Any], ext: Any) -> list[str]:
     return notes
 
 
+def _count(value: Any) -> int:
+    return len(value) if isinstance(value, (list, dict)) else 1
+
+
 def _unmapped(card: Card) -> list[str]:
     d = card.data
     notes = []
     if d.alternate_greetings:
-        notes.append(f"alternate_greetings: {len(d.alternate_greetings)} not used (only first_mes is)")
+        notes.append(f"alternate_greetings: {_count(d.alternate_greetings)} not used (only first_mes is)")
     if d.group_only_greetings:
-        notes.append(f"group_only_greetings: {len(d.group_only_greetings)} not used")
+        notes.append(f"group_only_greetings: {_count(d.group_only_greetings)} not used")
     if d.character_book:
-        entries = d.character_book.get("entries")
-        count = len(entries) if isinstance(entries, list) else 0
-        notes.append(f"character_book: lorebook with {count} entries not used")
+        entries = d.character_book.get("entries") if isinstance(d.character_book, dict) else None
+        notes.append(f"character_book: lorebook with {_count(entries)} entries not used")
     for key in sorted(k for k in d.extensions if k != "botfleet"):
         notes.append(f"extensions.{key}: not used")
     if d.creator_notes_multilingual:
-        notes.append(f"creator_notes_multilingual: {len(d.creator_notes_multilingual)} languages not kept")
-    for asset in d.assets or []:
-        if not (asset.type == "icon" and asset.name == "main"):
-            notes.append(f"assets: {asset.type} {asset.name or asset.uri[:40]!r} not used")
-        elif asset.uri != "ccdefault:" and not asset.uri.startswith("embeded://"):
-            notes.append(f"assets: main icon at {asset.uri[:60]!r} not fetched")
+        notes.append(f"creator_notes_multilingual: {_count(d.creator_notes_multilingual)} languages not kept")
+    for asset in d.assets if isinstance(d.assets, list) else []:
+        kind, name, uri = (
+            str(asset.get(k, ""))[:60] if isinstance(asset, dict) else "" for k in ("type", "name", "uri")
+        )
+        if not (kind == "icon" and name == "main"):
+            notes.append(f"assets: {kind or 'an asset'} {name or uri!r} not used")
+        elif uri != "ccdefault:":
+            # The card's own image is the avatar; an icon elsewhere (a URL, a CHARX file) is not fetched.
+            notes.append(f"assets: main icon at {uri!r} not fetched")
     for key in ("source", "creation_date", "modification_date"):
         if getattr(d, key):
             notes.append(f"{key}: not kept")
