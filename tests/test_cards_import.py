@@ -160,3 +160,16 @@ def test_the_written_yaml_is_what_the_loader_reads(fleet_dir: Path) -> None:
     assert raw["prompt"] == tricky
     Persona.model_validate(raw)
     assert json.loads(json.dumps(raw))["id"] == "t"
+
+
+def test_odd_metadata_in_fields_botfleet_does_not_use_never_refuses_a_card(fleet_dir: Path) -> None:
+    card = v3_card(creation_date=1700000000.5, source="one string", assets=[{"odd": True}], alternate_greetings="hi")
+    assert run_import(write(fleet_dir / "odd.json", card), fleet_dir, "--id", "odd") == 0
+
+
+def test_a_name_without_latin_letters_needs_an_id(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    card = write(fleet_dir / "m.json", v2_card(name="ミラ"))
+    assert run_import(card, fleet_dir) == 2
+    assert "cannot make an id from the name 'ミラ': give one with --id" in capsys.readouterr().err
+    assert run_import(card, fleet_dir, "--id", "mira_jp") == 0
+    assert load_persona(fleet_dir / "personas" / "mira_jp.yaml").name == "ミラ"
