@@ -42,8 +42,8 @@ def test_a_v2_png_card_with_every_field_becomes_a_checked_persona(
         "Stay in character as Mira."
     )
     assert "{{" not in mira.prompt
-    # The greeting keeps its macros: {{user}} is filled with whoever it answers when it is said.
-    assert mira.greeting == v2_card()["data"]["first_mes"]
+    # The greeting keeps {{user}}: it is filled with whoever it answers when it is said.
+    assert mira.greeting == "*The door creaks.* Oh! A visitor. Come in out of the rain, {{user}}. I'm Mira."
     assert [(e.user, e.reply) for e in mira.examples] == [
         ("Who goes there?", "*lowers her lantern* Just a keeper of the old light, the person.\nShe smiles."),
         (
@@ -81,6 +81,7 @@ def test_a_v3_card_wins_over_the_v2_copy_beside_it_and_uses_the_nickname(
     assert mira.name == "Mira"
     # V3: {{char}} stands for the nickname.
     assert "Mimi keeps the light." in mira.prompt and "stale copy" not in mira.prompt
+    assert mira.greeting is not None and mira.greeting.endswith("I'm Mimi.")
     for unmapped in (
         "group_only_greetings: 1",
         "creator_notes_multilingual: 2 languages",
@@ -150,6 +151,7 @@ def test_a_card_cannot_choose_the_model_or_smuggle_settings(
     assert p.limits.per_minute == 4  # the default: the card's value was not valid
     assert p.platforms.discord is None
     assert "model.name: not imported" in said and "limits: not valid" in said
+    assert "review them" not in said  # nothing that decides who it answers came from the card
 
 
 def test_the_written_yaml_is_what_the_loader_reads(fleet_dir: Path) -> None:
@@ -173,3 +175,10 @@ def test_a_name_without_latin_letters_needs_an_id(fleet_dir: Path, capsys: pytes
     assert "cannot make an id from the name 'ミラ': give one with --id" in capsys.readouterr().err
     assert run_import(card, fleet_dir, "--id", "mira_jp") == 0
     assert load_persona(fleet_dir / "personas" / "mira_jp.yaml").name == "ミラ"
+
+
+def test_triggers_a_card_brings_are_used_and_pointed_out(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ext = {"botfleet": {"triggers": [{"chance": 1.0}], "limits": {"per_minute": 1}}}
+    assert run_import(write(fleet_dir / "c.json", v2_card(extensions=ext)), fleet_dir, "--id", "c") == 0
+    assert [t.kind for t in load_persona(fleet_dir / "personas" / "c.yaml").triggers] == ["chance"]
+    assert "extensions.botfleet: triggers, limits taken from the card; review them" in capsys.readouterr().err

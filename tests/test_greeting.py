@@ -54,3 +54,20 @@ async def test_each_persona_greets_once_per_channel_even_when_its_replies_race()
 
 def test_macros_fill_in_every_spelling() -> None:
     assert fill_macros("{{Char}} <BOT> {{USER}} <user>", "Mira", "bob") == "Mira Mira bob bob"
+
+
+async def test_after_greeting_a_channel_the_process_asks_the_store_no_more() -> None:
+    mira = persona("mira", greeting="Hello.")
+    fleet, adapter, _ = make_fleet([mira], config=QUIET)
+    asked: list[str] = []
+    first_contact = fleet.store.first_contact
+
+    async def counting(platform: str, persona_id: str, user_id: str, now: float) -> bool:
+        asked.append(user_id)
+        return await first_contact(platform, persona_id, user_id, now)
+
+    fleet.store.first_contact = counting  # type: ignore[method-assign]
+    for _ in range(3):
+        await say(fleet, "@mira hi", mentions=frozenset({"mira"}), author=Author(id=f"u{len(asked)}", name="x"))
+    assert [text for _, text in adapter.replies] == ["Hello.\n\nok", "ok", "ok"]
+    assert [u for u in asked if u.startswith("channel:")] == ["channel:general"]

@@ -72,7 +72,8 @@ def to_persona(card: Card, persona_id: str, avatar: str | None) -> tuple[dict[st
     out["bio"] = _bio(resolve(d.description, char))
     out["prompt"] = prompt
     if d.first_mes.strip():
-        out["greeting"] = d.first_mes  # macros filled when said: {{user}} is whoever it answers
+        # {{user}} stays: it is filled when the greeting is said, with whoever it answers.
+        out["greeting"] = _CHAR.sub(lambda _: char, _COMMENT.sub("", d.first_mes))
     pairs, example_notes = parse_examples(d.mes_example, char)
     notes += example_notes
     if pairs:
@@ -109,6 +110,7 @@ def _restore(out: dict[str, Any], ext: Any) -> list[str]:
     if not isinstance(ext, dict):
         return []
     notes: list[str] = []
+    restored: list[str] = []
     for key in RESTORED:
         if key not in ext:
             continue
@@ -123,6 +125,11 @@ def _restore(out: dict[str, Any], ext: Any) -> list[str]:
             notes.append(f"extensions.botfleet.{key}: not valid, left out")
             continue
         out[key] = value
+        restored.append(key)
+    taken = [k for k in restored if k in ("triggers", "limits", "channels", "sponsor")]
+    if taken:
+        # Who a persona answers and how often is the operator's call: say which came from the card.
+        notes.append(f"extensions.botfleet: {', '.join(taken)} taken from the card; review them")
     return notes
 
 

@@ -11,9 +11,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
-from bots.core import greeting
 from bots.core.brain import IncompleteReply
 from bots.core.events import Action, Author, Message, React, Reply, Sent
+from bots.core.greeting import Greetings, addressee
 from bots.core.ports import Adapter, LLMError, LLMRequest
 from bots.core.text import sanitize
 from bots.persona import Persona
@@ -57,6 +57,7 @@ class Delivery:
         self.authored: OrderedDict[str, str] = OrderedDict()
         # Reply queues by name; a lock lives only while replies of its queue are waiting or writing.
         self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.greetings = Greetings()
 
     async def perform(self, action: Action) -> str:
         """Carry one action out and return its outcome, which also goes to the fleet's outcome
@@ -125,8 +126,7 @@ class Delivery:
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
         request = fleet.brain.request(persona, history, reply)
-        user = greeting.addressee(fleet.audit, reply)
-        hello = await greeting.opening(fleet.store, persona, reply, user, fleet.clock())
+        hello = await self.greetings.opening(fleet.store, persona, reply, addressee(fleet.audit, reply), fleet.clock())
         try:
             sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer, hello))
         except LLMError as exc:

@@ -8,6 +8,7 @@ channel greet once. The greeting is the persona author's text, not the model's: 
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from typing import Any
 
 from bots.core.events import Message, Reply
@@ -33,11 +34,25 @@ def addressee(audit: Any, reply: Reply) -> str:
     return "everyone"
 
 
-async def opening(store: Any, persona: Persona, reply: Reply, user: str, now: float) -> str:
-    """The greeting to say before this reply: the persona's greeting the first time it speaks in the
-    channel, else ""."""
-    if not persona.greeting or not persona.greeting.strip():
-        return ""
-    if not await store.first_contact(reply.platform, persona.id, _CHANNEL + reply.channel, now):
-        return ""
-    return fill_macros(persona.greeting.strip(), persona.name, user)
+class Greetings:
+    """Which personas have greeted which channels; this process remembers the ones it has seen, so a
+    persona with a greeting costs one store call per channel, not one per reply."""
+
+    def __init__(self, remember: int = 100_000) -> None:
+        self.remember = remember
+        self._greeted: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+
+    async def opening(self, store: Any, persona: Persona, reply: Reply, user: str, now: float) -> str:
+        """The greeting to say before this reply: the persona's greeting the first time it speaks in
+        the channel, else ""."""
+        if not persona.greeting or not persona.greeting.strip():
+            return ""
+        key = (reply.platform, reply.channel, persona.id)
+        if key in self._greeted:
+            self._greeted.move_to_end(key)
+            return ""
+        first = await store.first_contact(reply.platform, persona.id, _CHANNEL + reply.channel, now)
+        self._greeted[key] = None
+        while len(self._greeted) > self.remember:
+            self._greeted.popitem(last=False)
+        return fill_macros(persona.greeting.strip(), persona.name, user) if first else ""
