@@ -251,6 +251,9 @@ def load_personas(directory: Path, env: Any = None) -> list[Persona]:
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
+        if persona.avatar and not persona.avatar_url and not (path.parent / persona.avatar).is_file():
+            problem = "no such file beside this persona (an avatar is an http(s) URL or a PNG file next to it)"
+            problems.append(Problem(str(path), lines.get(("avatar",), 1), "avatar", problem))
         if persona.id in where:
             other, _ = where[persona.id]
             problems.append(Problem(str(path), lines.get(("id",), 1), "id", f"duplicate id (also in {other})"))

@@ -182,3 +182,11 @@ def test_triggers_a_card_brings_are_used_and_pointed_out(fleet_dir: Path, capsys
     assert run_import(write(fleet_dir / "c.json", v2_card(extensions=ext)), fleet_dir, "--id", "c") == 0
     assert [t.kind for t in load_persona(fleet_dir / "personas" / "c.yaml").triggers] == ["chance"]
     assert "extensions.botfleet: triggers, limits taken from the card; review them" in capsys.readouterr().err
+
+
+def test_check_points_at_an_avatar_file_that_is_gone(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_import(write(fleet_dir / "mira.png", png(text("chara", b64(v2_card())))), fleet_dir) == 0
+    (fleet_dir / "personas" / "mira.png").unlink()
+    assert main(["check", "--config", str(fleet_dir / "config.yaml")]) == 2
+    said = capsys.readouterr().out
+    assert f"{fleet_dir / 'personas' / 'mira.yaml'}:5: avatar: no such file beside this persona" in said
