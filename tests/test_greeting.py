@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from bots.core.events import Author
 from bots.core.greeting import fill_macros
+from bots.core.ports import Chunk, LLMError, LLMRequest
 from tests.conftest import make_fleet, msg, persona
 
 BOB = Author(id="u2", name="bob")
@@ -71,3 +74,30 @@ async def test_after_greeting_a_channel_the_process_asks_the_store_no_more() -> 
         await say(fleet, "@mira hi", mentions=frozenset({"mira"}), author=Author(id=f"u{len(asked)}", name="x"))
     assert [text for _, text in adapter.replies] == ["Hello.\n\nok", "ok", "ok"]
     assert [u for u in asked if u.startswith("channel:")] == ["channel:general"]
+
+
+class DownOnce:
+    """An endpoint that fails the first reply (after retries) and answers the next ones."""
+
+    name = "down-once"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        self.calls += 1
+        if self.calls == 1:
+            raise LLMError("http_500")
+        yield Chunk(text="ok", finish_reason="stop")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_reply_dropped_before_the_model_wrote_anything_leaves_the_greeting_for_the_next() -> None:
+    mira = persona("mira", greeting="Hello.")
+    fleet, adapter, _ = make_fleet([mira], llm=DownOnce(), config={**QUIET, "llm": {"max_retries": 0}})
+    await say(fleet, "@mira hi", mentions=frozenset({"mira"}))
+    assert adapter.replies == []
+    await say(fleet, "@mira still there?", mentions=frozenset({"mira"}), author=BOB)
+    assert [text for _, text in adapter.replies] == ["Hello.\n\nok"]

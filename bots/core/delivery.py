@@ -8,7 +8,7 @@ import logging
 import re
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from bots.core.brain import IncompleteReply
@@ -126,9 +126,12 @@ class Delivery:
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
         request = fleet.brain.request(persona, history, reply)
-        hello = await self.greetings.opening(fleet.store, persona, reply, addressee(fleet.audit, reply), fleet.clock())
+
+        def greet() -> Awaitable[str]:
+            return self.greetings.opening(fleet.store, persona, reply, addressee(fleet.audit, reply), fleet.clock())
+
         try:
-            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer, hello))
+            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer, greet))
         except LLMError as exc:
             log.warning("reply by %s dropped: %s", persona.id, exc.kind)
             return f"dropped:{exc.kind}"
@@ -141,12 +144,12 @@ class Delivery:
         return "sent" if sent.complete else "cut_off"
 
     async def snapshots(
-        self, persona: Persona, request: LLMRequest, footer: str, hello: str = ""
+        self, persona: Persona, request: LLMRequest, footer: str, greet: Callable[[], Awaitable[str]] | None = None
     ) -> AsyncIterator[str]:
-        """The sanitised text so far, each time more arrives; the footer joins the final one only, a
-        greeting (hello) goes in front of the model's words."""
+        """The sanitised text so far, each time more arrives; the footer joins the final one only, the
+        persona's greeting (if greet says it is due) goes in front of the model's words."""
         names = speaker_names(self.fleet.personas.values())
-        hello = sanitize(hello)
+        hello = ""
 
         def clean(words: str) -> str:
             body = sanitize(unlabel(words, names), persona.name)
@@ -157,6 +160,9 @@ class Delivery:
         try:
             async for part in self.fleet.brain.write(persona, request):
                 text += part
+                if greet is not None and sanitize(unlabel(text, names), persona.name):
+                    # Asked once the model has words: a reply dropped before them greets nobody.
+                    hello, greet = sanitize(await greet()), None
                 now = clean(text)
                 if now and now != shown:
                     shown = now
