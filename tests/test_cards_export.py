@@ -82,7 +82,8 @@ def test_the_export_is_a_v2_card_with_every_field_and_no_token(tmp_path: Path, m
     card = json.loads(raw)
     assert (card["spec"], card["spec_version"]) == ("chara_card_v2", "2.0")
     assert set(card["data"]) == V2_FIELDS
-    assert card["data"]["name"] == "The Nerd"
+    assert card["data"]["name"] == card["name"] == "The Nerd"  # V1 readers find the old fields at the top
+    assert card["description"] == card["data"]["description"] and card["first_mes"] == ""
     assert card["data"]["mes_example"].startswith("<START>\n{{user}}: Is it worth paying 40 dollars")
 
 

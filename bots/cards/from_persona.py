@@ -24,23 +24,22 @@ def to_card(persona: Persona) -> dict[str, Any]:
         own["sponsor"] = persona.sponsor
     if persona.avatar_url:
         own["avatar"] = persona.avatar_url
-    return {
-        "spec": "chara_card_v2",
-        "spec_version": "2.0",
-        "data": {
-            "name": persona.name,
-            "description": persona.prompt,
-            "personality": "",
-            "scenario": "",
-            "first_mes": persona.greeting or "",
-            "mes_example": mes_example(persona),
-            "creator_notes": info.creator_notes if info else "",
-            "system_prompt": "",
-            "post_history_instructions": "",
-            "alternate_greetings": [],
-            "tags": list(info.tags) if info else [],
-            "creator": info.creator if info else "",
-            "character_version": info.character_version if info else "",
-            "extensions": {"botfleet": own},
-        },
+    data: dict[str, Any] = {
+        "name": persona.name,
+        "description": persona.prompt,
+        "personality": "",
+        "scenario": "",
+        "first_mes": persona.greeting or "",
+        "mes_example": mes_example(persona),
+        "creator_notes": info.creator_notes if info else "",
+        "system_prompt": "",
+        "post_history_instructions": "",
+        "alternate_greetings": [],
+        "tags": list(info.tags) if info else [],
+        "creator": info.creator if info else "",
+        "character_version": info.character_version if info else "",
+        "extensions": {"botfleet": own},
     }
+    # The V1 fields at the top too, as SillyTavern writes them, for tools that only read V1.
+    v1 = {k: data[k] for k in ("name", "description", "personality", "scenario", "first_mes", "mes_example")}
+    return {"spec": "chara_card_v2", "spec_version": "2.0", **v1, "data": data}
