@@ -104,7 +104,7 @@ def test_a_v3_json_card_and_a_v1_card_import_without_an_avatar(fleet_dir: Path) 
     assert not list((fleet_dir / "personas").glob("*.png"))
 
 
-def test_macros_resolve_in_every_spelling_the_cards_use(fleet_dir: Path) -> None:
+def test_macros_resolve_in_every_spelling_the_cards_use(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     card = v2_card(
         system_prompt="",
         personality="",
@@ -116,6 +116,12 @@ def test_macros_resolve_in_every_spelling_the_cards_use(fleet_dir: Path) -> None
     prompt = load_persona(fleet_dir / "personas" / "m.yaml").prompt
     # Macros botfleet has no meaning for stay as written (and are reported).
     assert prompt == "Mira and Mira greet the person and the person. {{random:a,b}}"
+    assert "not mapped: macros left as written: {{random:a,b}}" in capsys.readouterr().err
+
+
+def test_a_long_prompt_is_pointed_out(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_import(write(fleet_dir / "l.json", v2_card(description="word " * 3000)), fleet_dir, "--id", "l") == 0
+    assert "tokens on every reply" in capsys.readouterr().err
 
 
 def test_an_empty_card_still_gets_a_prompt_and_says_so(fleet_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,6 +13,7 @@ from bots.cards.spec import Card
 from bots.persona import Persona
 
 USER = "the person"
+LONG_PROMPT = 8000
 DEFAULT_TRIGGERS: list[dict[str, Any]] = [{"mention": True}, {"reply": True}, {"command": True}]
 DEFAULT_LIMITS: dict[str, Any] = {
     "per_minute": 4,
@@ -66,6 +67,9 @@ def to_persona(card: Card, persona_id: str, avatar: str | None) -> tuple[dict[st
     if not prompt.strip():
         notes.append("prompt: the card has no description, personality, scenario or system prompt")
         prompt = f"You are {char}."
+    if len(prompt) > LONG_PROMPT:
+        # Not an error, but every reply pays for it: worth a look before the fleet runs it.
+        notes.append(f"prompt: {len(prompt)} characters (about {len(prompt) // 4} tokens on every reply)")
     out: dict[str, Any] = {"id": persona_id, "name": name}
     if avatar:
         out["avatar"] = avatar
