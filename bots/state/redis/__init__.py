@@ -18,6 +18,7 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `h:<conversation>`               | list   | retention_days after the conversation's last write              |
 | `uc:<platform>:<user>`           | set    | twice retention_days after the user's last turn                 |
 | `told:<platform>:<user>`         | hash   | retention_days after the last first contact                     |
+| `told:<platform>:channel:<id>`   | hash   | the same: personas that said their greeting there (greeting.py) |
 | `usage:<day>`                    | hash   | three days                                                      |
 | `why:<platform>:<message>`       | string | the why record's ttl (bots/ops/admin.py)                        |
 | `lease:<account>`                | string | one lease time, renewed by its holder (bots/ops/leases.py)      |
