@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 
+from bots.config import FleetConfig
+from bots.core.brain import Brain
 from bots.core.events import Author
+from bots.core.fleet import Fleet
 from bots.core.greeting import fill_macros
 from bots.core.ports import Chunk, LLMError, LLMRequest
-from tests.conftest import make_fleet, msg, persona
+from bots.llm.canned import CannedClient
+from bots.state.memory import MemoryRateLimiter
+from bots.state.redis import RedisStore, make_client
+from tests.conftest import Clock, RecordingAdapter, make_fleet, msg, persona
 
 BOB = Author(id="u2", name="bob")
 QUIET = {"about": {"disclosure": ""}}  # the AI notice of first contacts is checked elsewhere
@@ -101,3 +108,22 @@ async def test_a_reply_dropped_before_the_model_wrote_anything_leaves_the_greeti
     assert adapter.replies == []
     await say(fleet, "@mira still there?", mentions=frozenset({"mira"}), author=BOB)
     assert [text for _, text in adapter.replies] == ["Hello.\n\nok"]
+
+
+async def test_processes_sharing_a_redis_store_greet_a_channel_once(redis_url: str, redis_prefix: str) -> None:
+    mira = persona("mira", greeting="Hello.")
+    cfg = FleetConfig.model_validate({**QUIET, "fleet": {"reply_delay_seconds": [0, 0]}})
+    client = make_client(redis_url)
+    adapters = []
+    try:
+        for n in range(2):
+            store = RedisStore(client, prefix=redis_prefix)
+            brain = Brain(CannedClient("ok"), cfg.llm)
+            limiter = MemoryRateLimiter()
+            fleet = Fleet(cfg, [mira], store=store, limiter=limiter, brain=brain, clock=Clock(), rng=random.Random(n))
+            adapters.append(RecordingAdapter())
+            fleet.attach(adapters[-1])
+            await say(fleet, "@mira hi", id=f"p{n}", mentions=frozenset({"mira"}))
+    finally:
+        await client.aclose()
+    assert [text for a in adapters for _, text in a.replies] == ["Hello.\n\nok", "ok"]
