@@ -61,3 +61,8 @@ def test_a_long_card_keeps_only_the_first_examples() -> None:
     pairs, notes = parse_examples(text, "Mira")
     assert len(pairs) == MAX_EXAMPLES and pairs[0] == ("q0", "a0")
     assert notes == [f"mes_example: kept the first {MAX_EXAMPLES} of {MAX_EXAMPLES + 3} examples (each costs tokens)"]
+
+
+def test_the_character_may_be_called_by_name_or_nickname() -> None:
+    text = "<START>\n{{user}}: a\nMimi: b\n<START>\n{{user}}: c\nMira: d"
+    assert parse_examples(text, "Mimi", "Mira")[0] == [("a", "b"), ("c", "d")]

@@ -11,12 +11,11 @@ MAX_EXAMPLES = 10  # every example goes into every prompt: a long card must not 
 _START = re.compile(r"<START>", re.IGNORECASE)
 
 
-def parse_examples(text: str, name: str) -> tuple[list[tuple[str, str]], list[str]]:
-    """(user, reply) pairs with macros still in them, and notes on what was left out."""
-    speaker = re.compile(
-        r"^\s*(\{\{user\}\}|<user>|\{\{char\}\}|<bot>|" + re.escape(name.strip()) + r")\s*:[ \t]?(.*)$",
-        re.IGNORECASE,
-    )
+def parse_examples(text: str, *names: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """(user, reply) pairs with macros still in them, and notes on what was left out. names: what the
+    character is called besides {{char}} (its name, a nickname)."""
+    called = "".join("|" + re.escape(n.strip()) for n in names if n.strip())
+    speaker = re.compile(r"^\s*(\{\{user\}\}|<user>|\{\{char\}\}|<bot>" + called + r")\s*:[ \t]?(.*)$", re.IGNORECASE)
     pairs: list[tuple[str, str]] = []
     notes: list[str] = []
     for n, block in enumerate(_START.split(text.replace("\r\n", "\n"))):

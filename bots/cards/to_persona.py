@@ -48,12 +48,13 @@ def slug(name: str) -> str:
 def to_persona(card: Card, persona_id: str, avatar: str | None) -> tuple[dict[str, Any], list[str]]:
     d = card.data
     notes: list[str] = []
-    name = d.name.strip()
+    # One line: a name is a label on platforms and in prompts, never a place for more text.
+    name = " ".join(d.name.split())
     if len(name) > 80:
         notes.append("name: cut to 80 characters")
         name = name[:80].rstrip()
     # V3: {{char}} stands for the nickname when there is one.
-    char = (d.nickname or "").strip() or name
+    char = " ".join((d.nickname or "").split()) or name
     system = _ORIGINAL.sub("", d.system_prompt)
     parts = [
         system,
@@ -78,7 +79,7 @@ def to_persona(card: Card, persona_id: str, avatar: str | None) -> tuple[dict[st
     if d.first_mes.strip():
         # {{user}} stays: it is filled when the greeting is said, with whoever it answers.
         out["greeting"] = _CHAR.sub(lambda _: char, _COMMENT.sub("", d.first_mes))
-    pairs, example_notes = parse_examples(d.mes_example, char)
+    pairs, example_notes = parse_examples(d.mes_example, char, name)
     notes += example_notes
     if pairs:
         out["examples"] = [{"user": resolve(u, char), "reply": resolve(r, char)} for u, r in pairs]
