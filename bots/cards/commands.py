@@ -38,6 +38,8 @@ _Dumper.add_representer(str, _text)
 
 def persona_yaml(data: dict[str, Any], source: str, version: int) -> str:
     ordered = {k: data[k] for k in ORDER if k in data} | {k: v for k, v in data.items() if k not in ORDER}
+    # A file name goes into a comment line: nothing in it may end that line (YAML breaks at U+2028 too).
+    source = "".join(c if c.isprintable() else "?" for c in source)
     head = (
         f"# Imported from {source} (Character Card V{version}) by `botfleet import`.\n"
         "# Card text is kept as written: a ${...} in prompt, greeting or examples stays literal text.\n"
