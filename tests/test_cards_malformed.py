@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -120,3 +122,21 @@ def test_compressed_text_chunks_within_the_cap_are_read(tmp_path: Path) -> None:
         card = tmp_path / f"card{n}.png"
         card.write_bytes(png(extra))
         assert main(["import", str(card), "--out", str(tmp_path / "p"), "--id", f"c{n}"]) == 0
+
+
+def test_the_botfleet_command_itself_exits_2_with_one_line(tmp_path: Path) -> None:
+    card = tmp_path / "card.png"
+    card.write_bytes(png(text("chara", b"%%%")))
+    run = [sys.executable, "-m", "bots", "import", str(card), "--out", str(tmp_path / "p")]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"botfleet: {card}: the 'chara' chunk is not valid base64\n"
+    assert not (tmp_path / "p").exists()
+
+
+def test_base64_without_its_padding_is_still_read(tmp_path: Path) -> None:
+    card = tmp_path / "card.png"
+    payload = b64(v2_card(name="Miaa"))
+    assert payload.endswith(b"==")
+    card.write_bytes(png(text("chara", payload.rstrip(b"="))))
+    assert main(["import", str(card), "--out", str(tmp_path / "p"), "--id", "miaa"]) == 0

@@ -55,8 +55,10 @@ def read_card(path: Path) -> CardFile:
 
 
 def _unbase64(text: bytes, keyword: str) -> bytes:
+    text = b"".join(text.split())
     try:
-        out = base64.b64decode(b"".join(text.split()), validate=True)
+        # Some writers drop the padding; what is left is still unambiguous.
+        out = base64.b64decode(text + b"=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise CardError(f"the {keyword!r} chunk is not valid base64") from None
     if len(out) > MAX_TEXT:
