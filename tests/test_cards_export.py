@@ -111,3 +111,14 @@ def test_export_refuses_to_overwrite_and_names_unknown_personas(
     assert main(["export", "nobody", "--config", str(REPO / "config.yaml"), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "exists (--force replaces it)" in err and "no persona with id 'nobody'" in err
+
+
+def test_an_avatar_file_that_is_not_a_png_gives_way_to_a_generated_image(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "p.yaml").write_text("id: p\nname: P\navatar: p.jpg\nprompt: You are P.\n", encoding="utf-8")
+    (tmp_path / "p.jpg").write_bytes(b"\xff\xd8\xff\xe0 a jpeg")
+    assert main(["export", str(tmp_path / "p.yaml"), "--png", "--out", str(tmp_path / "card.png")]) == 0
+    assert "not a PNG file (bad signature); a generated image is used" in capsys.readouterr().err
+    found = check_image((tmp_path / "card.png").read_bytes())
+    assert json.loads(base64.b64decode(card_texts(found)["chara"]))["data"]["name"] == "P"
