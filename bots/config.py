@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -104,6 +104,9 @@ class DiscordConfig(_Strict):
     ignore_foreign_bots: bool = True
     # Where the hash of the registered slash commands is kept, so they are synced only when they change.
     command_state_file: Path | None = None
+    # Gateway shards of the host bot (Discord requires them past 2,500 guilds): a number, or "auto" for
+    # what GET /gateway/bot recommends at start. Every process sharing a Redis must use the same count.
+    shards: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
 
 
 class TelegramConfig(_Strict):
