@@ -10,12 +10,14 @@ limiter and may be answered), the rest trigger nobody. Replies are decided, neve
 
 Prints one JSON line per process count on stdout:
     {"processes", "concurrency", "msgs_per_s", "per_process_msgs_per_s", "p50_ms", "p99_ms",
-     "redis_commands_per_msg", "redis_scripts_per_msg", "redis_cpu_share", "redis_fallbacks"}
+     "redis_commands_per_msg", "redis_scripts_per_msg", "redis_cpu_share", "redis_us_per_msg",
+     "load_before", "redis_fallbacks"}
 where commands and scripts are counted by the server (INFO commandstats) over the measured window
-(commands include those a script runs inside Redis, so they are not round trips; scripts are), and
+(commands include those a script runs inside Redis, so they are not round trips; scripts are);
 redis_cpu_share is redis-server's CPU time over the window (1.0 = one core, Redis's ceiling: it runs
-commands on one thread); redis_fallbacks counts Redis calls that timed out (overloaded) and were
-decided locally instead. Starts its own redis-server on a free port unless REDIS_URL is set.
+commands on one thread) and redis_us_per_msg that CPU time per message (what bounds one Redis,
+whatever else the machine is doing); load_before is the machine's 1-minute load average as the case
+began; redis_fallbacks counts Redis calls that timed out (overloaded) and were decided locally. Starts its own redis-server on a free port unless REDIS_URL is set.
 
 The processes share the machine with redis-server: on a 2-core machine, 4 processes and Redis compete
 for the same two cores, so the figures say how the design scales only up to the cores there are.
@@ -131,6 +133,7 @@ async def server_counters(url: str) -> tuple[int, int, float]:
 
 async def run_case(url: str, processes: int, seconds: float, concurrency: int) -> dict[str, Any]:
     prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+    load = round(os.getloadavg()[0], 2)  # what else the machine was doing (1-minute load average)
     # Time enough for every process to import, load personas and connect before the common start.
     start_at = time.time() + 4.0 + processes
     procs = [
@@ -175,6 +178,8 @@ async def run_case(url: str, processes: int, seconds: float, concurrency: int) -
         "redis_commands_per_msg": round((after[0] - before[0]) / max(done, 1), 2),
         "redis_scripts_per_msg": round((after[1] - before[1]) / max(done, 1), 2),
         "redis_cpu_share": round((after[2] - before[2]) / seconds, 2),
+        "redis_us_per_msg": round((after[2] - before[2]) / max(done, 1) * 1e6, 1),
+        "load_before": load,
         "redis_fallbacks": sum(r["fallbacks"] for r in results),
     }
 
