@@ -17,7 +17,8 @@ where commands and scripts are counted by the server (INFO commandstats) over th
 redis_cpu_share is redis-server's CPU time over the window (1.0 = one core, Redis's ceiling: it runs
 commands on one thread) and redis_us_per_msg that CPU time per message (what bounds one Redis,
 whatever else the machine is doing); load_before is the machine's 1-minute load average as the case
-began; redis_fallbacks counts Redis calls that timed out (overloaded) and were decided locally. Starts its own redis-server on a free port unless REDIS_URL is set.
+began; redis_fallbacks counts Redis calls that timed out (overloaded) and were decided locally.
+Starts its own redis-server on a free port unless REDIS_URL is set.
 
 The processes share the machine with redis-server: on a 2-core machine, 4 processes and Redis compete
 for the same two cores, so the figures say how the design scales only up to the cores there are.
