@@ -4,6 +4,10 @@ tests/discord_world.py; the fake routes each guild's events to its shard only.""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from tests.discord_world import HOST_TOKEN, World, running, world
 from tests.fakes.discord.models import shard_of
 
@@ -30,3 +34,14 @@ async def test_sharded_host_answers_slash_commands_in_guilds_on_either_shard(wor
             await fake.wait_for(lambda asked=asked: asked.callbacks and not asked.loading)
             listing = fake.message(asked.original_message_id or 0)
             assert "The Realist" in listing["content"]
+
+
+async def test_an_unsharded_host_that_must_shard_is_told_how_to_fix_it(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    world.fake.set_shards(world.host, 2, required=True)
+    async with running(world) as (_, adapter):
+        assert "discord:host" in adapter.accounts()
+    said = [r.getMessage() for r in caplog.records if "discord:host did not connect" in r.getMessage()]
+    assert said and "set adapters.discord.shards to auto" in said[0], said

@@ -100,6 +100,10 @@ def _gateway_problem(task: asyncio.Task[None]) -> str:
         return "the Message Content intent is off: turn it on in the developer portal (Bot → Privileged Intents)"
     if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
         return "token rejected by the gateway (4004)"
+    if isinstance(exc, discord.ConnectionClosed) and exc.code == 4011:
+        return "Discord requires sharding for this bot (4011): set adapters.discord.shards to auto or a number"
+    if isinstance(exc, discord.ConnectionClosed) and exc.code == 4010:
+        return "Discord refused the shard (4010): adapters.discord.shards does not fit this bot"
     return repr(exc) if exc else "closed"
 
 
