@@ -203,3 +203,27 @@ async def test_redis_turns_let_one_process_identify_per_bucket_per_interval(redi
         assert await second("discord:host:1", 2.0) == 0  # another bucket is free
     finally:
         await client.aclose()
+
+
+async def test_shards_whose_sessions_are_invalidated_identify_again_in_turn(
+    fake: FakeDiscord, tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    """Discord forgets the sessions (a RESUME is refused): discord.py identifies each shard again, and
+    those identifies wait for their bucket's turn like the first ones."""
+    world = Guilds(fake)
+    app, _ = make_app(fake, tmp_path, "a", redis_url, redis_prefix)
+    try:
+        await app.start()
+        await wait_for(lambda: leases(app).connected == ALL, within=20)
+        for session in [s for s in fake._sessions.values() if s.ws is not None]:
+            del fake._sessions[session.session_id]
+            session.dropped = True
+            await session.ws.close(code=4000, message=b"session lost")
+        await wait_for(lambda: len(world.identifies()) == 2 * SHARDS, within=10)
+        await wait_for(lambda: len(fake._live_sessions()) == SHARDS, within=5)
+        assert_spaced(world.identifies())
+        for channel in world.channels:
+            await fake.post_message(channel, world.alice, "proof, please")
+        await wait_for(lambda: all(len(world.answers(c)) == 1 for c in world.channels), within=10)
+    finally:
+        await app.stop()
