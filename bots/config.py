@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -106,7 +106,16 @@ class DiscordConfig(_Strict):
     command_state_file: Path | None = None
     # Gateway shards of the host bot (Discord requires them past 2,500 guilds): a number, or "auto" for
     # what GET /gateway/bot recommends at start. Every process sharing a Redis must use the same count.
-    shards: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    shards: int | Literal["auto"] = 1
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _shards(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)  # from an environment variable
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"expected a number of shards (1 or more) or auto, got {v!r}")
 
 
 class TelegramConfig(_Strict):

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 
 import pytest
+from pydantic import ValidationError
 
+from bots.config import DiscordConfig
 from tests.discord_world import HOST_TOKEN, World, running, world
 from tests.fakes.discord.models import shard_of
 
@@ -45,3 +47,11 @@ async def test_an_unsharded_host_that_must_shard_is_told_how_to_fix_it(
         assert "discord:host" in adapter.accounts()
     said = [r.getMessage() for r in caplog.records if "discord:host did not connect" in r.getMessage()]
     assert said and "set adapters.discord.shards to auto" in said[0], said
+
+
+def test_shards_setting_takes_a_count_or_auto_and_says_what_it_expects() -> None:
+    assert DiscordConfig().shards == 1
+    assert [DiscordConfig(shards=v).shards for v in (4, "4", "auto")] == [4, 4, "auto"]
+    for bad in (0, "many", True):
+        with pytest.raises(ValidationError, match="expected a number of shards"):
+            DiscordConfig(shards=bad)
