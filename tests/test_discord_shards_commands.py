@@ -1,5 +1,6 @@
 """A sharded host bot in one process (memory store, no leases): it receives on every shard, and slash
-commands in guilds on different shards are answered by the shard that owns each guild. The world is
+commands in guilds on different shards are answered by the shard that owns each guild; a host that
+Discord requires to shard is told how to fix it; the setting itself. The world is
 tests/discord_world.py; the fake routes each guild's events to its shard only."""
 
 from __future__ import annotations
