@@ -3,13 +3,17 @@
 `DiscordAdapter` implements the core's Adapter protocol and wires small parts together, each owning
 its own state: `Accounts` (log-in, gateway connections), `Inbound` (gateway messages to events),
 `Outbound` (replies, reactions, notices), `Webhooks`, `Channels` (channel kinds, refusals), `Feeds`
-(text channel feeds), `Interactions` (slash commands) and `CommandSync`.
+(text channel feeds), `Interactions` (slash commands) and `CommandSync`. With `shards` set, the host
+bot receives through one client per gateway shard (adapters/discord/shards.py), each leased as an
+account of its own, `discord:host#i/n`.
 
 Seam for outside test harnesses: every `discord.Client` the adapter uses (senders and gateway
 receivers alike) is built by `DiscordAdapter.make_client(account)`. Override it to configure or wrap
 clients; the client it returns must hand `on_message` to `adapter.receive(account, message)`, as the
-default `Receiver` does. Streaming edits, typing refreshes and interaction bookkeeping take their time
-from the fleet's `clock` and `sleep` (FleetView), so a harness controls time there too.
+default `Receiver` does; a shard's client is built with `shard_id` and `shard_count`, and waits for
+its identify turn in `before_identify_hook` (see `Receiver`). Streaming edits, typing refreshes and
+interaction bookkeeping take their time from the fleet's `clock` and `sleep` (FleetView), so a harness
+controls time there too.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ class DiscordAdapter:
         )
 
     async def receive(self, account: str, message: discord.Message) -> None:
-        """A gateway message seen by one of our accounts (a shard's count as the host's)."""
+        """A gateway message seen by one of our accounts (a shard's messages are the host account's)."""
         await self._inbound.receive(base_account(account), message)
 
     # --- lifecycle ----------------------------------------------------------------------------------
