@@ -27,6 +27,7 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `claims:payload`                 | hash   | fleet.dedupe_seconds after the last claim (claims.py)           |
 | `pace:<key>`, `pause:<key>`      | list/str | until the slot or pause passes (pacing.py)                    |
 | `identify:<account>`             | hash   | the platform's session-start window (bots/ops/leases.py)        |
+| `identify-turn:<account>:<n>`    | string | one identify interval (bots/ops/identifyturns.py)               |
 | `optout:<platform>`              | set    | none: see below                                                 |
 | `mute:<conversation>`            | set    | none: see below                                                 |
 | `follow:<platform>:<user>`       | string | none: see below                                                 |
