@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from dataclasses import replace
 
 from telegram import Message as TgMessage
 from telegram import MessageEntity, Update
@@ -14,6 +15,7 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
 from adapters.telegram.lanes import Lanes
+from adapters.telegram.photos import photos_of
 from adapters.telegram.places import PLATFORM, Place
 from adapters.telegram.roster import BotAccount, Roster
 from bots.core.commands import COMMANDS, closest_command
@@ -105,7 +107,10 @@ class Inbound:
                 return None
             return await self._command(bot, msg, place, parent, name, target, args)
         text = msg.text or msg.caption or ""
-        return self._message(bot, msg, place, parent, text) if text.strip() else None
+        images, files = photos_of(msg, bot.account, self.fleet.config.llm)
+        if not text.strip() and not images and not files:
+            return None
+        return replace(self._message(bot, msg, place, parent, text), images=images, files=files)
 
     def _message(self, bot: BotAccount, msg: TgMessage, place: Place, parent: str | None, text: str) -> Message:
         reply_persona, reply_id = self._replied(msg, place)

@@ -15,6 +15,7 @@ from bots.core.brain import IncompleteReply
 from bots.core.events import Action, Author, Message, React, Reply, Sent
 from bots.core.ports import Adapter, LLMError, LLMRequest
 from bots.core.text import sanitize
+from bots.core.viewing import show_photos
 from bots.persona import Persona
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ class Delivery:
         if persona.id in await fleet.store.muted(conversation):
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
-        request = fleet.brain.request(persona, history, reply)
+        request = await show_photos(fleet, adapter, persona, fleet.brain.request(persona, history, reply), reply)
         try:
             sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer))
         except LLMError as exc:
