@@ -9,6 +9,7 @@ from typing import Any, Literal, Self
 
 from aiohttp import web
 
+from tests.fakes.telegram.files import TelegramFiles
 from tests.fakes.telegram.methods import BotApiMethods
 from tests.fakes.telegram.models import (
     ApiError,
@@ -22,7 +23,7 @@ from tests.fakes.telegram.models import (
 )
 
 
-class FakeTelegram(BotApiMethods):
+class FakeTelegram(BotApiMethods, TelegramFiles):
     """A Bot API server on 127.0.0.1 with an injectable world; see the package docstring."""
 
     def __init__(
@@ -32,6 +33,7 @@ class FakeTelegram(BotApiMethods):
         general_commands: Literal["all", "last_bot"] = "all",
     ) -> None:
         super().__init__(html_strict=html_strict, general_commands=general_commands)
+        TelegramFiles.__init__(self)
         self._methods: dict[str, Callable[[BotAccount, JSONDict], Any]] = {
             "getme": self._get_me,
             "logout": self._always_true,
@@ -53,11 +55,13 @@ class FakeTelegram(BotApiMethods):
             "getchatadministrators": self._get_chat_administrators,
             "getchatmembercount": self._get_chat_member_count,
             "answercallbackquery": self._answer_callback_query,
+            "getfile": self._get_file,
         }
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.*}", self._serve_file)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # handler_cancellation: PTB abandons its long poll on stop; the handler should go with it.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
@@ -116,6 +120,26 @@ class FakeTelegram(BotApiMethods):
         for bot in self._group_recipients(state, message, author=None):
             self._enqueue(bot, "message", message)
         return copy.deepcopy(message)
+
+    async def user_posts_photo(
+        self, chat: ChatRef, user: UserRef, photo: list[JSONDict], caption: str = "", topic: int | None = None
+    ) -> JSONDict:
+        """A human posts a photo (sizes from photo_sizes()) with an optional caption, and no text."""
+        state = self._group(chat)
+        sender = self._human(user)
+        state.members.add(sender["id"])
+        extra: JSONDict = {"message_thread_id": topic, "is_topic_message": True} if topic is not None else {}
+        message = self._store((state.id, 0), chat=state.info, sender=sender, text="", entities=[], extra=extra)
+        del message["text"]
+        message["photo"] = photo
+        if caption:
+            message["caption"] = caption
+        for bot in self._group_recipients(state, message, author=None):
+            self._enqueue(bot, "message", message)
+        return copy.deepcopy(message)
+
+    def _bot_tokens(self) -> set[str]:
+        return set(self._bots)
 
     async def user_dms(
         self,
