@@ -33,7 +33,7 @@ VISION_NAMES = re.compile(
 )
 
 # History keeps these words, never bytes. The blind form is what a model that cannot see is shown.
-_PLACEHOLDER = re.compile(r"\[photo(?:: '((?:[^'\]\n]|'(?!\]))*)')?\]")
+_PLACEHOLDER = re.compile(r"\[photo(?:: '([^'\[\]\n]*)')?\]")
 CANNOT_SEE = "you cannot see images"
 
 
@@ -93,7 +93,8 @@ def admit(
 
 
 def placeholder(part: ImagePart) -> str:
-    alt = " ".join(part.alt.replace("'", "’").replace("]", ")").split())[:120]
+    # No quote or bracket inside, so the placeholder reads back unambiguously (see unseen).
+    alt = " ".join(part.alt.replace("'", "’").replace("[", "(").replace("]", ")").split())[:120]
     return f"[photo: '{alt}']" if alt else "[photo]"
 
 

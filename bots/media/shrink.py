@@ -35,7 +35,9 @@ def shrink(data: bytes, max_side: int) -> str:
                 else:
                     img.convert("RGB").save(out, "JPEG", quality=85)
                     mime = "image/jpeg"
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageUnavailable("too_many_pixels") from None
+    except (UnidentifiedImageError, OSError, ValueError, EOFError):
         raise ImageUnavailable("not_an_image") from None
     return f"data:{mime};base64,{base64.b64encode(out.getvalue()).decode('ascii')}"
 

@@ -51,6 +51,8 @@ class FileHost:
                 self.sent[key] += len(f.data[i : i + CHUNK])
             await resp.write_eof()
             self.finished.add(key)
+        except ConnectionError:
+            pass  # the client hung up mid-file (a refused download): what was sent is in `sent`
         finally:
             self.done.set()
         return resp

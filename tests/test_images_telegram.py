@@ -1,0 +1,45 @@
+"""Photos on Telegram, end to end: a photo posted to a feed topic gets comments whose requests carry it
+as a data URL (the largest size within the limit, fetched by getFile from the file route), and the bot
+tokens in Telegram's file URLs never reach the model endpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.images_util import decoded, jpeg
+from tests.telegram_world import TOKENS, telegram_fleet
+
+
+async def test_a_photo_post_gets_comments_that_see_it_and_no_token_reaches_the_model(tmp_path: Path) -> None:
+    llm = {"model": "gpt-4o-mini", "image_max_side": 320, "image_max_bytes": 1_000_000}
+    async with telegram_fleet(tmp_path, topic_feed=55, llm=llm) as w:
+        small, medium, large = jpeg(90, 68, noisy=True), jpeg(640, 480, noisy=True), jpeg(1600, 1200, noisy=True)
+        assert len(medium) < 1_000_000 < len(large)
+        sizes = w.fake.photo_sizes(small, medium, large)
+        said = await w.fake.user_posts_photo(w.group, w.alice, sizes, caption="my new cat", topic=55)
+        plan = await w.handled(said, thread=55)
+        assert plan.event.is_post and plan.event.has_image  # type: ignore[union-attr]
+        comments = [s for s in w.fake.sent(w.gid) if s.reply_to_message_id == said["message_id"]]
+        assert len(comments) == 2
+        assert len(w.ai.requests) == 2
+        for body in w.ai.requests:
+            text, image = body["messages"][-1]["content"]
+            assert "[photo: 'my new cat']" in text["text"]
+            assert decoded(image["image_url"]["url"]).size == (320, 240)
+        # The largest size within the limit, fetched once by getFile and the file route.
+        assert w.fake.files.hits == ["photos/file_2.jpg"]
+        assert len(w.fake.calls_to("getFile")) == 1
+        sent_to_model = json.dumps(w.ai.requests)
+        assert not any(token in sent_to_model or token.split(":")[1] in sent_to_model for token in TOKENS.values())
+
+
+async def test_a_photo_too_big_in_every_size_is_named_not_fetched(tmp_path: Path) -> None:
+    llm = {"model": "gpt-4o-mini", "image_max_bytes": 10_000}
+    async with telegram_fleet(tmp_path, topic_feed=55, llm=llm) as w:
+        sizes = w.fake.photo_sizes(jpeg(640, 480, noisy=True))
+        said = await w.fake.user_posts_photo(w.group, w.alice, sizes, topic=55)
+        await w.handled(said, thread=55)
+        assert w.ai.requests and w.ai.images == []
+        assert "image]" in w.ai.requests[0]["messages"][-1]["content"]
+        assert w.fake.files.hits == [] and w.fake.calls_to("getFile") == []
