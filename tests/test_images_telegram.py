@@ -43,3 +43,15 @@ async def test_a_photo_too_big_in_every_size_is_named_not_fetched(tmp_path: Path
         assert w.ai.requests and w.ai.images == []
         assert "image]" in w.ai.requests[0]["messages"][-1]["content"]
         assert w.fake.files.hits == [] and w.fake.calls_to("getFile") == []
+
+
+async def test_a_channel_photo_post_gets_comments_in_its_thread_that_see_it(tmp_path: Path) -> None:
+    async with telegram_fleet(tmp_path, feed=True, llm={"model": "gpt-4o-mini", "image_max_side": 128}) as w:
+        sizes = w.fake.photo_sizes(jpeg(400, 300))
+        _, copy = await w.fake.channel_post(w.channel, "Sunset from the office", photo=sizes)
+        assert copy is not None and "text" not in copy and copy["caption"] == "Sunset from the office"
+        plan = await w.handled(copy, thread=copy["message_id"])
+        assert plan.event.is_post and plan.event.has_image  # type: ignore[union-attr]
+        comments = [s for s in w.fake.sent(w.gid) if s.reply_to_message_id == copy["message_id"]]
+        assert len(comments) == 2 and len(w.ai.images) == 2
+        assert all(decoded(url).size == (128, 96) for url in w.ai.images)

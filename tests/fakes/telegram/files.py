@@ -13,6 +13,16 @@ from tests.fakes.cdn import FileHost
 from tests.fakes.telegram.models import ApiError, BotAccount, JSONDict
 
 
+def as_photo(message: JSONDict, photo: list[JSONDict]) -> None:
+    """message made a photo message: its text becomes the caption, as Telegram has it."""
+    text = message.pop("text", "")
+    message["photo"] = photo
+    if text:
+        message["caption"] = text
+        if "entities" in message:
+            message["caption_entities"] = message.pop("entities")
+
+
 class TelegramFiles:
     def __init__(self) -> None:
         self.files = FileHost()

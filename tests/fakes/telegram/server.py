@@ -9,7 +9,7 @@ from typing import Any, Literal, Self
 
 from aiohttp import web
 
-from tests.fakes.telegram.files import TelegramFiles
+from tests.fakes.telegram.files import TelegramFiles, as_photo
 from tests.fakes.telegram.methods import BotApiMethods
 from tests.fakes.telegram.models import (
     ApiError,
@@ -129,11 +129,8 @@ class FakeTelegram(BotApiMethods, TelegramFiles):
         sender = self._human(user)
         state.members.add(sender["id"])
         extra: JSONDict = {"message_thread_id": topic, "is_topic_message": True} if topic is not None else {}
-        message = self._store((state.id, 0), chat=state.info, sender=sender, text="", entities=[], extra=extra)
-        del message["text"]
-        message["photo"] = photo
-        if caption:
-            message["caption"] = caption
+        message = self._store((state.id, 0), chat=state.info, sender=sender, text=caption, entities=[], extra=extra)
+        as_photo(message, photo)
         for bot in self._group_recipients(state, message, author=None):
             self._enqueue(bot, "message", message)
         return copy.deepcopy(message)
@@ -167,9 +164,14 @@ class FakeTelegram(BotApiMethods, TelegramFiles):
         return copy.deepcopy(message)
 
     async def channel_post(
-        self, channel: ChatRef, text: str, entities: Iterable[JSONDict] | None = None
+        self,
+        channel: ChatRef,
+        text: str,
+        entities: Iterable[JSONDict] | None = None,
+        photo: list[JSONDict] | None = None,
     ) -> tuple[JSONDict, JSONDict | None]:
-        """A human admin posts in a channel; returns the post and its discussion-group copy."""
+        """A human admin posts in a channel; returns the post and its discussion-group copy.
+        With `photo` (sizes from photo_sizes()) it is a photo post and `text` its caption."""
         state = self._group(channel)
         if state.type != "channel":
             raise ValueError(f"{state.info['title']!r} is not a channel")
@@ -181,6 +183,8 @@ class FakeTelegram(BotApiMethods, TelegramFiles):
             text=text,
             entities=self._user_entities(text, entities),
         )
+        if photo is not None:
+            as_photo(post, photo)
         forwarded = self._publish_channel_post(state, post, author=None)
         return copy.deepcopy(post), copy.deepcopy(forwarded)
 
