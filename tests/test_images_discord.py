@@ -77,3 +77,39 @@ async def test_a_file_over_the_limit_is_named_and_never_fetched(world: FeedWorld
         last = world.llm.requests[0]["messages"][-1]["content"]
         assert "[a 2 MB image]" in last and "[a 40 kB video]" in last
         assert world.llm.images == [] and fake.cdn.hits == []
+
+
+async def test_an_image_link_is_seen_through_discords_media_proxy_and_other_hosts_are_refused(
+    world: FeedWorld,
+) -> None:
+    fake = world.fake
+    async with running(world, followers(), feeds=FEEDS, llm=VISION):
+        cached = fake.upload("cat.png", jpeg(400, 300), "image/png")  # Discord's proxy copy of the link
+        embeds = [
+            {
+                "type": "image",
+                "url": "https://example.com/cat.png",
+                "thumbnail": {
+                    "url": "https://example.com/cat.png",
+                    "proxy_url": cached["url"],
+                    "width": 400,
+                    "height": 300,
+                },
+            },
+            {
+                "type": "image",
+                "url": "https://example.com/dog.png",
+                "thumbnail": {
+                    "url": "https://example.com/dog.png",
+                    "proxy_url": "https://example.com/dog.png",
+                    "width": 40,
+                    "height": 30,
+                },
+            },
+        ]
+        await fake.post_message(world.ideas, world.alice, "https://example.com/cat.png", embeds=embeds)
+        (thread,) = await fake.wait_for(lambda: fake.threads(world.ideas))
+        await world.comments(thread)
+        # The proxied copy is seen; the other host is never asked (the fetch is refused before any request).
+        assert len(world.llm.images) == 3 and {decoded(u).size for u in world.llm.images} == {(256, 192)}
+        assert fake.cdn.hits == [cached["id"]]
