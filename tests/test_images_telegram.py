@@ -7,6 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from telegram import Message as TgMessage
+
+from adapters.telegram.photos import photos_of
+from bots.config import LLMConfig
 from tests.images_util import decoded, jpeg
 from tests.telegram_world import TOKENS, telegram_fleet
 
@@ -55,3 +59,38 @@ async def test_a_channel_photo_post_gets_comments_in_its_thread_that_see_it(tmp_
         comments = [s for s in w.fake.sent(w.gid) if s.reply_to_message_id == copy["message_id"]]
         assert len(comments) == 2 and len(w.ai.images) == 2
         assert all(decoded(url).size == (128, 96) for url in w.ai.images)
+
+
+def test_image_documents_are_photos_and_other_media_are_named() -> None:
+    base = {"message_id": 1, "date": 0, "chat": {"id": -1, "type": "group", "title": "g"}, "caption": "look"}
+    doc = TgMessage.de_json(
+        {**base, "document": {"file_id": "d1", "file_unique_id": "u1", "mime_type": "image/png", "file_size": 900}},
+        None,
+    )
+    media = TgMessage.de_json(
+        {
+            **base,
+            "video": {
+                "file_id": "v",
+                "file_unique_id": "v",
+                "width": 1,
+                "height": 1,
+                "duration": 3,
+                "file_size": 40_000_000,
+            },
+            "voice": {"file_id": "o", "file_unique_id": "o", "duration": 2},
+        },
+        None,
+    )
+    pdf = TgMessage.de_json(
+        {
+            **base,
+            "document": {"file_id": "p", "file_unique_id": "p", "mime_type": "application/pdf", "file_name": "cv.pdf"},
+        },
+        None,
+    )
+    cfg = LLMConfig()
+    (png,), () = photos_of(doc, "telegram:host", cfg)
+    assert (png.mime, png.size, png.alt, png.ref, png.account) == ("image/png", 900, "look", "d1", "telegram:host")
+    assert photos_of(media, "telegram:host", cfg) == ((), ("a 40 MB video", "a voice message"))
+    assert photos_of(pdf, "telegram:host", cfg) == ((), ("a PDF document (cv.pdf)",))
