@@ -210,3 +210,14 @@ def test_a_claim_carries_photo_references_but_never_bytes() -> None:
     event, _ = decode_claim(encode_claim(m))
     assert isinstance(event, Message)
     assert event.images == (CAT, ImagePart("image/png", 3)) and event.files == ("a 40 MB video",)
+
+
+def test_uploaded_bytes_held_by_the_gallery_are_bounded() -> None:
+    gallery = Gallery(max_bytes=2500)
+    uploads = [msg("", images=(ImagePart("image/jpeg", 1000, data=b"x" * 1000),)) for _ in range(3)]
+    for n, m in enumerate(uploads):
+        gallery.put(m, n)
+    assert gallery.get(uploads[0].key, 3) == () and gallery.get(uploads[2].key, 3) != ()
+    assert gallery.bytes == 2000
+    gallery.forget_user("test", HUMAN.id)
+    assert gallery.bytes == 0 and len(gallery) == 0
