@@ -5,8 +5,10 @@ tokens in Telegram's file URLs never reach the model endpoint."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+import pytest
 from telegram import Message as TgMessage
 
 from adapters.telegram.photos import photos_of
@@ -15,7 +17,10 @@ from tests.images_util import decoded, jpeg
 from tests.telegram_world import TOKENS, telegram_fleet
 
 
-async def test_a_photo_post_gets_comments_that_see_it_and_no_token_reaches_the_model(tmp_path: Path) -> None:
+async def test_a_photo_post_gets_comments_that_see_it_and_no_token_reaches_the_model(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     llm = {"model": "gpt-4o-mini", "image_max_side": 320, "image_max_bytes": 1_000_000}
     async with telegram_fleet(tmp_path, topic_feed=55, llm=llm) as w:
         small, medium, large = jpeg(90, 68, noisy=True), jpeg(640, 480, noisy=True), jpeg(1600, 1200, noisy=True)
@@ -36,6 +41,9 @@ async def test_a_photo_post_gets_comments_that_see_it_and_no_token_reaches_the_m
         assert len(w.fake.calls_to("getFile")) == 1
         sent_to_model = json.dumps(w.ai.requests)
         assert not any(token in sent_to_model or token.split(":")[1] in sent_to_model for token in TOKENS.values())
+    # Nor into the logs, and no photo is ever logged.
+    assert caplog.text and not any(token.split(":")[1] in caplog.text for token in TOKENS.values())
+    assert "data:image" not in caplog.text and w.ai.images[0][22:80] not in caplog.text
 
 
 async def test_a_photo_too_big_in_every_size_is_named_not_fetched(tmp_path: Path) -> None:
