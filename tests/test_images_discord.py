@@ -38,7 +38,7 @@ async def test_a_photo_only_post_gets_comments_that_see_the_photo(world: FeedWor
         cat = fake.upload("cat.jpg", jpeg(1600, 1200), "image/jpeg", description="my new cat")
         post = await fake.post_message(world.ideas, world.alice, "", attachments=[cat])
         (thread,) = await fake.wait_for(lambda: fake.threads(world.ideas))
-        assert thread["id"] == post["id"] and thread["name"] == "Post"
+        assert thread["id"] == post["id"] and thread["name"] == "my new cat"
         comments = await world.comments(thread)
         assert len({world.author_of(m) for m in comments}) == 3
         assert len(world.llm.requests) == 3

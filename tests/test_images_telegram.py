@@ -102,3 +102,17 @@ def test_image_documents_are_photos_and_other_media_are_named() -> None:
     assert (png.mime, png.size, png.alt, png.ref, png.account) == ("image/png", 900, "look", "d1", "telegram:host")
     assert photos_of(media, "telegram:host", cfg) == ((), ("a 40 MB video", "a voice message"))
     assert photos_of(pdf, "telegram:host", cfg) == ((), ("a PDF document (cv.pdf)",))
+
+
+async def test_an_album_is_one_post_so_followers_comment_once(tmp_path: Path) -> None:
+    async with telegram_fleet(tmp_path, topic_feed=55, llm={"model": "gpt-4o-mini", "image_max_side": 64}) as w:
+        first = await w.fake.user_posts_photo(
+            w.group, w.alice, w.fake.photo_sizes(jpeg(80, 60)), caption="our trip", topic=55, album="A1"
+        )
+        second = await w.fake.user_posts_photo(w.group, w.alice, w.fake.photo_sizes(jpeg(60, 80)), topic=55, album="A1")
+        assert (await w.handled(first, thread=55)).event.is_post  # type: ignore[union-attr]
+        assert not (await w.handled(second, thread=55)).event.is_post  # type: ignore[union-attr]
+        comments = [
+            s for s in w.fake.sent(w.gid) if s.reply_to_message_id in (first["message_id"], second["message_id"])
+        ]
+        assert len(comments) == 2 and all(s.reply_to_message_id == first["message_id"] for s in comments)

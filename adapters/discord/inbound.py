@@ -11,7 +11,7 @@ from adapters.discord.accounts import Accounts
 from adapters.discord.channels import Channels, where_of
 from adapters.discord.common import PLATFORM, Bounded, Where, webhook_username
 from adapters.discord.feeds import Feeds
-from adapters.discord.photos import photos_of
+from adapters.discord.photos import photo_title, photos_of
 from adapters.discord.webhooks import Webhooks
 from bots.config import DiscordConfig
 from bots.core.events import Author, Message
@@ -115,7 +115,8 @@ class Inbound:
         elif (
             where.kind == "text" and not is_bot and message.reference is None and self._feeds.is_feed(channel.id, where)
         ):
-            self._feeds.add_post(message.id, channel.id, where, text)
+            # A photo-only post's thread is named after the photo's alt text, if it has one.
+            self._feeds.add_post(message.id, channel.id, where, text or photo_title(message))
             return message.id, channel.id, True, text
         return channel.id, where.parent, False, text
 

@@ -42,6 +42,14 @@ def photos_of(message: discord.Message, config: LLMConfig) -> tuple[tuple[ImageP
     return admit(photos, config, files)
 
 
+def photo_title(message: discord.Message) -> str:
+    """A title for a post with no words: its first photo's alt text, else "Photo" ("" without one)."""
+    for a in message.attachments:
+        if _mime(a.content_type, a.filename).startswith("image/"):
+            return a.description or "Photo"
+    return ""
+
+
 class DiscordPhotos:
     def __init__(self, config: DiscordConfig, llm: LLMConfig) -> None:
         hosts = set(CDN_HOSTS)

@@ -122,13 +122,22 @@ class FakeTelegram(BotApiMethods, TelegramFiles):
         return copy.deepcopy(message)
 
     async def user_posts_photo(
-        self, chat: ChatRef, user: UserRef, photo: list[JSONDict], caption: str = "", topic: int | None = None
+        self,
+        chat: ChatRef,
+        user: UserRef,
+        photo: list[JSONDict],
+        caption: str = "",
+        topic: int | None = None,
+        album: str | None = None,
     ) -> JSONDict:
-        """A human posts a photo (sizes from photo_sizes()) with an optional caption, and no text."""
+        """A human posts a photo (sizes from photo_sizes()) with an optional caption, and no text.
+        `album`: its media_group_id, as each photo of an album arrives as its own message."""
         state = self._group(chat)
         sender = self._human(user)
         state.members.add(sender["id"])
         extra: JSONDict = {"message_thread_id": topic, "is_topic_message": True} if topic is not None else {}
+        if album is not None:
+            extra["media_group_id"] = album
         message = self._store((state.id, 0), chat=state.info, sender=sender, text=caption, entities=[], extra=extra)
         as_photo(message, photo)
         for bot in self._group_recipients(state, message, author=None):
