@@ -60,6 +60,17 @@ class LLMConfig(_Strict):
     image_max_bytes: int = Field(default=5_000_000, gt=0, le=50_000_000)
     image_fetch_seconds: float = Field(default=10.0, gt=0, le=120)
 
+    @field_validator("vision", mode="before")
+    @classmethod
+    def _vision(cls, v: Any) -> Any:
+        # One clear message instead of one per member of the union; "true" from ${VAR} counts too.
+        text = str(v).strip().lower()
+        if isinstance(v, bool) or text == "auto":
+            return v if isinstance(v, bool) else "auto"
+        if text in ("true", "false"):
+            return text == "true"
+        raise ValueError("must be auto, true or false")
+
     @field_validator("price_per_1k", mode="before")
     @classmethod
     def _price(cls, v: Any) -> Any:

@@ -221,3 +221,9 @@ def test_uploaded_bytes_held_by_the_gallery_are_bounded() -> None:
     assert gallery.bytes == 2000
     gallery.forget_user("test", HUMAN.id)
     assert gallery.bytes == 0 and len(gallery) == 0
+
+
+def test_llm_vision_takes_auto_true_or_false_and_says_so_otherwise() -> None:
+    assert LLMConfig(vision="true").vision is True and LLMConfig(vision="AUTO").vision == "auto"
+    with pytest.raises(ValidationError, match="must be auto, true or false"):
+        LLMConfig(vision="maybe")
