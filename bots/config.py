@@ -52,6 +52,24 @@ class LLMConfig(_Strict):
     breaker_seconds: float = Field(default=30.0, gt=0)
     # Retries may add at most this share of calls (plus a small reserve), so an outage is not multiplied.
     retry_ratio: float = Field(default=0.1, ge=0, le=1)
+    # Images (bots/core/images.py): whether the model is shown photos (auto: by model name), how big.
+    vision: bool | Literal["auto"] = "auto"
+    image_max_side: int = Field(default=1024, ge=64, le=4096)
+    image_detail: Literal["low", "high", "auto"] = "auto"
+    images_per_message: int = Field(default=4, ge=0, le=10)
+    image_max_bytes: int = Field(default=5_000_000, gt=0, le=50_000_000)
+    image_fetch_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("vision", mode="before")
+    @classmethod
+    def _vision(cls, v: Any) -> Any:
+        # One clear message instead of one per member of the union; "true" from ${VAR} counts too.
+        text = str(v).strip().lower()
+        if isinstance(v, bool) or text == "auto":
+            return v if isinstance(v, bool) else "auto"
+        if text in ("true", "false"):
+            return text == "true"
+        raise ValueError("must be auto, true or false")
 
     @field_validator("price_per_1k", mode="before")
     @classmethod

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from bots.core.regex import Regex, RegexError
 from bots.yamlfile import ConfigError, Loc, Problem, line_of, load_yaml, problems_from
 
-TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm")
+TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm", "image")
 
 
 def _compiles(pattern: str | None) -> str | None:
@@ -37,6 +37,8 @@ class ModelOverrides(_Strict):
     name: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0, le=4096)
+    # Whether this persona's model sees photos (None: llm.vision decides, by this model's name).
+    vision: bool | None = None
 
 
 class Trigger(_Strict):
@@ -48,6 +50,8 @@ class Trigger(_Strict):
     reply: bool | None = None
     command: bool | None = None
     dm: bool | None = None
+    # A message with a photo (`image: true`, with `chance` to answer only some).
+    image: bool | None = None
     chance: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("keywords")
@@ -73,11 +77,13 @@ class Trigger(_Strict):
             raise ValueError(f"a trigger has exactly one kind, found {', '.join(kinds)}")
         if not kinds and self.chance is None:
             raise ValueError(f"a trigger needs one of {', '.join(TRIGGER_KINDS)} or chance")
+        if self.image is False:
+            raise ValueError("image: false is not a trigger; leave it out")
         for k in ("mention", "reply", "command", "dm"):
             if getattr(self, k) is False:
                 raise ValueError(f"{k}: false is not a trigger; leave it out")
             if getattr(self, k) is not None and self.chance is not None:
-                raise ValueError(f"chance applies to keywords, regex and free will, not to {k}")
+                raise ValueError(f"chance applies to keywords, regex, image and free will, not to {k}")
         return self
 
     @property

@@ -38,13 +38,14 @@ from adapters.discord.feeds import Feeds
 from adapters.discord.inbound import Inbound
 from adapters.discord.interactions import Interactions
 from adapters.discord.outbound import Outbound
+from adapters.discord.photos import DiscordPhotos
 from adapters.discord.shards import IDENTIFY_INTERVAL, IdentifyTurns, SharedTurns, base_account
 from adapters.discord.slash import CommandSync, Complete, build_tree
 from adapters.discord.webhooks import Webhooks
 from bots.config import DiscordConfig, FeedConfig
 from bots.core.commands import COMMANDS
-from bots.core.events import Notice, React, Reply, Sent
-from bots.core.ports import FleetView
+from bots.core.events import ImagePart, Notice, React, Reply, Sent
+from bots.core.ports import FleetView, ImageUnavailable
 from bots.persona import Persona
 
 # How long a connect budget read from Discord is reused: leases ask often, Discord counts slowly.
@@ -97,6 +98,7 @@ class DiscordAdapter:
             sleep=self._sleep,
         )
         self._interactions = Interactions(self._fleet_view, self._named, self._tasks, self._now)
+        self._photos: DiscordPhotos | None = None
 
     @property
     def command_state(self) -> Path:
@@ -142,6 +144,7 @@ class DiscordAdapter:
 
     async def start(self, fleet: FleetView) -> None:
         self._fleet = fleet
+        self._photos = DiscordPhotos(self.config, fleet.config.llm)
         self._point_discord_py()
         await self._accounts.login_all()
         host = self._accounts.host()
@@ -204,6 +207,14 @@ class DiscordAdapter:
         await self._tasks.cancel_all()
         await self._accounts.close_all()
         await self._webhooks.close()
+        if self._photos is not None:
+            await self._photos.close()
+
+    async def image_url(self, part: ImagePart, max_side: int) -> str:
+        """A photo this adapter received, as a data URL (the core's ImageSource)."""
+        if self._photos is None:
+            raise ImageUnavailable("not_started")
+        return await self._photos.image_url(part, max_side)
 
     # --- the fleet ----------------------------------------------------------------------------------
 

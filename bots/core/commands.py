@@ -286,6 +286,7 @@ async def _optin(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 async def _forget(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     removed = await fleet.store.forget_user(cmd.platform, cmd.author.id)
     fleet.disclosure.forget(cmd.platform, cmd.author.id)
+    fleet.gallery.forget_user(cmd.platform, cmd.author.id)
     plan.actions.append(_notice(cmd, f"Deleted {removed} stored message(s) of yours.", private=True))
 
 

@@ -16,6 +16,7 @@ from bots.core.events import Action, Author, Message, React, Reply, Sent
 from bots.core.greeting import Greetings, addressee
 from bots.core.ports import Adapter, LLMError, LLMRequest
 from bots.core.text import sanitize
+from bots.core.viewing import show_photos
 from bots.persona import Persona
 
 if TYPE_CHECKING:
@@ -125,7 +126,7 @@ class Delivery:
         if persona.id in await fleet.store.muted(conversation):
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
-        request = fleet.brain.request(persona, history, reply)
+        request = await show_photos(fleet, adapter, persona, fleet.brain.request(persona, history, reply), reply)
 
         def greet() -> Awaitable[str]:
             return self.greetings.opening(fleet.store, persona, reply, addressee(fleet.audit, reply), fleet.clock())

@@ -25,7 +25,9 @@ from bots.core.commands import OPTED_OUT_COMMANDS, run_command
 from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message, Reply
+from bots.core.gallery import MAX_AGE, Gallery
 from bots.core.gate import Gate
+from bots.core.images import turn_text, without_bytes
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
@@ -79,6 +81,8 @@ class Fleet:
         self.gate = Gate(self)
         self.chains = ChainBudget()
         self.delivery = Delivery(self)
+        # Photos of recent messages until their replies are written (history keeps placeholders).
+        self.gallery = Gallery(max_age=min(MAX_AGE, config.retention_days * 86400.0))
         # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
         self.keeper = ClaimKeeper(self, claims or StoreDedupe(store))
         self.load(personas)
@@ -215,7 +219,8 @@ class Fleet:
         event = plan.event
         if await self._opted_out(event):
             # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
-            plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
+            if isinstance(event, Message):
+                plan.event = dataclasses.replace(event, text="", images=(), files=())
             return self._record(self._ignored(plan, "opted_out", event))
         if isinstance(event, Command):
             await run_command(self, event, plan, now)
@@ -240,7 +245,7 @@ class Fleet:
         author = msg.author
         turn = Turn(
             speaker=author.name,
-            text=msg.text,
+            text=turn_text(msg),
             at=now,
             user_id="" if author.persona_id else author.id,
             persona_id=author.persona_id,
@@ -248,6 +253,7 @@ class Fleet:
             reply_to=(msg.reply_to_id or "") if author.persona_id else "",
         )
         await self.store.append(msg.conversation, turn)
+        self.gallery.put(msg, now)
 
     @property
     def breaker(self) -> Breaker:
@@ -269,6 +275,7 @@ class Fleet:
         return plan
 
     def _record(self, plan: Plan) -> Plan:
+        plan.event = without_bytes(plan.event)  # the audit keeps what happened, not uploaded photos
         self.audit[plan.event.key] = plan
         if len(self.audit) > self.audit_size:
             self.audit.popitem(last=False)

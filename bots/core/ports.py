@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bots.config import FleetConfig
-from bots.core.events import Event, Notice, React, Reply, Sent
+from bots.core.events import Event, ImagePart, Notice, React, Reply, Sent
 from bots.persona import Persona
 
 
@@ -206,7 +206,8 @@ class Pacer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
-    messages: tuple[dict[str, str], ...]
+    # OpenAI chat messages; a content is a string, or a list of text and image_url parts.
+    messages: tuple[dict[str, Any], ...]
     model: str
     temperature: float
     max_tokens: int
@@ -236,6 +237,25 @@ class LLMClient(Protocol):
     def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """An adapter that can fetch the photos it received (bots.core.events.ImagePart)."""
+
+    async def image_url(self, part: ImagePart, max_side: int) -> str:
+        """The photo as a data URL, long side at most max_side; raises ImageUnavailable. Fetched only
+        from the platform's own hosts, size-limited while streaming, never logged."""
+        ...
+
+
+class ImageUnavailable(Exception):
+    """A photo that could not be fetched; `kind` is a short label (too_big, redirect, timeout...)
+    and never carries a URL (Telegram's file URLs contain the bot token)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(kind)
 
 
 class FleetView(Protocol):

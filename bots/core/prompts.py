@@ -30,6 +30,13 @@ MORE_COMMENT = (
 )
 
 
+# Told to a persona whose model cannot see when a photo is in the conversation.
+CANNOT_SEE_RULE = (
+    "Messages may mention photos you cannot see. Never describe or pretend to have seen them; "
+    "if it matters, say honestly that you cannot see images and respond to what was said about them."
+)
+
+
 def ask_instruction(author: str, question: str) -> str:
     return f"{author} asked you directly: {question!r}. Answer them."
 

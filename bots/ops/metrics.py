@@ -41,7 +41,7 @@ LIMITS = frozenset(
     }
 )
 # Reasons whose part after ":" is free-form detail (a keyword, a name, a depth) rather than a kind.
-_DETAILED = frozenset({"mention", "reply", "dm", "keywords", "regex", "chance", "chain_depth"})
+_DETAILED = frozenset({"mention", "reply", "dm", "keywords", "image", "regex", "chance", "chain_depth"})
 
 
 def reason_label(reason: str) -> str:

@@ -24,6 +24,8 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from tests.fakes.openai_parts import BadContent, check_content, image_urls
+
 DEFAULT_MODEL = "fake-gpt"
 STREAM_PIECES = 3
 
@@ -215,12 +217,17 @@ class FakeOpenAI:
         fallback: Behaviour | None = None,
         interrupts: bool = False,
         chunk_seconds: float = 0.0,
+        vision: bool = True,
     ) -> None:
         self.reply = reply or default_reply
         self.host = host
         self.port = port
         self.models = models
         self.requests: list[dict[str, Any]] = []
+        # Whether the model sees images (False: image parts are refused, as a text-only model does).
+        self.vision = vision
+        # Every image URL the endpoint was sent, in order.
+        self.images: list[str] = []
         self._script: deque[Behaviour] = deque()
         # What every request gets once the script is used up (a 500 storm, a hung endpoint); None: a reply.
         self.fallback = fallback
@@ -278,6 +285,13 @@ class FakeOpenAI:
             bad = error_body("Body must be a JSON object.", "invalid_request_error")
             return web.json_response(bad, status=400)
         self.requests.append(body)
+        try:
+            check_content(body, vision=self.vision)
+        except BadContent as exc:
+            bad = error_body(str(exc), "invalid_request_error")
+            bad["error"]["param"] = exc.param
+            return web.json_response(bad, status=400)
+        self.images += image_urls(body)
         return await self._answer(request, body)
 
     async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:

@@ -7,6 +7,7 @@ import time
 
 from aiohttp import web
 
+from tests.fakes.cdn import FileHost
 from tests.fakes.discord.models import (
     API_PREFIX,
     BOT_ROLE_PERMISSIONS,
@@ -50,6 +51,8 @@ class DiscordState:
         self.deleted_message_ids: set[int] = set()
         self.unhandled: list[Call] = []  # requests to routes the fake does not implement
         self.identifies: list[Identify] = []  # every accepted IDENTIFY, in order
+        # Files people attach, served at /attachments/{id}/{filename} as Discord's CDN does.
+        self.cdn = FileHost()
 
         self._tokens: dict[str, int] = {}
         self._messages: dict[int, JsonDict] = {}
