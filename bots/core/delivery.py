@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, NoReturn
 from bots.core.brain import IncompleteReply
 from bots.core.events import Action, Author, Message, React, Reply, Sent
 from bots.core.ports import Adapter, LLMError, LLMRequest
+from bots.core.safety.outgoing import ReplyGuard
 from bots.core.text import sanitize
 from bots.persona import Persona
 
@@ -24,6 +25,9 @@ log = logging.getLogger("botfleet.fleet")
 
 # After shutdown_seconds, replies still streaming are cut; adapters get this long to mark them so.
 CUT_GRACE = 2.0
+
+# What snapshots() guards with when its caller has no reply of its own.
+_NO_REPLY = Reply(persona_id="", platform="", channel="", reply_to=None, reason="")
 
 # A speaker label a model may open with: "The Stoic:", "[The Skeptic]", "**Sage:**".
 _LABEL = re.compile(r"\s*(?:\*\*)?(?:\[([^\]\n]{1,40})\]:?|([^:\[\]\n]{1,40}):)(?:\*\*)?\s*")
@@ -124,36 +128,52 @@ class Delivery:
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
         request = fleet.brain.request(persona, history, reply)
+        guard = fleet.safety.guard(persona, reply)
         try:
-            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer))
+            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer, guard))
         except LLMError as exc:
             log.warning("reply by %s dropped: %s", persona.id, exc.kind)
             return f"dropped:{exc.kind}"
         except IncompleteReply:
             log.warning("reply by %s cut off: the model stopped without finishing", persona.id)
             return "cut_off"
+        if guard.flagged:
+            return await fleet.safety.withheld(reply, guard.flagged)
         if sent.message_ids:
             # What was shown stays in the conversation, a reply cut part-way included.
             await self.feed_back(reply, persona, sent)
         return "sent" if sent.complete else "cut_off"
 
-    async def snapshots(self, persona: Persona, request: LLMRequest, footer: str) -> AsyncIterator[str]:
-        """The sanitised text so far, each time more arrives; the footer joins the final one only."""
+    async def snapshots(
+        self, persona: Persona, request: LLMRequest, footer: str, guard: ReplyGuard | None = None
+    ) -> AsyncIterator[str]:
+        """The sanitised text so far, each time more arrives; the footer joins the final one only.
+
+        The guard sees every snapshot before the adapter does; one it stops ends the reply as an
+        IncompleteReply with nothing to keep (bots/core/safety/outgoing.py says why that is safe)."""
         names = speaker_names(self.fleet.personas.values())
         text = ""
         shown = ""
+        guard = guard or self.fleet.safety.guard(persona, _NO_REPLY)
         try:
             async for part in self.fleet.brain.write(persona, request):
                 text += part
                 clean = sanitize(unlabel(text, names), persona.name)
-                if clean and clean != shown:
+                if clean and clean != shown and not guard.hold:
+                    if guard.check(clean):
+                        break
                     shown = clean
                     yield clean
         except IncompleteReply:
             raise IncompleteReply(sanitize(unlabel(text, names), persona.name)) from None
         except asyncio.CancelledError:
             self._cut_short(sanitize(unlabel(text, names), persona.name))
-        final = _with_footer(sanitize(unlabel(text, names), persona.name), footer)
+        if guard.flagged:
+            raise IncompleteReply("")
+        whole = sanitize(unlabel(text, names), persona.name)
+        if await guard.final(whole):
+            raise IncompleteReply("")
+        final = _with_footer(whole, guard.footer(whole, footer))
         if final != shown:
             yield final
 

@@ -29,6 +29,8 @@ from bots.core.gate import Gate
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
+from bots.core.safety.desk import SafetyDesk
+from bots.core.safety.moderator import Moderator
 from bots.core.text import with_valid_text
 from bots.core.triggers import TriggerIndex
 from bots.core.usage import UsageMeter
@@ -53,6 +55,7 @@ class Fleet:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         pacer: Pacer | None = None,
         claims: Claims | None = None,
+        moderator: Moderator | None = None,
     ) -> None:
         self.config = config
         self.pacer: Pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
@@ -77,6 +80,7 @@ class Fleet:
         brain.on_usage = self.usage.record
         self.disclosure = Disclosure()
         self.gate = Gate(self)
+        self.safety = SafetyDesk(self, moderator)
         self.chains = ChainBudget()
         self.delivery = Delivery(self)
         # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
@@ -217,14 +221,18 @@ class Fleet:
             # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
             plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
             return self._record(self._ignored(plan, "opted_out", event))
-        if isinstance(event, Command):
+        if await self.safety.screen(event, plan, now):
+            pass  # care or a flagged message: neither remembered nor answered (bots/core/safety)
+        elif isinstance(event, Command):
             await run_command(self, event, plan, now)
+            await self.safety.after_route(event, plan, now)
         elif event.author.is_bot and event.author.persona_id is None and self.config.fleet.ignore_foreign_bots:
             return self._record(self._ignored(plan, "foreign_bot", event))
         else:
             if remember:
                 await self._remember(event, now)
             await route(self, event, plan, now)
+            await self.safety.after_route(event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)
 
