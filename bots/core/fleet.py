@@ -151,6 +151,9 @@ class Fleet:
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
         await self.brain.close()
+        close = getattr(self.safety.moderator, "close", None)
+        if close is not None:
+            await close()
         await self.limiter.close()
         await self.store.close()
 
