@@ -103,7 +103,7 @@ class Lexicon:
 
 _FR = frozenset(
     "je j tu il elle nous vous ils les des une est pas que qui dans pour avec mais suis moi mon ma mes "
-    "ce cette cest jai ne plus tres sur au aux du et ou vais veux suis te se".split()
+    "ce cette cest jai ne plus tres sur au aux du et ou vais veux suis te se j c l d n qu".split()
 )
 _EN = frozenset(
     "i you he she we they the is are and to of my it that this not what with for am im was be have "

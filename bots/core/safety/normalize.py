@@ -1,9 +1,10 @@
 """Text as the word lists see it: folded so that common ways around a word list still hit.
 
-Accents are dropped, case folded, leetspeak letters restored inside words (k1ll, $uicide), dots,
-dashes and stars inside a word removed (sui-cide, s.u.i.c.i.d.e), spaced-out letters joined
-(k i l l), repeated letters collapsed (diiiie), everything else turned into single spaces.
-The patterns of the lists go through the same folding, so they are written as plain phrases.
+Accents are dropped, case folded, French elisions split off (d'abruti: d abruti), leetspeak letters
+restored inside words (k1ll, $uicide), dots, dashes and stars inside a word removed (sui-cide,
+s.u.i.c.i.d.e), spaced-out letters joined (k i l l), repeated letters collapsed (diiiie), everything
+else turned into single spaces. The patterns of the lists go through the same folding, so they are
+written as plain phrases.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import re
 import unicodedata
 
 _APOSTROPHES = re.compile(r"['’`´ʼ]")
+# French elision (l'eau, j'ai, qu'il): the article is a word of its own, or "d'abruti" would hide
+# "abruti". English contractions (I'm, don't) are not elisions: they fold to one word (im, dont).
+_ELISION = re.compile(r"\b(qu|[cdjlmnst])['’`´ʼ](?=[a-z])")
 _TOKEN = re.compile(r"\S+")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s"})
 _HAS_LETTER = re.compile(r"[a-z]")
@@ -36,6 +40,7 @@ def _unleet(token: str) -> str:
 def fold(text: str) -> str:
     """The folded form of text (see the module docstring); a pure function of its input."""
     text = _strip_accents(text).casefold()
+    text = _ELISION.sub(r"\1 ", text)
     text = _APOSTROPHES.sub("", text)
     text = _TOKEN.sub(lambda m: _unleet(m.group(0)), text)
     text = _INNER.sub("", text)
