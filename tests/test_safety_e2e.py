@@ -128,6 +128,13 @@ async def test_a_flagged_persona_reply_is_not_posted(text: str, category: str) -
     assert [t.persona_id for t in await fleet.store.history("test:general", 10)] == [None]
 
 
+async def test_a_word_cut_by_the_stream_does_not_stop_a_reply() -> None:
+    # Streamed in pieces of 9: "I am real" is a snapshot on the way to "I am really glad".
+    fleet, adapter, _ = make_fleet([SKEPTIC], llm=Scripted("I am really glad you asked.", piece=9), config=NO_FOOTER)
+    await run(fleet, mention("hi"))
+    assert [t for _, t in adapter.replies] == ["I am really glad you asked."]
+
+
 async def test_a_withheld_reply_can_come_with_a_neutral_notice() -> None:
     config = {**NO_FOOTER, "safety": {"notice": "A reply was held back."}}
     fleet, adapter, _ = make_fleet([SKEPTIC], llm=Scripted("I will kill you."), config=config)

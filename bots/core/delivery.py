@@ -160,7 +160,7 @@ class Delivery:
                 text += part
                 clean = sanitize(unlabel(text, names), persona.name)
                 if clean and clean != shown and not guard.hold:
-                    if guard.check(clean):
+                    if guard.check(clean, partial=True):
                         break
                     shown = clean
                     yield clean

@@ -37,8 +37,13 @@ class ReplyGuard:
         self.flagged = ""
         self._local_only = ("human_claim", "pressure") if persona.sponsor else ("human_claim",)
 
-    def check(self, text: str) -> bool:
-        """True (and `flagged` set) when text must not be shown. Local checks only: no I/O."""
+    def check(self, text: str, *, partial: bool = False) -> bool:
+        """True (and `flagged` set) when text must not be shown. Local checks only: no I/O.
+
+        A partial text (a streamed snapshot) is checked up to its last whole word: "I am real" must
+        not stop a reply on its way to "I am really glad"."""
+        if partial:
+            text = text[: max(text.rfind(" "), text.rfind("\n"), 0)]
         local = self.desk.local
         hits = local.sections(text, self._local_only)
         if not hits and self.desk.moderator is local:
