@@ -273,3 +273,12 @@ async def test_through_the_fake_openai_server_with_its_moderation_endpoint() -> 
         assert adapter.cut_off == [""]
         assert "Honestly, you are worthless." in fake.moderated
         await fleet.stop()
+
+
+async def test_an_ask_command_in_crisis_gets_the_care_message_instead_of_the_answer() -> None:
+    fleet, adapter, _ = make_fleet([SKEPTIC], config=NO_FOOTER)
+    plan = await run(fleet, Command("test", "c1", "general", HUMAN, "ask", "I want to end my life", persona="skeptic"))
+    assert adapter.replies == []
+    [notice] = adapter.notices
+    assert "988" in notice.text and notice.command_id == "c1" and notice.private
+    assert [(d.persona_id, d.reason) for d in plan.decisions] == [("skeptic", "safety:care")]
