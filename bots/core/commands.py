@@ -70,7 +70,9 @@ def about_text(fleet: Fleet) -> str:
     contact = f" Contact: {cfg.about.contact}." if cfg.about.contact else ""
     sponsors = sorted(f"{p.name} ({p.sponsor})" for p in fleet.personas.values() if p.sponsor)
     sponsored = (
-        f" Personas marked as sponsored speak for a brand and say so in every reply: {', '.join(sponsors)}." if sponsors else ""
+        f" Personas marked as sponsored speak for a brand and say so in every reply: {', '.join(sponsors)}."
+        if sponsors
+        else ""
     )
     return (
         "These are AI personas: every reply is written by a language model playing a character, "
