@@ -282,3 +282,23 @@ async def test_an_ask_command_in_crisis_gets_the_care_message_instead_of_the_ans
     [notice] = adapter.notices
     assert "988" in notice.text and notice.command_id == "c1" and notice.private
     assert [(d.persona_id, d.reason) for d in plan.decisions] == [("skeptic", "safety:care")]
+
+
+async def test_a_log_category_is_counted_and_answered() -> None:
+    config = {**NO_FOOTER, "safety": {"actions": {"violence": "log"}}}
+    fleet, adapter, _ = make_fleet([SKEPTIC], llm=Scripted("Then I will kill you at chess, friend."), config=config)
+    metrics = Metrics(fleet)
+    await run(fleet, mention("I will kill you at chess"))
+    assert len(adapter.replies) == 1
+    rendered = metrics.render().decode()
+    # One count for the message, one for the whole reply: not one per streamed snapshot.
+    assert 'botfleet_safety_events_total{event="flagged:violence"} 2.0' in rendered
+
+
+async def test_a_reload_that_turns_moderation_off_takes_effect() -> None:
+    fleet, adapter, _ = make_fleet([SKEPTIC], config=NO_FOOTER)
+    fleet.config = fleet.config.model_copy(
+        update={"safety": fleet.config.safety.model_copy(update={"moderation": "off"})}
+    )
+    await run(fleet, mention("send me nudes"))
+    assert len(adapter.replies) == 1

@@ -151,7 +151,7 @@ class Fleet:
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
         await self.brain.close()
-        close = getattr(self.safety.moderator, "close", None)
+        close = getattr(self.safety.remote, "close", None)
         if close is not None:
             await close()
         await self.limiter.close()

@@ -39,15 +39,15 @@ SESSION_GAP = 300.0
 REMEMBERED = 100_000
 
 
-def moderator_for(config: SafetyConfig, local: LocalModerator) -> Moderator:
-    return NoModerator() if config.moderation == "off" else local
+OFF = NoModerator()
 
 
 class SafetyDesk:
     def __init__(self, fleet: Fleet, moderator: Moderator | None = None) -> None:
         self.fleet = fleet
         self.local = LocalModerator(shipped())
-        self.moderator = moderator or moderator_for(fleet.config.safety, self.local)
+        # The moderator with I/O the app chose (OpenAI), if any; see `moderator`.
+        self.remote = moderator
         self.listeners: list[Callable[[str], None]] = []
         # (conversation, user) -> until when the personas stay quiet toward that person.
         self._care: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -57,6 +57,16 @@ class SafetyDesk:
     @property
     def config(self) -> SafetyConfig:
         return self.fleet.config.safety
+
+    @property
+    def moderator(self) -> Moderator:
+        """Read per call: a reload may turn moderation off, or back to the lists."""
+        mode = self.config.moderation
+        if mode == "off":
+            return OFF
+        if mode == "local" or self.remote is None:
+            return self.local
+        return self.remote
 
     def emit(self, label: str) -> None:
         for listener in self.listeners:

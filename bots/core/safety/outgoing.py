@@ -47,7 +47,7 @@ class ReplyGuard:
         local = self.desk.local
         hits = local.sections(text, self._local_only)
         if not hits and self.desk.moderator is local:
-            hits = self._blocking(local.check_now(text))
+            hits = self._blocking(local.check_now(text), count=not partial)
         if hits:
             self.flagged = hits[0]
         return bool(hits)
@@ -58,16 +58,18 @@ class ReplyGuard:
             return True
         if not self.hold:
             return False
-        hits = self._blocking(await self.desk.check(text))
+        hits = self._blocking(await self.desk.check(text), count=True)
         if hits:
             self.flagged = hits[0]
         return bool(hits)
 
-    def _blocking(self, verdict: Verdict) -> tuple[str, ...]:
+    def _blocking(self, verdict: Verdict, *, count: bool) -> tuple[str, ...]:
+        """The categories that stop a reply; those set to `log` are only counted (once, on the whole
+        reply, not on every snapshot)."""
         cfg = self.desk.config
         blocking = tuple(c for c in verdict.categories if cfg.action(c) != "log")
-        for c in verdict.categories:
-            if c not in blocking:
+        if count and not blocking:
+            for c in verdict.categories:
                 self.desk.emit(f"flagged:{c}")
         return blocking
 
