@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bots.core.safety.lexicon import Lexicon, language, parse
 from bots.core.safety.moderator import LocalModerator
 from bots.core.safety.normalize import fold
 from bots.core.safety.rules import professional
+from bots.persona import load_personas
 from tests.conftest import persona
 
 LOCAL = LocalModerator()
@@ -108,3 +111,13 @@ def test_professional_personas() -> None:
     assert professional(persona("doc", name="Dr. Mia", bio="A friendly family doctor"))
     assert professional(persona("avocat", name="Maître Paul", bio="Avocat au barreau de Lyon"))
     assert not professional(persona("stoic", name="The Stoic", bio="Calm, ancient wisdom"))
+
+
+def test_shipped_personas_pass_their_own_checks() -> None:
+    for p in load_personas(Path(__file__).resolve().parent.parent / "personas"):
+        assert not professional(p), p.id
+        for ex in p.examples:
+            assert categories(ex.user) == (), (p.id, ex.user)
+            assert categories(ex.reply) == (), (p.id, ex.reply)
+            checks = ("human_claim", "pressure") if p.sponsor else ("human_claim",)
+            assert LOCAL.sections(ex.reply, checks) == (), (p.id, ex.reply)
