@@ -87,15 +87,19 @@ async def test_personas_stay_quiet_toward_that_person_unless_addressed_and_then_
     quiet = await run(fleet, msg("coffee again"))
     assert [d.reason for d in quiet.decisions] == ["safety:care_quiet"] and adapter.replies == []
     await run(fleet, mention("are you there?"))
-    assert len(adapter.replies) == 1
+    # A caring reply that names the lifeline and echoes their words is posted, not withheld.
+    llm.text = "You said you want to die; I'm glad you told me. The 988 Suicide & Crisis Lifeline is there."
+    await run(fleet, mention("still there?"))
+    assert len(adapter.replies) == 2
+    llm.text = "I'm here with you. Please call 988 or someone you trust."
     assert "Care mode" in llm.requests[-1].messages[0]["content"]
     # Someone else in the channel is answered as usual.
     other = Author(id="u2", name="bob")
     await run(fleet, msg("coffee for me", author=other))
-    assert len(adapter.replies) == 2 and "Care mode" not in llm.requests[-1].messages[0]["content"]
+    assert len(adapter.replies) == 3 and "Care mode" not in llm.requests[-1].messages[0]["content"]
     clock.advance(31 * 60)
     await run(fleet, msg("coffee now"))
-    assert len(adapter.replies) == 3 and "Care mode" not in llm.requests[-1].messages[0]["content"]
+    assert len(adapter.replies) == 4 and "Care mode" not in llm.requests[-1].messages[0]["content"]
 
 
 async def test_benign_look_alikes_are_answered() -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from bots.core.events import Reply
 from bots.core.safety.lexicon import language
 from bots.core.safety.moderator import ADVICE, Verdict
-from bots.core.safety.rules import professional
+from bots.core.safety.rules import CARE_INSTRUCTION, professional
 from bots.persona import Persona
 
 if TYPE_CHECKING:
@@ -36,6 +36,9 @@ class ReplyGuard:
         # The category that stopped the reply ("" while none has).
         self.flagged = ""
         self._local_only = ("human_claim", "pressure") if persona.sponsor else ("human_claim",)
+        # A reply in care mode is asked to talk about crisis lines and may echo the person's words;
+        # the lists cannot tell that from encouragement, and silence there would help nobody.
+        self._exempt = ("self_harm",) if CARE_INSTRUCTION in reply.instruction else ()
 
     def check(self, text: str, *, partial: bool = False) -> bool:
         """True (and `flagged` set) when text must not be shown. Local checks only: no I/O.
@@ -67,7 +70,7 @@ class ReplyGuard:
         """The categories that stop a reply; those set to `log` are only counted (once, on the whole
         reply, not on every snapshot)."""
         cfg = self.desk.config
-        blocking = tuple(c for c in verdict.categories if cfg.action(c) != "log")
+        blocking = tuple(c for c in verdict.categories if cfg.action(c) != "log" and c not in self._exempt)
         if count and not blocking:
             for c in verdict.categories:
                 self.desk.emit(f"flagged:{c}")
