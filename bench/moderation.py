@@ -1,11 +1,12 @@
 """Precision and recall per category of the local moderator (bots/core/safety) on a labelled set of
 short English and French messages written by hand (bench/data/moderation.tsv), benign look-alikes
-included ("this bug is killing me", "je meurs de rire"), then on a smaller held-out set written after
-the lists were tuned (moderation_holdout.tsv). Also the time one check takes.
+included ("this bug is killing me", "je meurs de rire"), then on smaller sets written after the lists
+were tuned (moderation_holdout*.tsv). Also the time one check takes.
 
 Prints a table, then the misses and false alarms so the lists can be judged, not just scored.
-The lists were tuned with the first set in view, so its figures are optimistic; the held-out set's
-are the ones to believe.
+The lists were tuned with the first set in view, so its figures are optimistic; the first held-out
+set's misses then led to a general pass over the lists (new phrasings, not its sentences), so only
+the second held-out set's figures are clean.
 Run: python bench/moderation.py [--data FILE] [--quiet]
 """
 
@@ -22,8 +23,12 @@ from bots.core.safety.moderator import LocalModerator
 from bots.core.safety.settings import CATEGORIES
 
 DATA = Path(__file__).resolve().parent / "data" / "moderation.tsv"
-# Written after the lists were tuned on DATA and never used to change them: the honest figure.
+# Each held-out set was written after the lists were last changed; the misses of the first two then
+# led to a general pass over the lists (new phrasings, not their sentences), so only the last one is
+# still held out (README "Care and safety" gives each set's figures as first measured).
 HOLDOUT = Path(__file__).resolve().parent / "data" / "moderation_holdout.tsv"
+HOLDOUT2 = Path(__file__).resolve().parent / "data" / "moderation_holdout2.tsv"
+HOLDOUT3 = Path(__file__).resolve().parent / "data" / "moderation_holdout3.tsv"
 
 
 def load(path: Path) -> list[tuple[str, str, str]]:
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="only the tables")
     args = ap.parse_args(argv)
     moderator = LocalModerator()
-    for path in args.data or [DATA, HOLDOUT]:
+    for path in args.data or [DATA, HOLDOUT, HOLDOUT2, HOLDOUT3]:
         print(f"== {path.name}")
         report(load(path), moderator, quiet=args.quiet)
     return 0

@@ -139,6 +139,13 @@ async def test_a_word_cut_by_the_stream_does_not_stop_a_reply() -> None:
     assert [t for _, t in adapter.replies] == ["I am really glad you asked."]
 
 
+async def test_a_long_reply_that_turns_abusive_late_is_still_withheld() -> None:
+    text = "Let me think. " * 60 + "You are worthless."
+    fleet, adapter, _ = make_fleet([SKEPTIC], llm=Scripted(text, piece=7), config=NO_FOOTER)
+    await run(fleet, mention("and me?"))
+    assert adapter.replies == [] and adapter.cut_off == [""]
+
+
 async def test_a_withheld_reply_can_come_with_a_neutral_notice() -> None:
     config = {**NO_FOOTER, "safety": {"notice": "A reply was held back."}}
     fleet, adapter, _ = make_fleet([SKEPTIC], llm=Scripted("I will kill you."), config=config)

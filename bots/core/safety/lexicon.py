@@ -3,7 +3,7 @@
 A list file has `[section]` headers and one phrase a line. A phrase is folded like the text it is
 matched against (normalize.fold), so it is written plainly: "kill myself", "m'ouvrir les veines".
 Inside a phrase, `word*` matches any ending, `(a|b c)` either option, `(a|b)?` either or nothing,
-and `_` any one word or none.
+`_` any one word or none, and `~` up to four words.
 Phrases match whole words only. The `allow` section lists benign look-alikes that are blanked out
 before anything else is matched ("suicide squad").
 """
@@ -43,6 +43,8 @@ def phrase_regex(phrase: str) -> str:
         if raw == "_":
             # An optional word carries its own trailing space.
             out += "(?:[a-z0-9]+ )?"
+        elif raw == "~":
+            out += "(?:[a-z0-9]+ ){0,4}"
         elif raw.startswith("(") and raw.endswith(")?"):
             out += "(?:" + _options(raw) + " ?)?"
         else:

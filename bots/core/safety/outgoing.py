@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from bots.core.safety.desk import SafetyDesk
 
 
+# Characters of a streamed snapshot's end that are checked; longer than any phrase of the lists.
+WINDOW = 300
+
+
 class ReplyGuard:
     def __init__(self, desk: SafetyDesk, persona: Persona, reply: Reply) -> None:
         self.desk = desk
@@ -47,6 +51,11 @@ class ReplyGuard:
         not stop a reply on its way to "I am really glad"."""
         if partial:
             text = text[: max(text.rfind(" "), text.rfind("\n"), 0)]
+            # The snapshot before passed: a new match ends in the new words, so the tail is enough
+            # (from a word start, so "skill myself" cannot become "kill myself").
+            if len(text) > WINDOW:
+                tail = text[-WINDOW:]
+                text = tail[tail.find(" ") + 1 :]
         local = self.desk.local
         hits = local.sections(text, self._local_only)
         if not hits and self.desk.moderator is local:
