@@ -3,8 +3,8 @@
 Streaming replies are shown as they are written, so the guard checks each snapshot before the
 adapter sees it: with the local lists that costs microseconds, and a snapshot that fails is never
 shown. What was shown before passed the same checks; the adapter is told the reply stopped with
-nothing worth keeping (IncompleteReply("")), so Discord deletes the streamed message and the others
-post nothing. A moderator that needs the network (OpenAI) cannot run on every snapshot: the reply is
+nothing worth keeping (IncompleteReply("")), so Discord and Telegram delete the streamed message and
+the console prints nothing. A moderator that needs the network (OpenAI) cannot run on every snapshot: the reply is
 then held back until complete, checked once, and shown whole, or not at all.
 
 Checks: the moderator's categories (those not set to `log`), claims to be human, and for
