@@ -20,9 +20,11 @@ from bots.config import FleetConfig, LLMConfig
 from bots.core.brain import Brain
 from bots.core.fleet import Fleet
 from bots.core.ports import Adapter, Claims, LLMClient, Pacer, RateLimiter, Store
+from bots.core.safety.moderator import Moderator
 from bots.llm.breaker import RetryBudget
 from bots.llm.canned import CannedClient
 from bots.llm.local import LocalClient, local_available
+from bots.llm.moderation import OpenAIModerator
 from bots.llm.openai import OpenAIClient
 from bots.ops.budget import ConnectGate
 from bots.ops.control import Ops
@@ -101,6 +103,25 @@ def _openai(llm: LLMConfig, api_key: str | None, base_url: str | None) -> LLMCli
     )
 
 
+def make_moderator(cfg: FleetConfig, llm: LLMClient, env: Mapping[str, str] | None = None) -> Moderator | None:
+    """The OpenAI moderation endpoint when chosen (or, with auto, when replies come from OpenAI itself);
+    None: the fleet's local lists (or nothing, with moderation off)."""
+    env = os.environ if env is None else env
+    mode = cfg.safety.moderation
+    base_url = cfg.llm.base_url or env.get("OPENAI_BASE_URL") or None
+    api_key = cfg.llm.api_key or env.get("OPENAI_API_KEY") or None
+    if mode == "auto":
+        # Other OpenAI-compatible servers (Ollama, vLLM, llama.cpp) have no moderation endpoint.
+        openai_itself = isinstance(llm, OpenAIClient) and llm.endpoint == "api.openai.com" and api_key
+        mode = "openai" if openai_itself else "local"
+    if mode != "openai":
+        return None
+    if not api_key and not base_url:
+        raise SetupError("safety.moderation is openai but no API key is set (OPENAI_API_KEY or llm.api_key)")
+    log.info("safety: moderation by the OpenAI endpoint %s", base_url or "api.openai.com")
+    return OpenAIModerator(api_key=api_key, base_url=base_url, timeout=min(cfg.llm.timeout_seconds, 10.0))
+
+
 def make_state(cfg: FleetConfig, *, redis_prefix: str | None = None) -> tuple[Store, RateLimiter]:
     if cfg.store.startswith("memory://"):
         store = MemoryStore(history_size=cfg.fleet.history_size, retention_seconds=cfg.retention_days * 86400.0)
@@ -156,10 +177,19 @@ def build_fleet(
     state: tuple[Store, RateLimiter] | None = None,
 ) -> Fleet:
     store, limiter = state or make_state(cfg)
-    brain = Brain(llm or make_llm(cfg), cfg.llm)
+    llm = llm or make_llm(cfg)
+    brain = Brain(llm, cfg.llm)
     claims = make_claims(cfg, store)
     return Fleet(
-        cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng, pacer=make_pacer(store), claims=claims
+        cfg,
+        personas,
+        store=store,
+        limiter=limiter,
+        brain=brain,
+        rng=rng,
+        pacer=make_pacer(store),
+        claims=claims,
+        moderator=make_moderator(cfg, llm),
     )
 
 

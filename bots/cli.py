@@ -16,6 +16,7 @@ from typing import Any
 from adapters.registry import names as platform_names
 from bots.app import App, SetupError, make_adapters, make_llm
 from bots.cards.cli import cmd_export, cmd_import
+from bots.core.safety.checks import safety_warnings
 from bots.loading import config_or_reported, loaded_or_reported
 from bots.ops.admin import fetch_why, format_why
 from bots.ops.control import Unreachable, publish_reload, shared_status, shared_why
@@ -98,6 +99,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg, personas = loaded
     for p in personas:
         print(p.describe())
+    for warning in safety_warnings(cfg, personas):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {len(personas)} personas, store {cfg.store.split('@')[-1]}", file=sys.stderr)
     return 0
 

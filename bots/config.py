@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bots.core.safety.settings import SafetyConfig
 from bots.yamlfile import ConfigError, Problem, load_yaml, problems_from
 
 
@@ -241,6 +242,8 @@ class FleetConfig(_Strict):
     about: AboutConfig = AboutConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    # Moderation, care mode, healthy use, advice line (bots/core/safety/settings.py).
+    safety: SafetyConfig = SafetyConfig()
     # Where `botfleet run` writes its pid, so `botfleet reload` can find it; relative to the config file.
     pid_file: Path | None = Path("botfleet.pid")
 

@@ -68,9 +68,10 @@ def about_text(fleet: Fleet) -> str:
     cfg = fleet.config
     kept = f"for {cfg.retention_days} days (at most the last {cfg.fleet.history_size} per channel)"
     contact = f" Contact: {cfg.about.contact}." if cfg.about.contact else ""
+    sponsors = sorted(f"{p.name} ({p.sponsor})" for p in fleet.personas.values() if p.sponsor)
     sponsored = (
-        " A persona marked as sponsored speaks for that brand and says so in every reply."
-        if any(p.sponsor for p in fleet.personas.values())
+        f" Personas marked as sponsored speak for a brand and say so in every reply: {', '.join(sponsors)}."
+        if sponsors
         else ""
     )
     return (

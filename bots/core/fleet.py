@@ -31,6 +31,8 @@ from bots.core.images import turn_text, without_bytes
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
+from bots.core.safety.desk import SafetyDesk
+from bots.core.safety.moderator import Moderator
 from bots.core.text import with_valid_text
 from bots.core.triggers import TriggerIndex
 from bots.core.usage import UsageMeter
@@ -55,6 +57,7 @@ class Fleet:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         pacer: Pacer | None = None,
         claims: Claims | None = None,
+        moderator: Moderator | None = None,
     ) -> None:
         self.config = config
         self.pacer: Pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
@@ -79,6 +82,7 @@ class Fleet:
         brain.on_usage = self.usage.record
         self.disclosure = Disclosure()
         self.gate = Gate(self)
+        self.safety = SafetyDesk(self, moderator)
         self.chains = ChainBudget()
         self.delivery = Delivery(self)
         # Photos of recent messages until their replies are written (history keeps placeholders).
@@ -151,6 +155,9 @@ class Fleet:
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
         await self.brain.close()
+        close = getattr(self.safety.remote, "close", None)
+        if close is not None:
+            await close()
         await self.limiter.close()
         await self.store.close()
 
@@ -222,14 +229,18 @@ class Fleet:
             if isinstance(event, Message):
                 plan.event = dataclasses.replace(event, text="", images=(), files=())
             return self._record(self._ignored(plan, "opted_out", event))
-        if isinstance(event, Command):
+        if await self.safety.screen(event, plan, now):
+            pass  # care or a flagged message: neither remembered nor answered (bots/core/safety)
+        elif isinstance(event, Command):
             await run_command(self, event, plan, now)
+            await self.safety.after_route(event, plan, now)
         elif event.author.is_bot and event.author.persona_id is None and self.config.fleet.ignore_foreign_bots:
             return self._record(self._ignored(plan, "foreign_bot", event))
         else:
             if remember:
                 await self._remember(event, now)
             await route(self, event, plan, now)
+            await self.safety.after_route(event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)
 

@@ -99,6 +99,13 @@ class Store(Protocol):
         thereby share one budget."""
         ...
 
+    async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        """Add to the small set of counters `key` holds for one UTC day; returns all of them.
+
+        The healthy-use counters per person ("use:<platform>:<user>": messages, seconds, nudged)
+        live here; shared by every process on a Redis store, gone after a few days."""
+        ...
+
     async def close(self) -> None: ...
 
 

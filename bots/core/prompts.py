@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bots.core.ports import Turn
+from bots.core.safety.rules import HUMAN_RULES, PROFESSIONAL_RULES, SPONSOR_RULES, professional
 from bots.persona import Persona
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_-]")
@@ -16,7 +17,7 @@ GROUND_RULES = (
     "You are {name}, an AI persona in a group chat with people and other AI personas. "
     "Stay in character. Answer in plain text, briefly (2-4 sentences unless asked for more). "
     "Do not prefix your reply with your name. Never claim to be human; if asked, say you are an AI persona. "
-    "Do not @mention anyone."
+    "Do not @mention anyone. " + HUMAN_RULES
 )
 
 COMMENT = (
@@ -79,7 +80,9 @@ def _quote(turn: Turn) -> str:
 def system_prompt(persona: Persona, instruction: str = "") -> str:
     system = persona.prompt.strip() + "\n\n" + GROUND_RULES.format(name=persona.name)
     if persona.sponsor:
-        system += f" You speak for {persona.sponsor}; say so when relevant."
+        system += f" You speak for {persona.sponsor}; say so when relevant. {SPONSOR_RULES}"
+    if professional(persona):
+        system += " " + PROFESSIONAL_RULES
     if instruction:
         system += "\n\n" + instruction.strip()
     return system

@@ -42,6 +42,7 @@ class MemoryStore:
         # (platform, user) -> persona -> when first told; keyed by user so /forget is one delete.
         self._told: dict[tuple[str, str], dict[str, float]] = {}
         self._usage: dict[str, dict[str, int]] = {}
+        self._daily: dict[str, dict[str, dict[str, int]]] = {}
         self._followers: dict[tuple[str, str], tuple[str, ...]] = {}
 
     async def first_seen(self, key: str, ttl: float, now: float) -> bool:
@@ -152,6 +153,14 @@ class MemoryStore:
         for old in sorted(self._usage)[:-2]:
             del self._usage[old]
         return dict(totals)
+
+    async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        counters = self._daily.setdefault(day, {}).setdefault(key, {})
+        for name, n in deltas.items():
+            counters[name] = counters.get(name, 0) + n
+        for old in sorted(self._daily)[:-2]:
+            del self._daily[old]
+        return dict(counters)
 
     def choices(self) -> Choices:
         """Every opt-out, mute and follower choice held here, to write back into a store that lost them."""

@@ -318,6 +318,14 @@ class FallbackStore:
             merged[key] = merged.get(key, 0) + n
         return merged
 
+    async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        ok, counters = await self._try(lambda: self.primary.add_daily(day, key, deltas))
+        if ok and counters is not None:
+            return counters
+        # Healthy-use counters are a courtesy, not a promise: during an outage they count locally
+        # and are not replayed (a nudge a little late or early is no loss).
+        return await self.local.add_daily(day, key, deltas)
+
     def _journal(self, write: Callable[[Journal], object]) -> None:
         if len(self.journal) >= self.journal.limit:
             log.error("redis outage journal full (%d entries): dropping a write", len(self.journal))

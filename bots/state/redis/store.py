@@ -369,5 +369,12 @@ class RedisStore:
         raw = await self._usage(keys=[f"{self._p}usage:{day}"], args=args)
         return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
+    async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        args: list[str | int] = [USAGE_TTL_MS]
+        for name, n in deltas.items():
+            args += (name, int(n))
+        raw = await self._usage(keys=[f"{self._p}daily:{day}:{key}"], args=args)
+        return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+
     async def close(self) -> None:
         return None
