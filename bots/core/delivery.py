@@ -123,7 +123,8 @@ class Delivery:
         if persona.id in await fleet.store.muted(conversation):
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
-        request = fleet.brain.request(persona, history, reply)
+        memory = await fleet.memory.for_prompt(persona, reply)
+        request = fleet.brain.request(persona, history, reply, memory=memory)
         try:
             sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer))
         except LLMError as exc:
@@ -133,6 +134,7 @@ class Delivery:
             log.warning("reply by %s cut off: the model stopped without finishing", persona.id)
             return "cut_off"
         if sent.message_ids:
+            fleet.memory.replied(reply, fleet.clock())
             # What was shown stays in the conversation, a reply cut part-way included.
             await self.feed_back(reply, persona, sent)
         return "sent" if sent.complete else "cut_off"

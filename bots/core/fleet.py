@@ -26,6 +26,7 @@ from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message, Reply
 from bots.core.gate import Gate
+from bots.core.memory.remember import Memory
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
@@ -79,6 +80,7 @@ class Fleet:
         self.gate = Gate(self)
         self.chains = ChainBudget()
         self.delivery = Delivery(self)
+        self.memory = Memory(self)  # relationship memory: notes written after conversations go quiet
         # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
         self.keeper = ClaimKeeper(self, claims or StoreDedupe(store))
         self.load(personas)
@@ -114,6 +116,7 @@ class Fleet:
         for adapter in self.adapters.values():
             await adapter.start(self)
         self.keeper.start()
+        self.memory.start()
         if connect:
             for adapter in self.adapters.values():
                 for account in adapter.accounts():
@@ -141,6 +144,7 @@ class Fleet:
             if self._tasks:
                 await self.delivery.cut(list(self._tasks))
         await self.keeper.close()
+        await self.memory.close()
         for adapter in list(self.adapters.values()):
             try:
                 await adapter.stop()
@@ -224,6 +228,7 @@ class Fleet:
         else:
             if remember:
                 await self._remember(event, now)
+            self.memory.heard(event, now)
             await route(self, event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)
