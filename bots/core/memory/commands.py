@@ -50,9 +50,13 @@ def show(fleet: Fleet, books: dict[str, NoteBook]) -> str:
     for owner, book in sorted(books.items()):
         if not book.notes:
             continue
-        who = "All personas (shared notes)" if owner == SHARED else f"{names.get(owner, owner)} ({owner})"
+        who = (
+            "All personas (shared notes) remember"
+            if owner == SHARED
+            else f"{names.get(owner, owner)} ({owner}) remembers"
+        )
         lines = [f"- {day_of(n.at)}, {n.conversation}: {n.text}{' (open)' if n.open else ''}" for n in book.notes]
-        parts.append(f"{who} remembers:\n" + "\n".join(lines))
+        parts.append(f"{who}:\n" + "\n".join(lines))
     if not parts:
         return "No persona remembers anything about you."
     days = fleet.config.retention_days

@@ -31,7 +31,7 @@ def summary_request(
 ) -> LLMRequest:
     system = SYSTEM.format(persona=persona.name, name=name, max_notes=cfg.max_notes, max_chars=cfg.max_chars)
     held = "\n".join(f"- {OPEN + ' ' if n.open else ''}{n.text}" for n in notes) or "- " + NOTHING
-    said = "\n".join("> " + f"{t.speaker}: {t.text}".replace("\n", "\n> ") for t in turns)
+    said = "\n".join("> " + f"{_who(t)}: {t.text}".replace("\n", "\n> ") for t in turns)
     user = f"Notes so far:\n{held}\n\nNew conversation:\n{said}"
     return LLMRequest(
         messages=({"role": "system", "content": system}, {"role": "user", "content": user}),
@@ -39,6 +39,22 @@ def summary_request(
         temperature=0.2,
         max_tokens=cfg.max_tokens,
     )
+
+
+# How the persona's own turns are marked in the conversation the summariser reads.
+YOU = " (you)"
+
+
+def _who(turn: Turn) -> str:
+    return turn.speaker + (YOU if turn.persona_id else "")
+
+
+def canned_notes(request: LLMRequest) -> str:
+    """A summary written without a model (botfleet simulate, dry runs): the person's last lines as notes."""
+    said = request.messages[-1]["content"].partition("New conversation:\n")[2]
+    lines = [line[2:] for line in said.splitlines() if line.startswith("> ") and YOU + ":" not in line]
+    theirs = [line.partition(": ")[2] for line in lines]
+    return "\n".join(f"- {text[:80]}" for text in theirs[-3:] if text) or "- " + NOTHING
 
 
 def parse_notes(

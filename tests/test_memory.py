@@ -1,0 +1,232 @@
+"""Relationship memory end to end on virtual time: the real openai client against the fake endpoint,
+the real Fleet, store and commands; only the platform is a RecordingAdapter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bots.app import make_llm
+from bots.core.events import Author, Command, Message
+from bots.core.fleet import Fleet
+from bots.core.memory.summarise import MARKER
+from bots.persona import Persona
+from tests.conftest import Clock, RecordingAdapter, make_fleet, persona
+from tests.fakes.openai_server import FakeOpenAI
+
+DAY = 86400.0
+ALICE = Author(id="alice-1", name="alice")
+BAKERY = "[open] Thinking of quitting their office job to open a bakery"
+
+
+def summariser_or_persona(body: dict[str, Any]) -> str:
+    """The endpoint: memory updates get notes about the bakery, replies a skeptic's question."""
+    system = body["messages"][0]["content"]
+    if system.startswith(MARKER):
+        return f"- {BAKERY}\n- Has saved for a year"
+    return "Have you costed the ovens?"
+
+
+def replies_of(fake: FakeOpenAI) -> list[dict[str, Any]]:
+    return [r for r in fake.requests if not r["messages"][0]["content"].startswith(MARKER)]
+
+
+def summaries_of(fake: FakeOpenAI) -> list[dict[str, Any]]:
+    return [r for r in fake.requests if r["messages"][0]["content"].startswith(MARKER)]
+
+
+class World:
+    def __init__(self, fleet: Fleet, adapter: RecordingAdapter, clock: Clock, llm: FakeOpenAI) -> None:
+        self.fleet, self.adapter, self.clock, self.llm = fleet, adapter, clock, llm
+        self.n = 0
+
+    async def say(
+        self, text: str, channel: str, author: Author = ALICE, mentions: frozenset[str] = frozenset()
+    ) -> None:
+        self.n += 1
+        msg = Message("test", f"m{self.n}", channel, author, text, mentions=mentions, channel_name=channel)
+        await self.fleet.dispatch(msg)
+        await self.fleet.drain()
+
+    async def command(self, name: str, args: str = "", author: Author = ALICE, channel: str = "general") -> str:
+        self.n += 1
+        before = len(self.adapter.notices)
+        await self.fleet.dispatch(Command("test", f"c{self.n}", channel, author, name, args))
+        await self.fleet.drain()
+        notices = self.adapter.notices[before:]
+        assert notices and all(n.private for n in notices)
+        return "\n".join(n.text for n in notices)
+
+    def last_reply_system(self) -> str:
+        return str(replies_of(self.llm)[-1]["messages"][0]["content"])
+
+
+async def world_of(personas: list[Persona], llm: FakeOpenAI, **memory: Any) -> World:
+    config = {
+        "llm": {"provider": "openai", "model": "fake-gpt", "timeout_seconds": 5, "max_retries": 0},
+        "memory": memory,
+    }
+    client = make_llm(make_fleet([], config=config)[0].config, {"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "k"})
+    fleet, adapter, clock = make_fleet(personas, llm=client, config=config)
+    return World(fleet, adapter, clock, llm)
+
+
+@pytest_asyncio.fixture
+async def world() -> AsyncIterator[World]:
+    async with FakeOpenAI(reply=summariser_or_persona) as llm:
+        w = await world_of([persona("skeptic", name="The Skeptic"), persona("stoic", name="The Stoic")], llm)
+        yield w
+        await w.fleet.stop(grace=0)
+
+
+async def test_a_persona_remembers_a_person_across_channels_until_told_to_forget(world: World) -> None:
+    skeptic = frozenset({"skeptic"})
+    # Day 1, #general: the bakery plan, told to the Skeptic.
+    await world.say("@skeptic I'm thinking of quitting my job to open a bakery", "general", mentions=skeptic)
+    assert "bakery" not in world.last_reply_system()
+    # The conversation is not quiet yet: no update, no call.
+    assert await world.fleet.memory.tick(world.clock() + 60) == []
+    world.clock.advance(700)
+    done = await world.fleet.memory.tick(world.clock())
+    assert [(d.persona_id, d.outcome, d.notes) for d in done] == [("skeptic", "written", 2)]
+    summary = summaries_of(world.llm)[-1]
+    assert "bakery" in summary["messages"][1]["content"]  # it read the conversation
+    assert "never write down" in summary["messages"][0]["content"].lower()
+
+    # Day 3, #kitchen: the Skeptic is mentioned elsewhere, and its prompt holds the note.
+    world.clock.advance(2 * DAY)
+    await world.say("@skeptic any thoughts on my week?", "kitchen", mentions=skeptic)
+    system = world.last_reply_system()
+    assert "quitting their office job to open a bakery" in system and "(still open)" in system
+    # Another persona keeps its own notes: the Stoic knows nothing of it.
+    await world.say("@stoic and you?", "kitchen", mentions=frozenset({"stoic"}))
+    assert "bakery" not in world.last_reply_system()
+
+    shown = await world.command("memory")
+    assert "The Skeptic (skeptic) remembers:" in shown and "open a bakery" in shown
+    assert "test:general" in shown  # where it came from, and when:
+    day1 = shown.split("- ")[1][:10]
+    assert day1.count("-") == 2 and day1[:2] == "19"  # a date (the virtual clock starts in 1970)
+
+    assert "Erased The Skeptic's notes about you (2 note(s))" in await world.command("memory", "forget skeptic")
+    assert await world.command("memory") == "No persona remembers anything about you."
+    await world.say("@skeptic still there?", "kitchen", mentions=skeptic)
+    assert "bakery" not in world.last_reply_system()
+
+
+async def test_forget_and_optout_erase_notes_and_nothing_is_written_for_an_opted_out_person(world: World) -> None:
+    skeptic = frozenset({"skeptic"})
+    await world.say("@skeptic I want to open a bakery", "general", mentions=skeptic)
+    world.clock.advance(700)
+    await world.fleet.memory.tick(world.clock())
+    assert "bakery" in await world.command("memory")
+    assert "and 2 memory note(s)" in await world.command("forget")
+    assert await world.command("memory") == "No persona remembers anything about you."
+
+    # Talk again, then opt out before the conversation goes quiet: no update is made, nothing kept.
+    await world.say("@skeptic the bakery again", "general", mentions=skeptic)
+    calls = len(summaries_of(world.llm))
+    await world.command("optout")
+    world.clock.advance(700)
+    done = await world.fleet.memory.tick(world.clock())
+    assert all(d.outcome != "written" for d in done)
+    assert len(summaries_of(world.llm)) == calls
+    assert await world.command("memory") == "No persona remembers anything about you."
+
+
+async def test_optout_erases_what_was_remembered(world: World) -> None:
+    await world.say("@skeptic I want to open a bakery", "general", mentions=frozenset({"skeptic"}))
+    world.clock.advance(700)
+    await world.fleet.memory.tick(world.clock())
+    await world.command("optout")
+    assert await world.fleet.store.notes("test:alice-1") == {}
+
+
+async def test_a_sponsored_persona_never_writes_memory() -> None:
+    async with FakeOpenAI(reply=summariser_or_persona) as llm:
+        brand = persona("brand", name="Brand Bot", sponsor="Acme")
+        w = await world_of([brand], llm)
+        try:
+            await w.say("@brand I want to open a bakery", "general", mentions=frozenset({"brand"}))
+            assert replies_of(llm)  # it did answer
+            w.clock.advance(700)
+            assert await w.fleet.memory.tick(w.clock()) == []
+            assert summaries_of(llm) == []
+            assert await w.fleet.store.notes("test:alice-1") == {}
+        finally:
+            await w.fleet.stop(grace=0)
+
+
+async def test_memory_off_for_a_persona_or_the_fleet() -> None:
+    async with FakeOpenAI(reply=summariser_or_persona) as llm:
+        w = await world_of([persona("quiet", memory=False), persona("skeptic")], llm)
+        try:
+            await w.say("@quiet bakery plans", "general", mentions=frozenset({"quiet"}))
+            w.clock.advance(700)
+            assert await w.fleet.memory.tick(w.clock()) == []
+        finally:
+            await w.fleet.stop(grace=0)
+        w = await world_of([persona("skeptic")], llm, enabled=False)
+        try:
+            await w.say("@skeptic bakery plans", "general", mentions=frozenset({"skeptic"}))
+            w.clock.advance(700)
+            assert await w.fleet.memory.tick(w.clock()) == []
+            assert summaries_of(llm) == []
+        finally:
+            await w.fleet.stop(grace=0)
+
+
+async def test_updates_count_against_the_personas_budget_not_the_persons(world: World) -> None:
+    await world.say("@skeptic I want to open a bakery", "general", mentions=frozenset({"skeptic"}))
+    usage = world.fleet.usage.totals
+    before = (usage["fleet"], usage["p:skeptic"], usage["u:test:alice-1"])
+    world.clock.advance(700)
+    await world.fleet.memory.tick(world.clock())
+    after = (usage["fleet"], usage["p:skeptic"], usage["u:test:alice-1"])
+    assert after[0] > before[0] and after[1] > before[1]
+    assert after[2] == before[2]
+
+
+async def test_a_persona_over_budget_updates_later(world: World) -> None:
+    await world.say("@skeptic I want to open a bakery", "general", mentions=frozenset({"skeptic"}))
+    world.fleet.usage.totals["fleet"] = 10**9
+    world.fleet.config = world.fleet.config.model_copy(
+        update={"llm": world.fleet.config.llm.model_copy(update={"daily_token_budget": 1000})}
+    )
+    world.clock.advance(700)
+    done = await world.fleet.memory.tick(world.clock())
+    assert [d.outcome for d in done] == ["later:budget:fleet"]
+    assert summaries_of(world.llm) == []
+    assert len(world.fleet.memory.pending) == 1
+
+
+@pytest.mark.parametrize("shared", [True])
+async def test_shared_notes_reach_every_persona(shared: bool) -> None:
+    async with FakeOpenAI(reply=summariser_or_persona) as llm:
+        w = await world_of([persona("skeptic"), persona("stoic")], llm, shared=shared)
+        try:
+            await w.say("@skeptic I want to open a bakery", "general", mentions=frozenset({"skeptic"}))
+            w.clock.advance(700)
+            assert [d.owner for d in await w.fleet.memory.tick(w.clock())] == ["shared"]
+            await w.say("@stoic hello", "other", mentions=frozenset({"stoic"}))
+            assert "open a bakery" in w.last_reply_system()
+            assert "All personas (shared notes) remember:" in await w.command("memory")
+        finally:
+            await w.fleet.stop(grace=0)
+
+
+async def test_link_lets_notes_follow_a_person_to_another_account(world: World) -> None:
+    await world.say("@skeptic I want to open a bakery", "general", mentions=frozenset({"skeptic"}))
+    world.clock.advance(700)
+    await world.fleet.memory.tick(world.clock())
+    offered = await world.command("link")
+    code = offered.split("Your link code: ")[1].split(".")[0]
+    other = Author(id="alice-on-another-platform", name="alice")
+    assert "Linked" in await world.command("link", code, author=other)
+    assert "open a bakery" in await world.command("memory", author=other)
+    await world.say("@skeptic hi from my other account", "dm", author=other, mentions=frozenset({"skeptic"}))
+    assert "open a bakery" in world.last_reply_system()
+    assert "unknown or expired" in await world.command("link", code, author=Author(id="mallory", name="m"))
