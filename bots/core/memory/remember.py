@@ -61,6 +61,8 @@ class Remembered:
     at: float
     outcome: str
     notes: int = 0
+    # The notes as written (for `botfleet simulate`; empty unless written).
+    texts: tuple[str, ...] = ()
 
 
 class Memory:
@@ -194,8 +196,8 @@ class Memory:
         p = fleet.personas.get(pending.persona_id)
         person = f"{pending.platform}:{pending.user_id}"
 
-        def result(outcome: str, owner: str = "", notes: int = 0) -> Remembered:
-            return Remembered(pending.persona_id, owner, person, pending.conversation, now, outcome, notes)
+        def result(outcome: str, owner: str = "", notes: int = 0, texts: tuple[str, ...] = ()) -> Remembered:
+            return Remembered(pending.persona_id, owner, person, pending.conversation, now, outcome, notes, texts)
 
         if p is None or not self.enabled_for(p):
             return result("skipped:off")
@@ -239,7 +241,9 @@ class Memory:
         except Exception:
             log.warning("memory of %s: writing notes failed; trying later", p.id, exc_info=True)
             return result("later:store", owner)
-        return result("written" if written else "conflict", owner, len(notes))
+        if not written:
+            return result("conflict", owner)
+        return result("written", owner, len(notes), tuple(n.text for n in notes))
 
 
 def _theirs(history: list[Turn], user_id: str, persona_id: str | None) -> list[Turn]:
