@@ -222,7 +222,8 @@ class Memory:
             return result("nothing", owner, len(book.notes))
         name = next(t.speaker for t in reversed(new) if t.user_id == pending.user_id)
         cfg = fleet.config
-        request = summary_request(p, name, book.notes, turns, cfg.memory, p.model.name or cfg.llm.model)
+        # Only what was said since the last update: the notes carry everything before it.
+        request = summary_request(p, name, book.notes, new, cfg.memory, p.model.name or cfg.llm.model)
         text = ""
         try:
             async for part in fleet.brain.write(p, request):
