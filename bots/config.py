@@ -109,6 +109,10 @@ class MemoryConfig(_Strict):
     max_tokens: int = Field(default=200, gt=0)
     # How long a /link code can be used.
     link_minutes: float = Field(default=10.0, gt=0)
+    # A person with a dilemma open for this many days who writes again may be asked how it went by the
+    # persona that noted it, with this probability (0: never), within that persona's limits.
+    follow_up_days: float = Field(default=3.0, ge=0)
+    follow_up_chance: float = Field(default=0.3, ge=0, le=1)
 
 
 class ConsoleConfig(_Strict):

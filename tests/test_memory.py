@@ -230,3 +230,57 @@ async def test_link_lets_notes_follow_a_person_to_another_account(world: World) 
     await world.say("@skeptic hi from my other account", "dm", author=other, mentions=frozenset({"skeptic"}))
     assert "open a bakery" in world.last_reply_system()
     assert "unknown or expired" in await world.command("link", code, author=Author(id="mallory", name="m"))
+
+
+async def test_a_persona_follows_up_on_an_open_dilemma_days_later_once() -> None:
+    async with FakeOpenAI(reply=summariser_or_persona) as llm:
+        w = await world_of([persona("skeptic", name="The Skeptic"), persona("stoic")], llm, follow_up_chance=1.0)
+        try:
+            await w.say("@skeptic I'm thinking of opening a bakery", "general", mentions=frozenset({"skeptic"}))
+            w.clock.advance(700)
+            await w.fleet.memory.tick(w.clock())
+            # A day later it is too soon to ask.
+            w.clock.advance(DAY)
+            before = len(w.adapter.replies)
+            await w.say("morning all", "kitchen")
+            assert len(w.adapter.replies) == before
+            # Three days on, a message that names nobody: the Skeptic asks how it went.
+            w.clock.advance(3 * DAY)
+            await w.say("morning all", "kitchen")
+            reply, _ = w.adapter.replies[-1]
+            assert (reply.persona_id, reply.reason) == ("skeptic", "memory:follow_up")
+            assert "open a bakery" in reply.instruction and "how it turned out" in reply.instruction
+            # Once per note: the next message is left alone.
+            before = len(w.adapter.replies)
+            w.clock.advance(600)
+            await w.say("anyone around?", "kitchen")
+            assert len(w.adapter.replies) == before
+        finally:
+            await w.fleet.stop(grace=0)
+
+
+async def test_no_follow_up_after_forget_or_with_chance_zero() -> None:
+    async with FakeOpenAI(reply=summariser_or_persona) as llm:
+        w = await world_of([persona("skeptic")], llm, follow_up_chance=1.0)
+        try:
+            await w.say("@skeptic a bakery?", "general", mentions=frozenset({"skeptic"}))
+            w.clock.advance(700)
+            await w.fleet.memory.tick(w.clock())
+            await w.command("memory", "forget all")
+            w.clock.advance(4 * DAY)
+            before = len(w.adapter.replies)
+            await w.say("morning all", "kitchen")
+            assert len(w.adapter.replies) == before
+        finally:
+            await w.fleet.stop(grace=0)
+        w = await world_of([persona("skeptic")], llm, follow_up_chance=0.0)
+        try:
+            await w.say("@skeptic a bakery?", "general", mentions=frozenset({"skeptic"}))
+            w.clock.advance(700)
+            await w.fleet.memory.tick(w.clock())
+            w.clock.advance(4 * DAY)
+            before = len(w.adapter.replies)
+            await w.say("morning all", "kitchen")
+            assert len(w.adapter.replies) == before
+        finally:
+            await w.fleet.stop(grace=0)

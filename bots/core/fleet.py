@@ -26,6 +26,7 @@ from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message, Reply
 from bots.core.gate import Gate
+from bots.core.memory.follow_up import follow_up
 from bots.core.memory.remember import Memory
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
@@ -230,6 +231,7 @@ class Fleet:
                 await self._remember(event, now)
             self.memory.heard(event, now)
             await route(self, event, plan, now)
+            await follow_up(self, event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)
 

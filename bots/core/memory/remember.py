@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from bots.core.brain import IncompleteReply
 from bots.core.events import Message, Reply
+from bots.core.memory.follow_up import OpenDilemmas
 from bots.core.memory.notes import SHARED, NoteBook, for_prompt
 from bots.core.memory.summarise import parse_notes, summary_request
 from bots.core.ports import LLMError, Turn
@@ -70,6 +71,8 @@ class Memory:
         self.fleet = fleet
         self.pending: OrderedDict[tuple[str, str, str], Pending] = OrderedDict()
         self._heard: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # Open dilemmas this process knows of, for follow-ups (follow_up.py).
+        self.open = OpenDilemmas()
         self.listeners: list[Callable[[Remembered], None]] = []
         self.tick_seconds = 30.0
         self._task: asyncio.Task[None] | None = None
@@ -132,6 +135,7 @@ class Memory:
             return ""
         if book is None or not book.notes:
             return ""
+        self.open.saw(reply.platform, reply.to_user, self.owner(p), book.notes)
         return PROMPT_HEADER + "\n" + for_prompt(book.notes)
 
     async def forget(self, platform: str, user_id: str, owner: str | None = None, *, unlink: bool = False) -> int:
@@ -139,6 +143,7 @@ class Memory:
         store = self.fleet.store
         person = await store.person_of(platform, user_id)
         removed = await store.forget_notes(person, owner)
+        self.open.forget(platform, user_id, owner)
         for key in [k for k in self.pending if k[1] == platform and k[2] == user_id]:
             if owner is None or owner in (SHARED, key[0]):
                 del self.pending[key]
@@ -244,6 +249,7 @@ class Memory:
             return result("later:store", owner)
         if not written:
             return result("conflict", owner)
+        self.open.saw(pending.platform, pending.user_id, owner, notes)
         return result("written", owner, len(notes), tuple(n.text for n in notes))
 
 
