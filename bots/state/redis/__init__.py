@@ -19,6 +19,9 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `uc:<platform>:<user>`           | set    | twice retention_days after the user's last turn                 |
 | `told:<platform>:<user>`         | hash   | retention_days after the last first contact                     |
 | `usage:<day>`                    | hash   | three days                                                      |
+| `notes:<person>`                 | hash   | retention_days after the last update (notes.py)                 |
+| `link:<platform>:<user>`         | string | retention_days after linking (notes.py)                         |
+| `linkcode:<code>`                | string | memory.link_minutes (notes.py)                                  |
 | `why:<platform>:<message>`       | string | the why record's ttl (bots/ops/admin.py)                        |
 | `lease:<account>`                | string | one lease time, renewed by its holder (bots/ops/leases.py)      |
 | `members:<pool>`, `accounts`     | zset   | twice the lease time, renewed by every tick (bots/ops/leases.py)|
