@@ -115,6 +115,15 @@ async def test_a_persona_remembers_a_person_across_channels_until_told_to_forget
     assert await world.command("memory") == "No persona remembers anything about you."
     await world.say("@skeptic still there?", "kitchen", mentions=skeptic)
     assert "bakery" not in world.last_reply_system()
+    # Talking on in #general, where the bakery is still in the history: what was said before the
+    # erasure is not summarised again.
+    world.clock.advance(60)
+    await world.say("@skeptic how is the weather?", "general", mentions=skeptic)
+    world.clock.advance(700)
+    done = await world.fleet.memory.tick(world.clock())
+    assert sorted((d.persona_id, d.outcome) for d in done) == [("skeptic", "written"), ("stoic", "written")]
+    for summary in summaries_of(world.llm)[-2:]:
+        assert "bakery" not in summary["messages"][1]["content"]
 
 
 async def test_forget_and_optout_erase_notes_and_nothing_is_written_for_an_opted_out_person(world: World) -> None:

@@ -84,7 +84,7 @@ async def memory(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
             return
         owner = fleet.memory.owner(found)
         label = "the shared" if owner == SHARED else f"{found.name}'s"
-    removed = await fleet.memory.forget(cmd.platform, cmd.author.id, owner)
+    removed = await fleet.memory.forget(cmd.platform, cmd.author.id, owner, now=now)
     plan.actions.append(_private(cmd, f"Erased {label} notes about you ({removed} note(s))."))
 
 

@@ -138,11 +138,24 @@ class Memory:
         self.open.saw(reply.platform, reply.to_user, self.owner(p), book.notes)
         return PROMPT_HEADER + "\n" + for_prompt(book.notes)
 
-    async def forget(self, platform: str, user_id: str, owner: str | None = None, *, unlink: bool = False) -> int:
-        """Erase notes about the person behind an account (one owner's, or all); returns how many."""
+    async def forget(
+        self, platform: str, user_id: str, owner: str | None = None, *, unlink: bool = False, now: float | None = None
+    ) -> int:
+        """Erase notes about the person behind an account (one owner's, or all); returns how many.
+
+        With `now` (/memory forget, where the history stays), an empty book dated `now` takes the
+        erased one's place, so what was said before it is never summarised into notes again."""
         store = self.fleet.store
         person = await store.person_of(platform, user_id)
+        owners = [owner] if owner is not None else list(await store.notes(person)) if now is not None else []
         removed = await store.forget_notes(person, owner)
+        if now is not None:
+            try:
+                for erased in owners:
+                    await store.write_notes(person, erased, NoteBook((), 1, now))
+            except Exception:
+                # The notes are gone all the same; at worst an old conversation is summarised again.
+                log.warning("marking erased notes failed", exc_info=True)
         self.open.forget(platform, user_id, owner)
         for key in [k for k in self.pending if k[1] == platform and k[2] == user_id]:
             if owner is None or owner in (SHARED, key[0]):
@@ -221,7 +234,7 @@ class Memory:
             log.warning("memory of %s: the store did not answer; trying later", p.id, exc_info=True)
             return result("later:store", owner)
         turns = _theirs(history, pending.user_id, None if owner == SHARED else p.id)
-        new = [t for t in turns if t.at > book.updated]
+        new = turns if book.version == 0 else [t for t in turns if t.at > book.updated]
         if not any(t.user_id == pending.user_id for t in new):
             # Nothing they said since the last update (another process may have made it): no call.
             return result("nothing", owner, len(book.notes))
