@@ -3,6 +3,7 @@ the real Fleet, store and commands; only the platform is a RecordingAdapter."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +14,7 @@ from bots.app import make_llm
 from bots.core.events import Author, Command, Message
 from bots.core.fleet import Fleet
 from bots.core.memory.summarise import MARKER
+from bots.core.ports import Chunk, LLMRequest
 from bots.persona import Persona
 from tests.conftest import Clock, RecordingAdapter, make_fleet, persona
 from tests.fakes.openai_server import FakeOpenAI
@@ -293,3 +295,43 @@ async def test_no_follow_up_after_forget_or_with_chance_zero() -> None:
             assert len(w.adapter.replies) == before
         finally:
             await w.fleet.stop(grace=0)
+
+
+class HeldSummaries:
+    """An LLM whose memory updates wait until released; replies come at once."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]:
+        if request.messages[0]["content"].startswith(MARKER):
+            self.started.set()
+            await self.release.wait()
+            yield Chunk(text=f"- {BAKERY}", finish_reason="stop")
+        else:
+            yield Chunk(text="Hm.", finish_reason="stop")
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("erase", [("memory", "forget skeptic"), ("forget", "")])
+async def test_an_erasure_during_an_update_wins(erase: tuple[str, str]) -> None:
+    llm = HeldSummaries()
+    fleet, _, clock = make_fleet([persona("skeptic")], llm=llm)
+    author = Author(id="alice-1", name="alice")
+    await fleet.dispatch(Message("test", "m1", "general", author, "@skeptic a bakery?", frozenset({"skeptic"})))
+    await fleet.drain()
+    clock.advance(700)
+    update = asyncio.create_task(fleet.memory.tick(clock()))
+    await llm.started.wait()
+    await fleet.dispatch(Command("test", "c1", "general", author, erase[0], erase[1]))
+    await fleet.drain()
+    llm.release.set()
+    done = await update
+    assert [d.outcome for d in done] == ["skipped:forgotten"]
+    books = await fleet.store.notes("test:alice-1")
+    assert all(not b.notes for b in books.values())

@@ -71,6 +71,8 @@ class Memory:
         self.fleet = fleet
         self.pending: OrderedDict[tuple[str, str, str], Pending] = OrderedDict()
         self._heard: OrderedDict[tuple[str, str], float] = OrderedDict()
+        # Erasures per account: an update under way when its person was erased is dropped.
+        self._erasures: dict[tuple[str, str], int] = {}
         # Open dilemmas this process knows of, for follow-ups (follow_up.py).
         self.open = OpenDilemmas()
         self.listeners: list[Callable[[Remembered], None]] = []
@@ -143,25 +145,39 @@ class Memory:
     ) -> int:
         """Erase notes about the person behind an account (one owner's, or all); returns how many.
 
-        With `now` (/memory forget, where the history stays), an empty book dated `now` takes the
-        erased one's place, so what was said before it is never summarised into notes again."""
+        Without `now` (/forget, /optout: the history goes too) the notes are deleted. With it
+        (/memory forget, where the history stays) each erased book is replaced by an empty one dated
+        `now` with the next version: what was said before is never summarised into notes again, and
+        an update already under way (which read the old version) loses its compare-and-set."""
         store = self.fleet.store
+        if len(self._erasures) > MAX_PENDING:
+            self._erasures.clear()  # bounded; an update racing this very moment is the only loss
+        self._erasures[(platform, user_id)] = self._erasures.get((platform, user_id), 0) + 1
         person = await store.person_of(platform, user_id)
-        owners = [owner] if owner is not None else list(await store.notes(person)) if now is not None else []
-        removed = await store.forget_notes(person, owner)
-        if now is not None:
-            try:
-                for erased in owners:
-                    await store.write_notes(person, erased, NoteBook((), 1, now))
-            except Exception:
-                # The notes are gone all the same; at worst an old conversation is summarised again.
-                log.warning("marking erased notes failed", exc_info=True)
+        if now is None:
+            removed = await store.forget_notes(person, owner)
+        else:
+            removed = await self._blank(person, owner, now)
         self.open.forget(platform, user_id, owner)
         for key in [k for k in self.pending if k[1] == platform and k[2] == user_id]:
             if owner is None or owner in (SHARED, key[0]):
                 del self.pending[key]
         if unlink:
             await store.unlink(platform, user_id)
+        return removed
+
+    async def _blank(self, person: str, owner: str | None, now: float) -> int:
+        store = self.fleet.store
+        books = await store.notes(person)
+        removed = 0
+        for erased, book in books.items():
+            if owner is not None and erased != owner:
+                continue
+            removed += len(book.notes)
+            if not await store.write_notes(person, erased, NoteBook((), book.version + 1, now)):
+                # Written meanwhile: delete whatever is there, then leave the empty book.
+                await store.forget_notes(person, erased)
+                await store.write_notes(person, erased, NoteBook((), 1, now))
         return removed
 
     # --- the updates ---------------------------------------------------------------------------------
@@ -239,6 +255,7 @@ class Memory:
             # Nothing they said since the last update (another process may have made it): no call.
             return result("nothing", owner, len(book.notes))
         name = next(t.speaker for t in reversed(new) if t.user_id == pending.user_id)
+        erasures = self._erasures.get((pending.platform, pending.user_id), 0)
         cfg = fleet.config
         # Only what was said since the last update: the notes carry everything before it.
         request = summary_request(p, name, book.notes, new, cfg.memory, p.model.name or cfg.llm.model)
@@ -253,6 +270,8 @@ class Memory:
             return result("dropped:incomplete", owner)
         notes = parse_notes(text, book.notes, at=now, conversation=pending.conversation, owner=owner, cfg=cfg.memory)
         updated = max(t.at for t in new)
+        if self._erasures.get((pending.platform, pending.user_id), 0) != erasures:
+            return result("skipped:forgotten", owner)
         try:
             if await store.is_opted_out(pending.platform, pending.user_id):
                 return result("skipped:opted_out", owner)
