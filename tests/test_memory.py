@@ -335,3 +335,15 @@ async def test_an_erasure_during_an_update_wins(erase: tuple[str, str]) -> None:
     assert [d.outcome for d in done] == ["skipped:forgotten"]
     books = await fleet.store.notes("test:alice-1")
     assert all(not b.notes for b in books.values())
+
+
+async def test_forgetting_before_anything_was_noted_keeps_that_talk_unnoted(world: World) -> None:
+    skeptic = frozenset({"skeptic"})
+    await world.say("@skeptic I'm thinking of opening a bakery", "general", mentions=skeptic)
+    await world.command("memory", "forget skeptic")  # before the conversation went quiet
+    world.clock.advance(60)
+    await world.say("@skeptic nice weather today", "general", mentions=skeptic)
+    world.clock.advance(700)
+    assert [d.outcome for d in await world.fleet.memory.tick(world.clock())] == ["written"]
+    said = summaries_of(world.llm)[-1]["messages"][1]["content"]
+    assert "nice weather" in said and "bakery" not in said

@@ -178,6 +178,9 @@ class Memory:
                 # Written meanwhile: delete whatever is there, then leave the empty book.
                 await store.forget_notes(person, erased)
                 await store.write_notes(person, erased, NoteBook((), 1, now))
+        if owner is not None and owner not in books:
+            # Nothing noted yet, but the conversation may still be in the history: it stays unnoted.
+            await store.write_notes(person, owner, NoteBook((), 1, now))
         return removed
 
     # --- the updates ---------------------------------------------------------------------------------
