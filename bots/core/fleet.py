@@ -117,7 +117,6 @@ class Fleet:
         for adapter in self.adapters.values():
             await adapter.start(self)
         self.keeper.start()
-        self.memory.start()
         if connect:
             for adapter in self.adapters.values():
                 for account in adapter.accounts():

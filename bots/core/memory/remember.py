@@ -76,7 +76,6 @@ class Memory:
         # Open dilemmas this process knows of, for follow-ups (follow_up.py).
         self.open = OpenDilemmas()
         self.listeners: list[Callable[[Remembered], None]] = []
-        self.tick_seconds = 30.0
         self._task: asyncio.Task[None] | None = None
         self._ticking = asyncio.Lock()
 
@@ -185,9 +184,18 @@ class Memory:
 
     # --- the updates ---------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="botfleet-memory")
+    def kick(self) -> None:
+        """Run the updates that are due now in the background, unless a round is still running.
+        The caller's loop sets the pace (bots/ops/control.py, every few seconds): memory owns no timer,
+        so a harness that compresses the fleet's sleep is not sped up by it."""
+        if self.pending and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._round(), name="botfleet-memory")
+
+    async def _round(self) -> None:
+        try:
+            await self.tick(self.fleet.clock())
+        except Exception:
+            log.exception("memory update round failed; trying again next round")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -195,14 +203,6 @@ class Memory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-    async def _loop(self) -> None:
-        while True:
-            await self.fleet.sleep(self.tick_seconds)
-            try:
-                await self.tick(self.fleet.clock())
-            except Exception:
-                log.exception("memory update round failed; trying again next round")
 
     async def tick(self, now: float) -> list[Remembered]:
         """Update the notes of every conversation that is due, one at a time; returns what became of each."""
