@@ -5,7 +5,8 @@ limits, delivery, prompts and memory scheduler; only the model is a stand-in who
 characters / 4 (the usual estimate), with replies of ~250 characters and summaries that grow one note
 per update up to the configured bound. The same seed runs once with memory off and once on; the
 difference is what memory costs. Prints one JSON line:
-{"people": N, "days": D, "replies_per_day": r, "tokens_per_day_off": a, "tokens_per_day_on": b,
+{"people": N, "days": D, "replies_per_day_off": r0, "replies_per_day": r,
+ "tokens_per_day_off": a, "tokens_per_day_on": b,
  "extra_tokens_per_day": b - a, "extra_percent": p, "updates_per_day": u, "update_tokens_per_day": t,
  "note_tokens_in_replies_per_day": n}
 Run: python bench/memory_tokens.py [--people 100] [--days 7] [--sessions 1] [--messages 3] [--seed 1]
@@ -187,6 +188,8 @@ def main() -> None:
             {
                 "people": a.people,
                 "days": d,
+                "replies_per_day_off": round(off["replies"] / d),
+                # More replies with memory on: the follow-ups on open dilemmas (memory.follow_up_chance).
                 "replies_per_day": round(on["replies"] / d),
                 "tokens_per_day_off": round(off["tokens"] / d),
                 "tokens_per_day_on": round(on["tokens"] / d),
