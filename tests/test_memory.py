@@ -46,19 +46,28 @@ class World:
         self.n = 0
 
     async def say(
-        self, text: str, channel: str, author: Author = ALICE, mentions: frozenset[str] = frozenset()
+        self,
+        text: str,
+        channel: str,
+        author: Author = ALICE,
+        mentions: frozenset[str] = frozenset(),
+        platform: str = "test",
     ) -> None:
         self.n += 1
-        msg = Message("test", f"m{self.n}", channel, author, text, mentions=mentions, channel_name=channel)
+        msg = Message(platform, f"m{self.n}", channel, author, text, mentions=mentions, channel_name=channel)
         await self.fleet.dispatch(msg)
         await self.fleet.drain()
 
-    async def command(self, name: str, args: str = "", author: Author = ALICE, channel: str = "general") -> str:
+    async def command(
+        self, name: str, args: str = "", author: Author = ALICE, channel: str = "general", platform: str = "test"
+    ) -> str:
         self.n += 1
-        before = len(self.adapter.notices)
-        await self.fleet.dispatch(Command("test", f"c{self.n}", channel, author, name, args))
+        adapter = self.fleet.adapters[platform]
+        assert isinstance(adapter, RecordingAdapter)
+        before = len(adapter.notices)
+        await self.fleet.dispatch(Command(platform, f"c{self.n}", channel, author, name, args))
         await self.fleet.drain()
-        notices = self.adapter.notices[before:]
+        notices = adapter.notices[before:]
         assert notices and all(n.private for n in notices)
         return "\n".join(n.text for n in notices)
 
@@ -229,18 +238,29 @@ async def test_shared_notes_reach_every_persona(shared: bool) -> None:
             await w.fleet.stop(grace=0)
 
 
-async def test_link_lets_notes_follow_a_person_to_another_account(world: World) -> None:
+async def test_link_lets_notes_follow_a_person_to_another_platform(world: World) -> None:
+    other_platform = RecordingAdapter(platform="chat")
+    world.fleet.attach(other_platform)
     await world.say("@skeptic I want to open a bakery", "general", mentions=frozenset({"skeptic"}))
     world.clock.advance(700)
     await world.fleet.memory.tick(world.clock())
     offered = await world.command("link")
     code = offered.split("Your link code: ")[1].split(".")[0]
-    other = Author(id="alice-on-another-platform", name="alice")
-    assert "Linked" in await world.command("link", code, author=other)
-    assert "open a bakery" in await world.command("memory", author=other)
-    await world.say("@skeptic hi from my other account", "dm", author=other, mentions=frozenset({"skeptic"}))
+    there = Author(id="alice-elsewhere", name="alice")
+    assert "Linked" in await world.command("link", code, author=there, platform="chat")
+    assert "open a bakery" in await world.command("memory", author=there, platform="chat")
+    await world.say("@skeptic hi from the other app", "dm", there, frozenset({"skeptic"}), platform="chat")
     assert "open a bakery" in world.last_reply_system()
+    # A code is used once, and only within its minutes.
     assert "unknown or expired" in await world.command("link", code, author=Author(id="mallory", name="m"))
+    late = await world.command("link")
+    world.clock.advance(11 * 60)
+    code = late.split("Your link code: ")[1].split(".")[0]
+    assert "unknown or expired" in await world.command("link", code, author=Author(id="bob", name="b"), platform="chat")
+    # /forget on the linked account undoes the link (and erases the notes it shares).
+    assert "memory note(s)" in await world.command("forget", author=there, platform="chat")
+    assert await world.fleet.store.person_of("chat", "alice-elsewhere") == "chat:alice-elsewhere"
+    assert await world.command("memory") == "No persona remembers anything about you."
 
 
 async def test_a_persona_follows_up_on_an_open_dilemma_days_later_once() -> None:
