@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from bots.core.regex import Regex, RegexError
-from bots.yamlfile import ConfigError, Problem, line_of, load_yaml, problems_from
+from bots.yamlfile import ConfigError, Loc, Problem, line_of, load_yaml, problems_from
 
 TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm")
 
@@ -156,7 +156,24 @@ class Platforms(_Strict):
     telegram: PlatformAccount | None = None
 
 
+class CardInfo(_Strict):
+    """Where an imported character card came from (`botfleet import`): kept for export and for people,
+    never shown to the model."""
+
+    creator: str = ""
+    character_version: str = ""
+    creator_notes: str = ""
+    tags: tuple[str, ...] = ()
+
+
 ID_RE = re.compile(r"^[a-z0-9_-]+$")
+
+
+def is_setting(loc: Loc) -> bool:
+    """Whether a persona field holds a setting or secret, the only values where ${VAR} is filled from
+    the environment: text a model sees (prompt, bio, examples, greeting) may come from someone else's
+    character card, and a `${OPENAI_API_KEY}` written there must stay those characters."""
+    return loc in (("avatar",), ("model", "name")) or (len(loc) == 3 and loc[0] == "platforms" and loc[2] == "token")
 
 
 class Persona(_Strict):
@@ -174,6 +191,9 @@ class Persona(_Strict):
     platforms: Platforms = Platforms()
     # A brand this persona speaks for: disclosed in its bio and in every reply.
     sponsor: str | None = None
+    # Said (macros filled) in front of the persona's first reply in each channel: a card's first_mes.
+    greeting: str | None = None
+    card: CardInfo | None = None
     # Relationship memory for this persona (default: the fleet's memory.enabled). A sponsored persona
     # never keeps memory: a brand persona must not profile people.
     memory: bool | None = None
@@ -197,6 +217,13 @@ class Persona(_Strict):
         if v and info.data.get("sponsor"):
             raise ValueError("a sponsored persona never keeps memory (a brand persona must not profile people)")
         return v
+
+    @property
+    def avatar_url(self) -> str | None:
+        """The avatar when platforms can fetch it; an imported card's avatar is a file beside the YAML."""
+        if self.avatar and self.avatar.startswith(("https://", "http://")):
+            return self.avatar
+        return None
 
     def has(self, kind: str) -> bool:
         return any(t.kind == kind for t in self.triggers)
@@ -224,7 +251,7 @@ def parse_persona(data: Any, file: str, lines: dict[Any, int]) -> Persona:
 
 
 def load_persona(path: Path, env: Any = None) -> Persona:
-    data, lines = load_yaml(path, env)
+    data, lines = load_yaml(path, env, is_setting)
     return parse_persona(data, str(path), lines)
 
 
@@ -238,11 +265,14 @@ def load_personas(directory: Path, env: Any = None) -> list[Persona]:
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     for path in files:
         try:
-            data, lines = load_yaml(path, env)
+            data, lines = load_yaml(path, env, is_setting)
             persona = parse_persona(data, str(path), lines)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
+        if persona.avatar and not persona.avatar_url and not (path.parent / persona.avatar).is_file():
+            problem = "no such file beside this persona (an avatar is an http(s) URL or a PNG file next to it)"
+            problems.append(Problem(str(path), lines.get(("avatar",), 1), "avatar", problem))
         if persona.id in where:
             other, _ = where[persona.id]
             problems.append(Problem(str(path), lines.get(("id",), 1), "id", f"duplicate id (also in {other})"))
