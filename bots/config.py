@@ -110,6 +110,30 @@ class FleetRules(_Strict):
         return v
 
 
+class MemoryConfig(_Strict):
+    """Relationship memory (bots/core/memory): each persona's short notes about each person it talks
+    with, written by the LLM after a conversation goes quiet, shown and erased by /memory."""
+
+    # On by default: the product is personas that remember you, and every person sees (/memory) and
+    # erases (/memory forget, /forget, /optout) exactly what is kept. A persona may set `memory: false`.
+    enabled: bool = True
+    # Personas share one set of notes per person instead of each keeping its own.
+    shared: bool = False
+    # A conversation is summarised once nobody spoke in it for this long, or after every_turns replies.
+    quiet_seconds: float = Field(default=600.0, gt=0)
+    every_turns: int = Field(default=10, ge=1)
+    max_notes: int = Field(default=10, ge=1, le=50)
+    max_chars: int = Field(default=600, ge=50, le=4000)
+    # Completion tokens one summary may spend.
+    max_tokens: int = Field(default=200, gt=0)
+    # How long a /link code can be used.
+    link_minutes: float = Field(default=10.0, gt=0)
+    # A person with a dilemma open for this many days who writes again may be asked how it went by the
+    # persona that noted it, with this probability (0: never), within that persona's limits.
+    follow_up_days: float = Field(default=3.0, ge=0)
+    follow_up_chance: float = Field(default=0.3, ge=0, le=1)
+
+
 class ConsoleConfig(_Strict):
     enabled: bool = True
 
@@ -244,6 +268,7 @@ class FleetConfig(_Strict):
     logging: LoggingConfig = LoggingConfig()
     # Moderation, care mode, healthy use, advice line (bots/core/safety/settings.py).
     safety: SafetyConfig = SafetyConfig()
+    memory: MemoryConfig = MemoryConfig()
     # Where `botfleet run` writes its pid, so `botfleet reload` can find it; relative to the config file.
     pid_file: Path | None = Path("botfleet.pid")
 

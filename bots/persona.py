@@ -6,7 +6,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bots.core.regex import Regex, RegexError
 from bots.yamlfile import ConfigError, Loc, Problem, line_of, load_yaml, problems_from
@@ -191,6 +200,9 @@ class Persona(_Strict):
     # Said (macros filled) in front of the persona's first reply in each channel: a card's first_mes.
     greeting: str | None = None
     card: CardInfo | None = None
+    # Relationship memory for this persona (default: the fleet's memory.enabled). A sponsored persona
+    # never keeps memory: a brand persona must not profile people.
+    memory: bool | None = None
     # Where it was loaded from (file, field path -> line), so later checks can point at a line too.
     _source: tuple[str, dict[Any, int]] = PrivateAttr(default=("", {}))
 
@@ -203,6 +215,13 @@ class Persona(_Strict):
     def _id(cls, v: str) -> str:
         if not ID_RE.match(v):
             raise ValueError("id must match [a-z0-9_-]+")
+        return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: bool | None, info: ValidationInfo) -> bool | None:
+        if v and info.data.get("sponsor"):
+            raise ValueError("a sponsored persona never keeps memory (a brand persona must not profile people)")
         return v
 
     @property

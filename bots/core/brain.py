@@ -63,11 +63,12 @@ class Brain:
         self.timeout_seconds = config.local_timeout_seconds if client.name == "local" else config.timeout_seconds
         self.cut_streams = CutStreams(getattr(client, "endpoint", client.name))
 
-    def request(self, persona: Persona, history: Sequence[Turn], reply: Reply) -> LLMRequest:
+    def request(self, persona: Persona, history: Sequence[Turn], reply: Reply, *, memory: str = "") -> LLMRequest:
         messages = build_messages(
             persona,
             history,
             instruction=reply.instruction,
+            memory=memory,
             budget_chars=self.config.history_chars,
             answering=reply.reply_to,
         )

@@ -130,7 +130,9 @@ class Delivery:
         if persona.id in await fleet.store.muted(conversation):
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
-        request = await show_photos(fleet, adapter, persona, fleet.brain.request(persona, history, reply), reply)
+        memory = await fleet.memory.for_prompt(persona, reply)
+        request = fleet.brain.request(persona, history, reply, memory=memory)
+        request = await show_photos(fleet, adapter, persona, request, reply)
         guard = fleet.safety.guard(persona, reply)
 
         def greet() -> Awaitable[str]:
@@ -147,6 +149,7 @@ class Delivery:
         if guard.flagged:
             return await fleet.safety.withheld(reply, guard.flagged)
         if sent.message_ids:
+            fleet.memory.replied(reply, fleet.clock())
             # What was shown stays in the conversation, a reply cut part-way included.
             await self.feed_back(reply, persona, sent)
         return "sent" if sent.complete else "cut_off"

@@ -28,6 +28,8 @@ from bots.core.events import Action, Command, Event, Message, Reply
 from bots.core.gallery import MAX_AGE, Gallery
 from bots.core.gate import Gate
 from bots.core.images import turn_text, without_bytes
+from bots.core.memory.follow_up import follow_up
+from bots.core.memory.remember import Memory
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
 from bots.core.route import ChainBudget, route
@@ -85,6 +87,7 @@ class Fleet:
         self.safety = SafetyDesk(self, moderator)
         self.chains = ChainBudget()
         self.delivery = Delivery(self)
+        self.memory = Memory(self)  # relationship memory: notes written after conversations go quiet
         # Photos of recent messages until their replies are written (history keeps placeholders).
         self.gallery = Gallery(max_age=min(MAX_AGE, config.retention_days * 86400.0))
         # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
@@ -149,6 +152,7 @@ class Fleet:
             if self._tasks:
                 await self.delivery.cut(list(self._tasks))
         await self.keeper.close()
+        await self.memory.close()
         for adapter in list(self.adapters.values()):
             try:
                 await adapter.stop()
@@ -239,7 +243,9 @@ class Fleet:
         else:
             if remember:
                 await self._remember(event, now)
+            self.memory.heard(event, now)
             await route(self, event, plan, now)
+            await follow_up(self, event, plan, now)
             await self.safety.after_route(event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)

@@ -10,6 +10,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from bots.config import FleetConfig
 from bots.core.events import Event, ImagePart, Notice, React, Reply, Sent
+from bots.core.memory.notes import NoteBook
 from bots.persona import Persona
 
 
@@ -105,6 +106,34 @@ class Store(Protocol):
         The healthy-use counters per person ("use:<platform>:<user>": messages, seconds, nudged)
         live here; shared by every process on a Redis store, gone after a few days."""
         ...
+
+    # --- relationship memory (bots.core.memory); a person is "platform:user id" unless linked ---
+
+    async def notes(self, person: str) -> dict[str, NoteBook]:
+        """Every owner's (persona id or "shared") notes about a person."""
+        ...
+
+    async def write_notes(self, person: str, owner: str, book: NoteBook) -> bool:
+        """Compare-and-set: stored only if the stored book's version is book.version - 1 (none: 0)."""
+        ...
+
+    async def forget_notes(self, person: str, owner: str | None = None) -> int:
+        """Delete one owner's notes about a person (None: every owner's); returns how many notes went."""
+        ...
+
+    async def person_of(self, platform: str, user_id: str) -> str:
+        """The person an account belongs to: the one it was linked to, else "platform:user id"."""
+        ...
+
+    async def offer_link(self, code: str, person: str, ttl: float, now: float) -> bool:
+        """Keep a one-time link code for `ttl` seconds; False if the store could not."""
+        ...
+
+    async def redeem_link(self, code: str, platform: str, user_id: str, now: float) -> str | None:
+        """Use a link code once: the account joins the code's person, which is returned (None: unknown)."""
+        ...
+
+    async def unlink(self, platform: str, user_id: str) -> None: ...
 
     async def close(self) -> None: ...
 

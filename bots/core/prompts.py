@@ -77,12 +77,15 @@ def _quote(turn: Turn) -> str:
     return "> " + f"{turn.speaker}: {turn.text}".replace("\n", "\n> ")
 
 
-def system_prompt(persona: Persona, instruction: str = "") -> str:
+def system_prompt(persona: Persona, instruction: str = "", memory: str = "") -> str:
     system = persona.prompt.strip() + "\n\n" + GROUND_RULES.format(name=persona.name)
     if persona.sponsor:
         system += f" You speak for {persona.sponsor}; say so when relevant. {SPONSOR_RULES}"
     if professional(persona):
         system += " " + PROFESSIONAL_RULES
+    if memory:
+        # The persona's notes about the person it answers (bots.core.memory), whatever the channel.
+        system += "\n\n" + memory.strip()
     if instruction:
         system += "\n\n" + instruction.strip()
     return system
@@ -157,11 +160,12 @@ def build_messages(
     instruction: str = "",
     budget_chars: int = 4000,
     answering: str | None = None,
+    memory: str = "",
 ) -> list[dict[str, str]]:
     """The chat messages for one reply. `answering` is the id of the message the reply answers: it is
     the last user message, marked as the one to answer, whatever was said after it (that comes
     before it, as context). Every turn's text counts against budget_chars, that one's included."""
-    messages: list[dict[str, str]] = [{"role": "system", "content": system_prompt(persona, instruction)}]
+    messages: list[dict[str, str]] = [{"role": "system", "content": system_prompt(persona, instruction, memory)}]
     for ex in persona.examples:
         messages.append({"role": "user", "content": ex.user})
         messages.append({"role": "assistant", "content": ex.reply})

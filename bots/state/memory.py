@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bots.core.ports import ALLOWED, CAPPED, Rate, Turn, Verdict
 from bots.state.gcra import gcra_check
+from bots.state.notes import MemoryNotes
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class Choices:
         return bool(self.opted_out or self.muted or self.followers)
 
 
-class MemoryStore:
+class MemoryStore(MemoryNotes):
     def __init__(
         self,
         history_size: int = 50,
@@ -84,7 +85,7 @@ class MemoryStore:
         if self.retention_seconds is None:
             return 0
         cutoff = now - self.retention_seconds
-        removed = 0
+        removed = self.prune_notes(now)
         for conv in list(self._history):
             turns = self._history[conv]
             removed += _drop_before(turns, cutoff)

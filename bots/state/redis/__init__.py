@@ -21,6 +21,9 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `told:<platform>:channel:<id>`   | hash   | the same: personas that said their greeting there (greeting.py) |
 | `usage:<day>`                    | hash   | three days                                                      |
 | `daily:<day>:use:<platform>:<user>` | hash | three days (healthy-use counters, bots/core/safety/desk.py)     |
+| `notes:<person>`                 | hash   | retention_days after the last update (notes.py)                 |
+| `link:<platform>:<user>`         | string | retention_days after linking (notes.py)                         |
+| `linkcode:<code>`                | string | memory.link_minutes (notes.py)                                  |
 | `why:<platform>:<message>`       | string | the why record's ttl (bots/ops/admin.py)                        |
 | `lease:<account>`                | string | one lease time, renewed by its holder (bots/ops/leases.py)      |
 | `members:<pool>`, `accounts`     | zset   | twice the lease time, renewed by every tick (bots/ops/leases.py)|

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from bots.core.ports import Turn
 from bots.state.memory import Choices
 from bots.state.redis.client import PREFIX
+from bots.state.redis.notes import RedisNotes
 
 # Keys kept without an expiry, each for the reason given in bots/state/redis/__init__.py.
 PERMANENT_KEYS = ("optout:", "mute:", "follow:", "state-epoch", "choices-version")
@@ -155,7 +156,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisStore:
+class RedisStore(RedisNotes):
     """The Store protocol in Redis. `now` arguments are ignored where Redis keeps the time (dedupe)."""
 
     def __init__(
@@ -236,7 +237,7 @@ class RedisStore:
                 keys = []
         if keys:
             removed += int(await self._prune(keys=keys, args=[cutoff]))
-        return removed
+        return removed + await self.prune_notes(now, batch)
 
     async def forget_user(self, platform: str, user_id: str) -> int:
         if not user_id:
