@@ -120,8 +120,11 @@ def make_pacer(store: Store) -> Pacer | None:
     return pacer_for(store)
 
 
-def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None) -> list[Adapter]:
-    """Platform adapters with a token; the console room when none has one (or when asked for)."""
+def make_adapters(
+    cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None, *, terminal: bool = False
+) -> list[Adapter]:
+    """Platform adapters with a token; the console room when none has one (or when asked for), and
+    the web room beside it when a person runs this in a terminal (`terminal`)."""
     wanted = _known(only or [])
     adapters: list[Adapter] = []
     for platform in PLATFORMS.values():
@@ -131,12 +134,15 @@ def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[
             adapters.append(platform.factory(cfg, personas))
         else:
             log.info("%s: disabled (adapters.%s.token is empty)", platform.name, platform.name)
-    return adapters + _rooms(cfg, personas, wanted, fallback=not adapters and not wanted)
+    return adapters + _rooms(cfg, personas, wanted, fallback=not adapters and not wanted, terminal=terminal)
 
 
-def _rooms(cfg: FleetConfig, personas: Sequence[Persona], wanted: set[str], *, fallback: bool) -> list[Adapter]:
-    """The account-less platforms (the console): when asked for, or when nothing else would run."""
-    rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or fallback)]
+def _rooms(
+    cfg: FleetConfig, personas: Sequence[Persona], wanted: set[str], *, fallback: bool, terminal: bool
+) -> list[Adapter]:
+    """The account-less platforms (console, web): when asked for, or when nothing else would run."""
+    chosen = {"always": fallback, "terminal": fallback and terminal, "never": False}
+    rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or chosen[p.fallback])]
     return [p.factory(cfg, personas) for p in rooms]
 
 
@@ -205,6 +211,10 @@ class App:
         for adapter in adapters:
             self.fleet.attach(adapter)
         self.ops = Ops(self.fleet, config_path, usage_sync_seconds=usage_sync_seconds)
+        for adapter in adapters:
+            # A room with an operator view (the web room) reads metrics and reloads through ops.
+            if (attach := getattr(adapter, "attach_ops", None)) is not None:
+                attach(self.ops)
         self.leases: LeaseManager | None = None
         self._stop_requested = asyncio.Event()
         self._handled: list[signal.Signals] = []
