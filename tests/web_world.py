@@ -27,9 +27,11 @@ _SYSTEM = re.compile(r"You are (\w+)\.")
 
 
 def persona_yaml(pid: str) -> str:
+    # One persona with limits, so the operator page has some to show.
+    limits = "limits: {per_minute: 6, daily_tokens: 20000}\n" if pid == "skeptic" else ""
     return (
         f"id: {pid}\nname: The {pid.title()}\nbio: The {pid} of the fleet.\nprompt: You are {pid}.\n"
-        "triggers:\n  - mention: true\n  - reply: true\n  - command: true\n"
+        "triggers:\n  - mention: true\n  - reply: true\n  - command: true\n" + limits
     )
 
 
@@ -117,6 +119,7 @@ class WebRoom:
     web: WebAdapter
     fake: FakeOpenAI
     home: Path
+    pages: list[Page] = field(default_factory=list)
 
     @property
     def base(self) -> str:
@@ -124,7 +127,9 @@ class WebRoom:
 
     async def page(self, name: str = "alice") -> Page:
         jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1, an IP address
-        return await Page(self.base, aiohttp.ClientSession(cookie_jar=jar)).open(name)
+        page = Page(self.base, aiohttp.ClientSession(cookie_jar=jar))
+        self.pages.append(page)
+        return await page.open(name)
 
     def comments(self, post_id: str) -> list[dict[str, Any]]:
         thread = self.web.hub.messages(self.web.thread_of(post_id))
@@ -142,6 +147,7 @@ async def web_room(
     admin_token: str = ADMIN_TOKEN,
     chunk_seconds: float = 0.0,
     feed: dict[str, Any] | None = None,
+    sample_seconds: float = 5.0,
 ) -> AsyncIterator[WebRoom]:
     (tmp_path / "personas").mkdir()
     for pid in PERSONAS:
@@ -151,11 +157,14 @@ async def web_room(
     cfg, personas = load_all(config)
     async with FakeOpenAI(reply=reply, chunk_seconds=chunk_seconds) as fake:
         llm = make_llm(cfg, {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key"})
-        web = WebAdapter(cfg.adapters.web)  # type: ignore[attr-defined]
+        web = WebAdapter(cfg.adapters.web, sample_seconds=sample_seconds)  # type: ignore[attr-defined]
         app = App(cfg, personas, llm=llm, adapters=[web], config_path=config, signals=False)
         await app.start()
+        room = WebRoom(app, web, fake, tmp_path)
         try:
             await wait_for(lambda: web.url)
-            yield WebRoom(app, web, fake, tmp_path)
+            yield room
         finally:
+            for page in room.pages:
+                await page.close()
             await app.stop()

@@ -50,8 +50,10 @@ class WebAdapter:
     platform = "web"
     text_limit = 4000
 
-    def __init__(self, settings: WebConfig | None = None) -> None:
+    def __init__(self, settings: WebConfig | None = None, *, sample_seconds: float = 5.0) -> None:
         self.settings = settings or WebConfig()
+        # How often the operator's charts take a point of the metrics.
+        self.sample_seconds = sample_seconds
         self.hub = Hub(self.settings.backlog)
         self.sessions = Sessions()
         self.fleet: FleetView | None = None
@@ -84,7 +86,7 @@ class WebAdapter:
 
         self.fleet = fleet
         if self.settings.admin_token:
-            self.operator = OperatorView(self, self.settings.admin_token)
+            self.operator = OperatorView(self, self.settings.admin_token, sample_seconds=self.sample_seconds)
             self.operator.start()
         runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
         await runner.setup()

@@ -1,5 +1,5 @@
 // Shared by every page: the session, JSON calls with the CSRF header, the live stream, and building
-// elements. All text from people and models goes through textContent: never innerHTML.
+// elements. All text from people and models goes through textContent, never parsed as markup.
 "use strict";
 
 const Botfleet = (() => {

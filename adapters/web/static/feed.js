@@ -9,6 +9,7 @@
   let feed = "feed";
 
   function quote(id) {
+    if (posts.has(id)) return ""; // a comment on the post itself: the post is right above
     const m = texts.get(id);
     return m ? "↪ " + m.name + ": " + m.text.slice(0, 80) : "";
   }

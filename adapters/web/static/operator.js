@@ -25,7 +25,7 @@
     head.append(t);
     row.append(head);
     const list = B.el("ul", "verdicts");
-    if (!d.decisions.length) list.append(B.el("li", "none", "no persona considered it"));
+    if (!d.decisions.length) list.append(B.el("li", "none", "no trigger matched: nobody answers"));
     for (const v of d.decisions) {
       const li = B.el("li", "verdict " + v.action);
       li.append(B.el("strong", "", v.persona), B.el("span", "action", v.action), B.el("span", "reason", v.reason));

@@ -1,0 +1,194 @@
+"""The web room through the core, over real HTTP: the whole App in-process, the real openai SDK
+against the fake endpoint, and pages played by an HTTP client with its own cookie (tests/web_world.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from adapters.registry import PLATFORMS, config_secrets
+from adapters.web.server import static_bytes
+from bots.app import make_adapters
+from bots.config import FleetConfig
+from bots.loading import load_all
+from tests.conftest import persona
+from tests.fakes.polling import wait_for
+from tests.web_world import ADMIN_TOKEN, PERSONAS, WebRoom, web_room
+
+
+@pytest.fixture
+async def room(tmp_path: Path):  # type: ignore[no-untyped-def]
+    async with web_room(tmp_path) as r:
+        yield r
+
+
+async def test_a_post_gets_three_comments_from_different_followers_streamed_to_open_pages(room: WebRoom) -> None:
+    alice, bob = await room.page("alice"), await room.page("bob")
+    await bob.listen()
+    pid = (await alice.post("/api/post", {"text": "I adopted a cat!"}))["id"]
+    await room.settled()
+    comments = room.comments(pid)
+    assert len(comments) == 3
+    assert len({c["author"]["persona"] for c in comments}) == 3
+    assert all(c["text"].endswith("thinks that is lovely news.") and c["reply_to"] == pid for c in comments)
+    # Bob saw the post and each comment arrive on his open page, with typing while each was written.
+    await wait_for(lambda: len([e for e in bob.of("update") if e.get("streaming") is False]) == 3)
+    [post] = [e["message"] for e in bob.of("message") if e["message"].get("post")]
+    assert post["text"] == "I adopted a cat!" and post["author"]["name"] == "alice"
+    typing = bob.of("typing")
+    assert {e["persona"] for e in typing if e["on"]} == {c["author"]["persona"] for c in comments}
+    assert [e["on"] for e in typing].count(False) == 3
+
+
+async def test_a_reply_to_a_comment_is_answered_by_that_persona_in_the_posts_thread(room: WebRoom) -> None:
+    alice = await room.page()
+    pid = (await alice.post("/api/post", {"text": "I adopted a cat!"}))["id"]
+    await room.settled()
+    comment = room.comments(pid)[0]
+    thread = room.web.thread_of(pid)
+    mid = (await alice.post("/api/say", {"channel": thread, "text": "why so?", "reply_to": comment["id"]}))["id"]
+    await room.settled()
+    answers = [c for c in room.comments(pid) if c["reply_to"] == mid]
+    assert [a["author"]["persona"] for a in answers] == [comment["author"]["persona"]]
+
+
+async def test_more_brings_a_follower_who_has_not_spoken_and_followers_are_chosen_per_person(room: WebRoom) -> None:
+    alice, bob = await room.page("alice"), await room.page("bob")
+    await bob.listen()
+    pid = (await alice.post("/api/post", {"text": "I adopted a cat!"}))["id"]
+    await room.settled()
+    spoken = {c["author"]["persona"] for c in room.comments(pid)}
+    await alice.post("/api/command", {"command": "more", "channel": room.web.thread_of(pid)})
+    await room.settled()
+    assert {c["author"]["persona"] for c in room.comments(pid)} == set(PERSONAS)
+    assert len(spoken) == 3
+
+    chosen = ["skeptic", "nerd", "realist"]
+    await alice.post("/api/command", {"command": "followers", "channel": "feed", "args": chosen})
+    pid2 = (await alice.post("/api/post", {"text": "Second post"}))["id"]
+    await room.settled()
+    assert {c["author"]["persona"] for c in room.comments(pid2)} == set(chosen)
+    # The confirmation was Alice's alone.
+    assert not any("comments from" in e["text"] for e in bob.of("notice"))
+
+
+async def test_rooms_take_mentions_replies_and_commands_like_discord(room: WebRoom) -> None:
+    alice = await room.page()
+    await alice.listen()
+    mid = (await alice.post("/api/say", {"channel": "general", "text": "what do you say @skeptic?"}))["id"]
+    await room.settled()
+    msgs = (await alice.get("/api/room?channel=general"))["messages"]
+    [answer] = [m for m in msgs if m["author"]["ai"]]
+    assert answer["author"]["persona"] == "skeptic" and answer["reply_to"] == mid
+    # A reply to the persona's message is answered by it, with no mention.
+    await alice.post("/api/say", {"channel": "general", "text": "go on", "reply_to": answer["id"]})
+    await room.settled()
+    msgs = (await alice.get("/api/room?channel=general"))["messages"]
+    assert [m["author"]["persona"] for m in msgs if m["author"]["ai"]] == ["skeptic", "skeptic"]
+    await alice.post("/api/say", {"channel": "general", "text": "/ask nerd is a cat a good idea?"})
+    await room.settled()
+    msgs = (await alice.get("/api/room?channel=general"))["messages"]
+    assert [m["author"]["persona"] for m in msgs if m["author"]["ai"]][-1] == "nerd"
+    # /about answers in the channel (as on Discord); /optout answers the person alone.
+    await alice.post("/api/say", {"channel": "random", "text": "/about"})
+    await wait_for(lambda: any("AI personas" in e["message"]["text"] for e in alice.of("message")))
+    assert [m["author"]["name"] for m in (await alice.get("/api/room?channel=random"))["messages"]] == ["botfleet"]
+    await alice.post("/api/say", {"channel": "random", "text": "/optout"})
+    await wait_for(lambda: any("will not answer" in e["text"] for e in alice.of("notice")))
+
+
+async def test_an_opted_out_person_gets_no_comments_and_forget_clears_their_words(room: WebRoom) -> None:
+    alice = await room.page()
+    await alice.post("/api/command", {"command": "optout", "channel": "feed"})
+    pid = (await alice.post("/api/post", {"text": "I adopted a cat!"}))["id"]
+    await room.settled()
+    assert room.comments(pid) == []
+    await alice.post("/api/command", {"command": "forget", "channel": "feed"})
+    await room.settled()
+    assert (await alice.get("/api/feed"))["posts"] == []
+
+
+async def test_posts_without_the_csrf_token_or_from_another_site_are_refused(room: WebRoom) -> None:
+    alice = await room.page()
+    await alice.post("/api/post", {"text": "x"}, expect=403, **{"X-Botfleet-CSRF": "wrong"})
+    await alice.post("/api/post", {"text": "x"}, expect=403, Origin="http://evil.example")
+    async with aiohttp.ClientSession() as stranger:
+        async with stranger.post(room.base + "/api/post", json={"text": "x"}) as r:
+            assert r.status == 403
+    await alice.post("/api/say", {"channel": "nowhere", "text": "hi"}, expect=400)
+    await alice.post("/api/post", {"text": "   "}, expect=400)
+    assert (await alice.get("/api/feed"))["posts"] == []
+
+
+async def test_pages_carry_a_strict_policy_and_no_inline_script(room: WebRoom) -> None:
+    async with aiohttp.ClientSession() as http:
+        for path in ("/", "/rooms", "/operator"):
+            async with http.get(room.base + path) as r:
+                html = await r.text()
+                csp = r.headers["Content-Security-Policy"]
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "style-src 'self'" in csp
+            assert "<script>" not in html and " style=" not in html and "http" not in html.split("</head>")[1]
+        async with http.get(room.base + "/static/../config.yaml") as r:
+            assert r.status == 404
+    for script in ("common.js", "feed.js", "rooms.js", "operator.js"):
+        code = (static_bytes(script) or b"").decode()
+        assert code and "innerHTML" not in code and "insertAdjacentHTML" not in code
+
+
+async def test_the_operator_sees_decisions_only_with_the_token(room: WebRoom) -> None:
+    alice = await room.page()
+    async with alice.http.get(room.base + "/api/operator/state") as r:
+        assert r.status == 401
+    assert await alice.post("/api/operator/login", {"token": "guess"}, expect=403) == "wrong token"
+    await alice.post("/api/operator/login", {"token": ADMIN_TOKEN})
+    pid = (await alice.post("/api/post", {"text": "I adopted a cat!"}))["id"]
+    await room.settled()
+    state = await alice.get("/api/operator/state")
+    [decision] = [d for d in state["decisions"] if d["id"] == pid]
+    assert decision["trigger"] == "post" and len(decision["decisions"]) == 4
+    assert sorted(d["action"] for d in decision["decisions"]).count("reply") == 3
+    assert {p["id"] for p in state["personas"]} == set(PERSONAS)
+    assert sum(p["tokens_today"] for p in state["personas"]) > 0
+    assert state["samples"][-1]["messages"] >= 1 and state["samples"][-1]["replies"] == 3
+    # The cookie holds a mark derived from the token, never the token.
+    assert all(ADMIN_TOKEN not in c.value for c in alice.http.cookie_jar)
+
+
+async def test_check_and_reload_report_a_broken_persona_file_by_line(room: WebRoom) -> None:
+    alice = await room.page()
+    await alice.post("/api/operator/login", {"token": ADMIN_TOKEN})
+    broken = room.home / "personas" / "nerd.yaml"
+    broken.write_text("id: nerd\nname: The Nerd\nprompt: You are nerd.\nlimits:\n  per_minute: lots\n")
+    for action in ("check", "reload"):
+        result = await alice.post(f"/api/operator/{action}", {})
+        assert not result["ok"]
+        assert any(p.startswith(f"{broken}:5: limits.per_minute:") for p in result["problems"]), result
+    assert len(room.app.fleet.personas) == len(PERSONAS)
+
+
+async def test_without_an_admin_token_there_is_no_operator_page(tmp_path: Path) -> None:
+    async with web_room(tmp_path, admin_token="") as room:
+        alice = await room.page()
+        assert (await alice.get("/api/session"))["operator"] == {"enabled": False, "signed_in": False}
+        async with alice.http.get(room.base + "/api/operator/state") as r:
+            assert r.status == 404
+
+
+def test_a_terminal_run_without_tokens_opens_the_web_room_beside_the_console() -> None:
+    cfg, personas = FleetConfig(), [persona("skeptic")]
+    assert [a.platform for a in make_adapters(cfg, personas, terminal=True)] == ["console", "web"]
+    assert [a.platform for a in make_adapters(cfg, personas, terminal=False)] == ["console"]
+    assert [a.platform for a in make_adapters(cfg, personas, ["web"])] == ["web"]
+
+
+def test_the_web_room_has_a_feed_and_its_token_is_a_secret_without_any_config(tmp_path: Path) -> None:
+    (tmp_path / "personas").mkdir()
+    (tmp_path / "personas" / "a.yaml").write_text("id: a\nname: A\nprompt: p\n")
+    config = tmp_path / "config.yaml"
+    config.write_text("personas_dir: personas\nadapters:\n  web: {admin_token: s3cret-op}\n")
+    cfg, _ = load_all(config)
+    assert cfg.feeds.find("web", ("feed",)) is not None
+    assert "s3cret-op" in config_secrets(cfg)
+    assert PLATFORMS["web"].settings(cfg).port == 8080
