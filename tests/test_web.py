@@ -192,3 +192,28 @@ def test_the_web_room_has_a_feed_and_its_token_is_a_secret_without_any_config(tm
     assert cfg.feeds.find("web", ("feed",)) is not None
     assert "s3cret-op" in config_secrets(cfg)
     assert PLATFORMS["web"].settings(cfg).port == 8080
+
+
+async def test_a_reload_with_no_web_section_in_the_config_keeps_the_room_running(tmp_path: Path) -> None:
+    async with web_room(tmp_path) as room:
+        config = room.home / "config.yaml"
+        config.write_text("personas_dir: personas\npid_file: null\n")
+        assert await room.app.ops.reload() == []
+        alice = await room.page()
+        await alice.post("/api/say", {"channel": "general", "text": "still here @nerd?"})
+        await room.settled()
+        assert any(m["author"]["ai"] for m in (await alice.get("/api/room?channel=general"))["messages"])
+
+
+async def test_only_the_signed_in_operator_may_mute_a_persona_in_a_room(room: WebRoom) -> None:
+    alice, op = await room.page("alice"), await room.page("operator")
+    await alice.listen()
+    await alice.post("/api/say", {"channel": "general", "text": "/mute skeptic"})
+    await wait_for(lambda: any("Only admins" in e["text"] for e in alice.of("notice")))
+    await op.post("/api/operator/login", {"token": ADMIN_TOKEN})
+    await op.post("/api/say", {"channel": "general", "text": "/mute skeptic"})
+    await room.settled()
+    await alice.post("/api/say", {"channel": "general", "text": "hello @skeptic"})
+    await room.settled()
+    msgs = (await alice.get("/api/room?channel=general"))["messages"]
+    assert not any(m["author"]["persona"] == "skeptic" for m in msgs)

@@ -120,6 +120,8 @@ async def get_session(request: web.Request) -> web.Response:
         s = adapter.sessions.new()
     assert adapter.fleet is not None
     op = adapter.operator
+    if op is not None and op.signed_in(request):
+        s.operator = True  # the operator cookie outlives sessions (a restart, a new tab)
     data = {
         "user": s.user_id,
         "name": s.name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SESSION_COOKIE = "botfleet_session"
 ADMIN_COOKIE = "botfleet_operator"
@@ -28,8 +28,8 @@ class Session:
     user_id: str
     csrf: str
     name: str = ""
+    # Signed in on the operator page: an admin in the rooms too (/mute, /unmute).
     operator: bool = False
-    streams: set[object] = field(default_factory=set)
 
 
 def clean_name(raw: str) -> str:
