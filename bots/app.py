@@ -299,9 +299,10 @@ class App:
         self._stop_requested.set()
 
     def console_closed(self) -> asyncio.Event | None:
-        """The console's end-of-input event when the console is the only adapter (else nothing ends a run)."""
+        """The console's end-of-input event when no platform with accounts runs beside it (the web room
+        opened with it in a terminal ends with it: Ctrl-D quits); else nothing ends a run."""
         console = self.fleet.adapters.get("console")
-        if console is None or len(self.fleet.adapters) != 1:
+        if console is None or any(a.accounts() for a in self.fleet.adapters.values()):
             return None
         closed = getattr(console, "closed", None)
         return closed if isinstance(closed, asyncio.Event) else None

@@ -3,15 +3,21 @@ against the fake endpoint, and pages played by an HTTP client with its own cooki
 
 from __future__ import annotations
 
+import asyncio
+import io
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from adapters.console import ConsoleAdapter
 from adapters.registry import PLATFORMS, config_secrets
+from adapters.web import WebAdapter, WebConfig
+from adapters.web.hub import Hub
 from adapters.web.server import static_bytes
-from bots.app import make_adapters
+from bots.app import App, make_adapters
 from bots.config import FleetConfig
+from bots.llm.canned import CannedClient
 from bots.loading import load_all
 from tests.conftest import persona
 from tests.fakes.polling import wait_for
@@ -217,3 +223,26 @@ async def test_only_the_signed_in_operator_may_mute_a_persona_in_a_room(room: We
     await room.settled()
     msgs = (await alice.get("/api/room?channel=general"))["messages"]
     assert not any(m["author"]["persona"] == "skeptic" for m in msgs)
+
+
+async def test_end_of_console_input_ends_a_run_with_the_web_room_beside_it(tmp_path: Path) -> None:
+    cfg = FleetConfig.model_validate({"pid_file": None, "fleet": {"reply_delay_seconds": [0, 0]}})
+    out = io.StringIO()
+    console = ConsoleAdapter(stdin=io.StringIO("hi @skeptic\n"), stdout=out)
+    web = WebAdapter(WebConfig(port=0))
+    app = App(cfg, [persona("skeptic")], llm=CannedClient("meow"), adapters=[console, web], signals=False)
+    await app.start()
+    assert web.url
+    await asyncio.wait_for(app.run(), 10)
+    assert "[Skeptic] meow" in out.getvalue()
+    assert not web.url  # stopped with the run
+
+
+def test_the_backlog_drops_an_old_post_with_its_thread() -> None:
+    hub = Hub(backlog=2)
+    for n in range(3):
+        hub.add({"id": f"p{n}", "channel": f"feed-p{n}", "author": {}, "post": True}, listed_in="feed")
+        hub.add({"id": f"c{n}", "channel": f"feed-p{n}", "author": {}})
+    assert [p["id"] for p in hub.posts("feed")] == ["p1", "p2"]
+    assert hub.message("p0") is None and hub.message("c0") is None and hub.messages("feed-p0") == []
+    assert [m["id"] for m in hub.posts("feed")[0]["thread"]] == ["c1"]

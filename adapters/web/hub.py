@@ -76,10 +76,22 @@ class Hub:
         channel = listed_in or message["channel"]
         kept = self._channels.setdefault(channel, deque(maxlen=self.backlog))
         if len(kept) == kept.maxlen:
-            self._messages.pop(kept[0]["id"], None)
+            self._evict(kept[0])
         kept.append(message)
         self._messages[message["id"]] = message
         self.publish({"type": "message", "message": message})
+
+    def _evict(self, message: dict[str, Any]) -> None:
+        """Out of the backlog; a post takes its whole thread with it."""
+        self._messages.pop(message["id"], None)
+        if message.get("post"):
+            for m in self._channels.pop(message["channel"], ()):
+                self._messages.pop(m["id"], None)
+
+    @property
+    def operators(self) -> bool:
+        """Whether an operator page is open (the decision log is built only for one)."""
+        return any(s.operator for s in self.streams)
 
     def update(self, message_id: str, **changes: Any) -> None:
         message = self._messages.get(message_id)

@@ -96,6 +96,8 @@ class OperatorView:
     # --- what the page shows ----------------------------------------------------------------------
 
     def on_plan(self, plan: Plan) -> None:
+        if not self.adapter.hub.operators:
+            return
         self.adapter.hub.publish({"type": "decision", "decision": explain(plan)}, operators=True)
 
     def point(self) -> dict[str, float]:

@@ -218,8 +218,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             if event is None:
                 break
             await response.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+    except ConnectionResetError:
+        return response  # the page went away (a cancelled handler is cleaned up by finally alone)
     finally:
         adapter.hub.close(live)
     with contextlib.suppress(ConnectionResetError, RuntimeError):
