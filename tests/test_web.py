@@ -246,3 +246,17 @@ def test_the_backlog_drops_an_old_post_with_its_thread() -> None:
     assert [p["id"] for p in hub.posts("feed")] == ["p1", "p2"]
     assert hub.message("p0") is None and hub.message("c0") is None and hub.messages("feed-p0") == []
     assert [m["id"] for m in hub.posts("feed")[0]["thread"]] == ["c1"]
+
+
+async def test_a_reply_streams_to_the_page_as_it_is_written(tmp_path: Path) -> None:
+    async with web_room(tmp_path, chunk_seconds=0.15) as room:
+        alice = await room.page()
+        await alice.listen()
+        await alice.post("/api/say", {"channel": "general", "text": "hi @nerd"})
+        await room.settled()
+        await wait_for(lambda: any(e.get("streaming") is False for e in alice.of("update")))
+        [shown] = [e["message"] for e in alice.of("message") if e["message"]["author"]["ai"]]
+        texts = [shown["text"]] + [e["text"] for e in alice.of("update") if "text" in e]
+        # Growing snapshots of one message, ending in the whole reply.
+        assert len(set(texts)) >= 2 and texts[-1] == "nerd thinks that is lovely news."
+        assert all(texts[-1].startswith(t) for t in texts)

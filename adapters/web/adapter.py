@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("botfleet.web")
 
 TEXT_MAX = 4000
+# Seconds between the streamed updates of a reply that pages get (the last one always goes).
+STREAM_INTERVAL = 0.1
 
 
 class InputError(ValueError):
@@ -251,14 +253,17 @@ class WebAdapter:
         self.hub.publish({**typing, "on": True})
         shown = False
         text = ""
+        pushed = 0.0
         try:
             async for snapshot in snapshots:
                 text = snapshot
                 if not shown:
                     self.hub.add(self._persona_message(mid, reply, persona, text))
-                    shown = True
-                else:
+                    shown, pushed = True, self._clock()
+                elif self._clock() - pushed >= STREAM_INTERVAL:
+                    # Each update carries the whole text so far: a few a second, not one per token.
                     self.hub.update(mid, text=text)
+                    pushed = self._clock()
         except IncompleteReply as cut:
             if shown and cut.partial:
                 self.hub.update(mid, text=cut.partial, streaming=False, cut=True)

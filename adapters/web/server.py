@@ -12,6 +12,7 @@ import contextlib
 import json
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -55,7 +56,8 @@ async def security(request: web.Request, handler: Any) -> web.StreamResponse:
 
 def _check_post(request: web.Request) -> None:
     origin = request.headers.get("Origin")
-    if origin is not None and origin != f"{request.scheme}://{request.host}":
+    # Host only, not the scheme: behind a TLS proxy the page is https while this server sees http.
+    if origin is not None and urlsplit(origin).netloc != request.host:
         raise web.HTTPForbidden(text="cross-site request refused")
     session = _session(request)
     token = request.headers.get(CSRF_HEADER, "")
