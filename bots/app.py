@@ -237,11 +237,16 @@ class App:
             raise SetupError(f"cannot serve metrics on {metrics.host}:{metrics.port}: {exc.strerror}") from None
         if self.signals:
             self._install_signals()
-        if self.shared:
-            await self._start_leased()
-        else:
-            await self.fleet.start(connect=False)
-            await self._connect_all()
+        try:
+            if self.shared:
+                await self._start_leased()
+            else:
+                await self.fleet.start(connect=False)
+                await self._connect_all()
+        except SetupError:
+            # An adapter that cannot serve (the web room's port taken): nothing half-started stays behind.
+            await self.stop()
+            raise
         adapters = ", ".join(self.fleet.adapters)
         log.info("fleet running: %d personas on %s", len(self.fleet.personas), adapters)
 

@@ -15,7 +15,7 @@ from adapters.registry import PLATFORMS, config_secrets
 from adapters.web import WebAdapter, WebConfig
 from adapters.web.hub import Hub
 from adapters.web.server import static_bytes
-from bots.app import App, make_adapters
+from bots.app import App, SetupError, make_adapters
 from bots.config import FleetConfig
 from bots.llm.canned import CannedClient
 from bots.loading import load_all
@@ -111,9 +111,14 @@ async def test_an_opted_out_person_gets_no_comments_and_forget_clears_their_word
     pid = (await alice.post("/api/post", {"text": "I adopted a cat!"}))["id"]
     await room.settled()
     assert room.comments(pid) == []
+    # Per person: Bob, in the same room, still gets his comments.
+    bob = await room.page("bob")
+    bobs = (await bob.post("/api/post", {"text": "I adopted a dog!"}))["id"]
+    await room.settled()
+    assert len(room.comments(bobs)) == 3
     await alice.post("/api/command", {"command": "forget", "channel": "feed"})
     await room.settled()
-    assert (await alice.get("/api/feed"))["posts"] == []
+    assert [p["id"] for p in (await alice.get("/api/feed"))["posts"]] == [bobs]
 
 
 async def test_posts_without_the_csrf_token_or_from_another_site_are_refused(room: WebRoom) -> None:
@@ -260,3 +265,14 @@ async def test_a_reply_streams_to_the_page_as_it_is_written(tmp_path: Path) -> N
         # Growing snapshots of one message, ending in the whole reply.
         assert len(set(texts)) >= 2 and texts[-1] == "nerd thinks that is lovely news."
         assert all(texts[-1].startswith(t) for t in texts)
+
+
+async def test_a_taken_port_is_a_clear_setup_error_and_leaves_nothing_running(room: WebRoom) -> None:
+    cfg = FleetConfig.model_validate({"pid_file": None})
+    web = WebAdapter(WebConfig(port=room.web.port))
+    app = App(cfg, [persona("skeptic")], llm=CannedClient("x"), adapters=[web], signals=False)
+    with pytest.raises(SetupError, match=f"web room: cannot listen on 127.0.0.1:{room.web.port}"):
+        await app.start()
+    assert not app.fleet.accepting
+    # The room already on that port is untouched.
+    assert (await (await room.page()).get("/api/session"))["feed"] == "feed"

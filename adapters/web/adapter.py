@@ -103,7 +103,7 @@ class WebAdapter:
 
             raise SetupError(
                 f"web room: cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror}); "
-                "set adapters.web.port to a free port"
+                "set adapters.web.port (BOTFLEET_WEB_PORT in the shipped config.yaml) to a free port"
             ) from None
         self._runner = runner
         server = getattr(site, "_server", None)
