@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from .adapter import WebAdapter
 
 SAMPLES = 120
+# Seconds a wrong operator token costs (wrong guesses queue behind each other).
+WRONG_TOKEN_PAUSE = 0.5
 DECISIONS = 100
 
 
@@ -50,6 +52,7 @@ class OperatorView:
         self.sample_seconds = sample_seconds
         self.samples: deque[dict[str, float]] = deque(maxlen=SAMPLES)
         self._task: asyncio.Task[None] | None = None
+        self._guessing = asyncio.Lock()
 
     @property
     def fleet(self) -> Fleet:
@@ -81,6 +84,9 @@ class OperatorView:
         s = session_of(request)
         token = str((await body(request)).get("token", ""))
         if not token or not same(token, self._token):
+            # Wrong guesses wait their turn, one at a time: guessing the token takes ages, not minutes.
+            async with self._guessing:
+                await self.fleet.sleep(WRONG_TOKEN_PAUSE)
             raise web.HTTPForbidden(text="wrong token")
         s.operator = True
         response = web.json_response({"ok": True})

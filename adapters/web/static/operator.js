@@ -53,7 +53,7 @@
       const tr = B.el("tr");
       const who = B.el("td", "who");
       who.append(B.avatar({ name: p.name, persona: p.id }), B.el("span", "", p.name), B.el("code", "", p.id));
-      tr.append(who, B.el("td", "", p.limits), B.el("td", "num", p.tokens_today),
+      tr.append(who, B.el("td", "", p.limits.replace(/,/g, ", ")), B.el("td", "num", p.tokens_today),
         B.el("td", "num", p.remaining === null ? "no cap" : p.remaining + " / " + p.daily_tokens));
       body.append(tr);
     }
