@@ -276,3 +276,14 @@ async def test_a_taken_port_is_a_clear_setup_error_and_leaves_nothing_running(ro
     assert not app.fleet.accepting
     # The room already on that port is untouched.
     assert (await (await room.page()).get("/api/session"))["feed"] == "feed"
+
+
+async def test_a_persona_reaction_is_a_like_on_the_message_for_every_page(room: WebRoom) -> None:
+    alice, bob = await room.page("alice"), await room.page("bob")
+    await bob.listen()
+    mid = (await alice.post("/api/say", {"channel": "general", "text": "look at my kitten"}))["id"]
+    await room.settled()
+    await wait_for(lambda: bob.of("react"))
+    assert bob.of("react") == [{"type": "react", "id": mid, "emoji": "❤️", "by": "The Supporter"}]
+    [shown] = [m for m in (await alice.get("/api/room?channel=general"))["messages"] if m["id"] == mid]
+    assert shown["reactions"] == [{"emoji": "❤️", "by": "The Supporter"}]

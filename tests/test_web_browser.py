@@ -144,7 +144,7 @@ async def test_the_operator_page_shows_decisions_and_refuses_a_wrong_token(brows
         await feed.click("#name-form button")
         await post(feed, "I adopted a cat!")
         await expect(feed.locator(".post .comments .msg.ai")).to_have_count(3, timeout=15000)
-        pid = next(iter(room.web.hub._messages))
+        pid = room.web.hub.posts("feed")[0]["id"]
         decision = op.locator(".decision", has=op.locator("code.event", has_text=f"web:{pid}"))
         await expect(decision.locator(".verdict.reply")).to_have_count(3)
         await expect(decision.locator(".verdict.skip")).to_contain_text("feed:not_chosen")

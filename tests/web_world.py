@@ -29,6 +29,8 @@ _SYSTEM = re.compile(r"You are (\w+)\.")
 def persona_yaml(pid: str) -> str:
     # One persona with limits, so the operator page has some to show.
     limits = "limits: {per_minute: 6, daily_tokens: 20000}\n" if pid == "skeptic" else ""
+    # And one that reacts, for likes.
+    limits += 'reactions:\n  - {keywords: [kitten], emoji: "❤️"}\n' if pid == "supporter" else ""
     return (
         f"id: {pid}\nname: The {pid.title()}\nbio: The {pid} of the fleet.\nprompt: You are {pid}.\n"
         "triggers:\n  - mention: true\n  - reply: true\n  - command: true\n" + limits
