@@ -20,6 +20,7 @@ from bots.config import FleetConfig
 from bots.llm.canned import CannedClient
 from bots.loading import load_all
 from tests.conftest import persona
+from tests.fakes.openai_server import Status, Truncated
 from tests.fakes.polling import wait_for
 from tests.web_world import ADMIN_TOKEN, PERSONAS, WebRoom, web_room
 
@@ -287,3 +288,23 @@ async def test_a_persona_reaction_is_a_like_on_the_message_for_every_page(room: 
     assert bob.of("react") == [{"type": "react", "id": mid, "emoji": "❤️", "by": "The Supporter"}]
     [shown] = [m for m in (await alice.get("/api/room?channel=general"))["messages"] if m["id"] == mid]
     assert shown["reactions"] == [{"emoji": "❤️", "by": "The Supporter"}]
+
+
+async def test_a_reply_the_model_cuts_off_is_marked_and_a_failed_one_leaves_no_trace(room: WebRoom) -> None:
+    alice = await room.page()
+    await alice.listen()
+    room.fake.script(Truncated())
+    await alice.post("/api/say", {"channel": "general", "text": "hi @nerd"})
+    await room.settled()
+    room.fake.fallback = Status.server_error()
+    await alice.post("/api/say", {"channel": "random", "text": "hi @nerd"})
+    await room.settled()
+    general = (await alice.get("/api/room?channel=general"))["messages"]
+    [cut] = [m for m in general if m["author"]["ai"]]
+    # What was shown stays, marked as cut off (the page adds "[cut off]").
+    assert cut["cut"] and not cut["streaming"] and "nerd thinks that is lovely news.".startswith(cut["text"])
+    random_room = (await alice.get("/api/room?channel=random"))["messages"]
+    assert [m["author"]["name"] for m in random_room] == ["alice"]
+    # Whatever happened, nobody is left "writing".
+    await wait_for(lambda: len(alice.of("typing")) == 4)
+    assert [e["on"] for e in alice.of("typing")] == [True, False, True, False]
