@@ -308,3 +308,14 @@ async def test_a_reply_the_model_cuts_off_is_marked_and_a_failed_one_leaves_no_t
     # Whatever happened, nobody is left "writing".
     await wait_for(lambda: len(alice.of("typing")) == 4)
     assert [e["on"] for e in alice.of("typing")] == [True, False, True, False]
+
+
+def test_a_page_gets_each_event_as_it_was_when_it_happened() -> None:
+    hub = Hub()
+    page = hub.open("bob")
+    hub.add({"id": "m1", "channel": "general", "author": {}, "reactions": []})
+    hub.react("m1", "👍", "The Nerd")
+    first = page.queue.get_nowait()
+    # The message event shows no like: the like is its own event, so the page counts it once.
+    assert first is not None and b'"reactions": []' in first
+    assert b'"type": "react"' in (page.queue.get_nowait() or b"")

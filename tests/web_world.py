@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -150,6 +151,7 @@ async def web_room(
     chunk_seconds: float = 0.0,
     feed: dict[str, Any] | None = None,
     sample_seconds: float = 5.0,
+    seed: int = 2,
 ) -> AsyncIterator[WebRoom]:
     (tmp_path / "personas").mkdir()
     for pid in PERSONAS:
@@ -160,7 +162,7 @@ async def web_room(
     async with FakeOpenAI(reply=reply, chunk_seconds=chunk_seconds) as fake:
         llm = make_llm(cfg, {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key"})
         web = WebAdapter(cfg.adapters.web, sample_seconds=sample_seconds)  # type: ignore[attr-defined]
-        app = App(cfg, personas, llm=llm, adapters=[web], config_path=config, signals=False)
+        app = App(cfg, personas, llm=llm, adapters=[web], config_path=config, signals=False, rng=random.Random(seed))
         await app.start()
         room = WebRoom(app, web, fake, tmp_path)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,9 +26,10 @@ class Stream:
     user_id: str
     # A signed-in operator's page also gets the decision log.
     operator: bool = False
-    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    # Events as they go on the wire (server-sent events); None ends the stream.
+    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
 
-    def push(self, event: dict[str, Any]) -> bool:
+    def push(self, event: bytes) -> bool:
         try:
             self.queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -114,12 +116,15 @@ class Hub:
         self.publish({"type": "react", "id": message_id, "emoji": emoji, "by": by})
 
     def publish(self, event: dict[str, Any], to_user: str | None = None, *, operators: bool = False) -> None:
+        # Serialised now, once for every page: a message changed later (a like, more text) must not
+        # reach a page that has not read this event yet in its later form.
+        wire = f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
         for stream in list(self.streams):
             if to_user is not None and stream.user_id != to_user:
                 continue
             if operators and not stream.operator:
                 continue
-            if not stream.push(event):
+            if not stream.push(wire):
                 # Too far behind: end its stream; the page reconnects and reads the backlog again.
                 self.streams.discard(stream)
                 with contextlib.suppress(asyncio.QueueFull):

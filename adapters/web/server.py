@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -219,7 +218,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 continue
             if event is None:
                 break
-            await response.write(f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode())
+            await response.write(event)
     except ConnectionResetError:
         return response  # the page went away (a cancelled handler is cleaned up by finally alone)
     finally:
