@@ -85,6 +85,8 @@ async def test_a_post_gets_three_comments_live_with_ai_badges(browser: Browser, 
         texts = await comments.locator(".text").all_text_contents()
         assert sorted(texts) == sorted(VOICES[n.removeprefix("The ").lower()] for n in names)
         assert await page.evaluate("window.notReloaded") is True
+        # The follower who did not comment liked the post (seeded): counted once.
+        await expect(page.locator(".post > .msg .chip")).to_have_text("👍1")
         await page.screenshot(path=str(SCREENSHOTS / "feed.png"), full_page=True)
         phone = await open_feed(browser, room, "Bob", width=390)
         await expect(phone.locator(".post .comments .msg.ai")).to_have_count(3)
