@@ -10,7 +10,6 @@ the model writes them (adapters.web.hub); pages render all text with textContent
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -65,7 +64,6 @@ class WebAdapter:
         self._count = 0
         self._runner: web.AppRunner | None = None
         self.port = self.settings.port
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -76,7 +74,8 @@ class WebAdapter:
     @property
     def url(self) -> str:
         host = self.settings.host
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host else host
+        # Listening on every interface: the address to open on this machine is loopback.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else f"[{host}]" if ":" in host else host
         return f"http://{shown}:{self.port}/" if self._runner is not None else ""
 
     async def start(self, fleet: FleetView) -> None:
@@ -106,10 +105,8 @@ class WebAdapter:
                 "set adapters.web.port (BOTFLEET_WEB_PORT in the shipped config.yaml) to a free port"
             ) from None
         self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        # Port 0 (tests): the port the system chose.
+        self.port = int(runner.addresses[0][1])
         log.info("web room on %s", self.url)
 
     def accounts(self) -> list[str]:
