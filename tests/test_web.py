@@ -73,7 +73,10 @@ async def test_more_brings_a_follower_who_has_not_spoken_and_followers_are_chose
     assert len(spoken) == 3
 
     chosen = ["skeptic", "nerd", "realist"]
+    assert sorted((await alice.get("/api/followers"))["followers"]) == sorted(PERSONAS)
     await alice.post("/api/command", {"command": "followers", "channel": "feed", "args": chosen})
+    assert (await alice.get("/api/followers"))["followers"] == chosen
+    assert sorted((await bob.get("/api/followers"))["followers"]) == sorted(PERSONAS)
     pid2 = (await alice.post("/api/post", {"text": "Second post"}))["id"]
     await room.settled()
     assert {c["author"]["persona"] for c in room.comments(pid2)} == set(chosen)

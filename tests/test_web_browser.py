@@ -199,3 +199,24 @@ async def test_rooms_complete_mentions_and_answer_them_live(browser: Browser, tm
         await expect(answer).to_have_count(2, timeout=15000)
         await expect(answer.nth(1).locator(".name")).to_have_text("The Nerd")
         await page.screenshot(path=str(SCREENSHOTS / "rooms.png"))
+
+
+async def test_followers_are_chosen_with_checkboxes(browser: Browser, tmp_path: Path) -> None:
+    async with web_room(tmp_path, reply=voices) as room:
+        page = await open_feed(browser, room)
+        await page.click(".followers summary")
+        boxes = page.locator("#follower-list input")
+        await expect(boxes).to_have_count(4)
+        for i in range(4):
+            await expect(boxes.nth(i)).to_be_checked()
+        await page.locator("#follower-list input[value='supporter']").uncheck()
+        await page.click("#followers-save")
+        await expect(page.locator("#notices .notice")).to_contain_text("Your posts will get comments from")
+        await post(page, "I adopted a cat!")
+        comments = page.locator(".post .comments .msg.ai")
+        await expect(comments).to_have_count(3, timeout=15000)
+        assert "The Supporter" not in await comments.locator(".name").all_text_contents()
+        await page.reload()
+        await page.click(".followers summary")
+        await expect(page.locator("#follower-list input[value='supporter']")).not_to_be_checked()
+        await expect(page.locator("#follower-list input[value='nerd']")).to_be_checked()

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from bots.core.brain import IncompleteReply
 from bots.core.events import Author, Command, Message, Notice, React, Reply, Sent
+from bots.core.feed import follower_pool
 from bots.core.ports import FleetView
 from bots.core.text import at_names
 from bots.persona import Persona
@@ -28,6 +29,7 @@ from .settings import DEFAULT_FEED, WebConfig
 if TYPE_CHECKING:
     from aiohttp import web
 
+    from bots.core.fleet import Fleet
     from bots.ops.control import Ops
 
     from .operator import OperatorView
@@ -216,6 +218,13 @@ class WebAdapter:
         )
         await fleet.dispatch(event)
         return mid
+
+    async def followers(self, s: Session) -> list[str]:
+        """Who comments on this person's posts: their choice, else the feed's set (the checkboxes)."""
+        assert self.fleet is not None
+        fleet = cast("Fleet", self.fleet)  # Fleet.start hands adapters the Fleet itself
+        feed = fleet.config.feeds.find(self.platform, (self.feed,))
+        return [p.id for p in await follower_pool(fleet, feed, self.platform, s.user_id)]
 
     async def command(
         self, s: Session, channel: str, verb: str, args: str = "", *, reply_to: str | None = None, mid: str = ""

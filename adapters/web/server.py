@@ -160,6 +160,10 @@ async def room(request: web.Request) -> web.Response:
     return ok({"messages": adapter.hub.messages(channel)})
 
 
+async def followers(request: web.Request) -> web.Response:
+    return ok({"followers": await request.app[ADAPTER].followers(named(request))})
+
+
 async def post(request: web.Request) -> web.Response:
     s = named(request)
     data = await body(request)
@@ -240,6 +244,7 @@ def make_app(adapter: WebAdapter) -> web.Application:
     r.add_post("/api/name", set_name)
     r.add_get("/api/feed", feed)
     r.add_get("/api/room", room)
+    r.add_get("/api/followers", followers)
     r.add_post("/api/post", post)
     r.add_post("/api/say", say)
     r.add_post("/api/command", command)

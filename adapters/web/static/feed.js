@@ -142,8 +142,14 @@
       label.append(box1, B.el("span", "fname", p.name), B.el("span", "bio", p.bio));
       box.append(label);
     }
+    // Ticked: who follows this person now (their choice, or the feed's set).
+    const tick = () => B.call("GET", "/api/followers").then((r) => {
+      for (const input of box.querySelectorAll("input")) input.checked = r.followers.includes(input.value);
+    }).catch(() => {});
+    tick();
     const command = (args) =>
-      B.call("POST", "/api/command", { command: "followers", channel: feed, args }).catch((e) => B.toast(e.message));
+      B.call("POST", "/api/command", { command: "followers", channel: feed, args })
+        .then(tick).catch((e) => B.toast(e.message));
     document.getElementById("followers-save").addEventListener("click", () => {
       const chosen = [...box.querySelectorAll("input:checked")].map((i) => i.value);
       command(chosen);
