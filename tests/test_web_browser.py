@@ -155,8 +155,10 @@ async def test_the_operator_page_shows_decisions_and_refuses_a_wrong_token(brows
         await op.reload()
         await expect(op.locator(".chart[data-metric='replies'] .value")).to_have_text("3")
         await op.screenshot(path=str(SCREENSHOTS / "operator.png"), full_page=True)
-        # The cookie keeps the operator signed in: no token asked again.
+        # The cookie keeps the operator signed in: no token asked again, until they sign out.
         assert await op.locator("#login").is_hidden()
+        await op.click("#signout")
+        await expect(op.locator("#login")).to_be_visible()
         await ctx.close()
 
 

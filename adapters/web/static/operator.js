@@ -156,6 +156,8 @@
   function run() {
     document.getElementById("app").hidden = false;
     buttons();
+    document.getElementById("signout").addEventListener("click", () =>
+      B.call("POST", "/api/operator/logout", {}).then(() => location.reload()));
     refresh(true).catch((e) => B.toast(e.message));
     setInterval(() => refresh(false).catch(() => {}), 5000);
     B.live((ev) => { if (ev.type === "decision") addDecision(ev.decision, true); });
