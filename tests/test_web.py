@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -20,9 +22,18 @@ from bots.config import FleetConfig
 from bots.llm.canned import CannedClient
 from bots.loading import load_all
 from tests.conftest import persona
-from tests.fakes.openai_server import Status, Truncated
+from tests.fakes.openai_server import FakeOpenAI, Status, Truncated
 from tests.fakes.polling import wait_for
-from tests.web_world import ADMIN_TOKEN, PERSONAS, WebRoom, web_room
+from tests.web_world import (
+    ADMIN_TOKEN,
+    PERSONAS,
+    Page,
+    WebRoom,
+    config_yaml,
+    default_reply,
+    persona_yaml,
+    web_room,
+)
 
 
 @pytest.fixture
@@ -322,3 +333,41 @@ def test_a_page_gets_each_event_as_it_was_when_it_happened() -> None:
     # The message event shows no like: the like is its own event, so the page counts it once.
     assert first is not None and b'"reactions": []' in first
     assert b'"type": "react"' in (page.queue.get_nowait() or b"")
+
+
+async def test_botfleet_run_adapter_web_prints_the_address_and_serves_the_feed(tmp_path: Path) -> None:
+    (tmp_path / "personas").mkdir()
+    for pid in PERSONAS:
+        (tmp_path / "personas" / f"{pid}.yaml").write_text(persona_yaml(pid))
+    (tmp_path / "config.yaml").write_text(config_yaml(ADMIN_TOKEN))
+    async with FakeOpenAI(reply=default_reply) as fake:
+        env = {**os.environ, "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key"}
+        env.pop("REDIS_URL", None)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bots", "run", "--adapter", "web", "--config", str(tmp_path / "config.yaml"),
+            cwd=tmp_path, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            said = b""
+            while b"web room at " not in said:
+                said = await asyncio.wait_for(proc.stderr.readline(), 30)
+                assert said, "botfleet exited without printing the web room's address"
+            url = said.decode().split("web room at ", 1)[1].strip().rstrip("/")
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+                page = await Page(url, http).open("newcomer")
+                await page.post("/api/post", {"text": "I adopted a cat!"})
+
+                async def comments() -> int:
+                    thread = (await page.get("/api/feed"))["posts"][0]["thread"]
+                    return len([m for m in thread if m["author"]["ai"] and not m.get("streaming")])
+
+                for _ in range(300):
+                    if await comments() == 3:
+                        break
+                    await asyncio.sleep(0.05)
+                assert await comments() == 3
+        finally:
+            proc.terminate()
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
