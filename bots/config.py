@@ -104,6 +104,18 @@ class DiscordConfig(_Strict):
     ignore_foreign_bots: bool = True
     # Where the hash of the registered slash commands is kept, so they are synced only when they change.
     command_state_file: Path | None = None
+    # Gateway shards of the host bot (Discord requires them past 2,500 guilds): a number, or "auto" for
+    # what GET /gateway/bot recommends at start. Every process sharing a Redis must use the same count.
+    shards: int | Literal["auto"] = 1
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _shards(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)  # from an environment variable
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"expected a number of shards (1 or more) or auto, got {v!r}")
 
 
 class TelegramConfig(_Strict):

@@ -8,11 +8,12 @@ import logging
 import re
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from bots.core.brain import IncompleteReply
 from bots.core.events import Action, Author, Message, React, Reply, Sent
+from bots.core.greeting import Greetings, addressee
 from bots.core.ports import Adapter, LLMError, LLMRequest
 from bots.core.text import sanitize
 from bots.persona import Persona
@@ -56,6 +57,7 @@ class Delivery:
         self.authored: OrderedDict[str, str] = OrderedDict()
         # Reply queues by name; a lock lives only while replies of its queue are waiting or writing.
         self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.greetings = Greetings()
 
     async def perform(self, action: Action) -> str:
         """Carry one action out and return its outcome, which also goes to the fleet's outcome
@@ -124,8 +126,12 @@ class Delivery:
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
         request = fleet.brain.request(persona, history, reply)
+
+        def greet() -> Awaitable[str]:
+            return self.greetings.opening(fleet.store, persona, reply, addressee(fleet.audit, reply), fleet.clock())
+
         try:
-            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer))
+            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer, greet))
         except LLMError as exc:
             log.warning("reply by %s dropped: %s", persona.id, exc.kind)
             return f"dropped:{exc.kind}"
@@ -137,23 +143,35 @@ class Delivery:
             await self.feed_back(reply, persona, sent)
         return "sent" if sent.complete else "cut_off"
 
-    async def snapshots(self, persona: Persona, request: LLMRequest, footer: str) -> AsyncIterator[str]:
-        """The sanitised text so far, each time more arrives; the footer joins the final one only."""
+    async def snapshots(
+        self, persona: Persona, request: LLMRequest, footer: str, greet: Callable[[], Awaitable[str]] | None = None
+    ) -> AsyncIterator[str]:
+        """The sanitised text so far, each time more arrives; the footer joins the final one only, the
+        persona's greeting (if greet says it is due) goes in front of the model's words."""
         names = speaker_names(self.fleet.personas.values())
+        hello = ""
+
+        def clean(words: str) -> str:
+            body = sanitize(unlabel(words, names), persona.name)
+            return f"{hello}\n\n{body}" if hello and body else body
+
         text = ""
         shown = ""
         try:
             async for part in self.fleet.brain.write(persona, request):
                 text += part
-                clean = sanitize(unlabel(text, names), persona.name)
-                if clean and clean != shown:
-                    shown = clean
-                    yield clean
+                if greet is not None and sanitize(unlabel(text, names), persona.name):
+                    # Asked once the model has words: a reply dropped before them greets nobody.
+                    hello, greet = sanitize(await greet()), None
+                now = clean(text)
+                if now and now != shown:
+                    shown = now
+                    yield now
         except IncompleteReply:
-            raise IncompleteReply(sanitize(unlabel(text, names), persona.name)) from None
+            raise IncompleteReply(clean(text)) from None
         except asyncio.CancelledError:
-            self._cut_short(sanitize(unlabel(text, names), persona.name))
-        final = _with_footer(sanitize(unlabel(text, names), persona.name), footer)
+            self._cut_short(clean(text))
+        final = _with_footer(clean(text), footer)
         if final != shown:
             yield final
 

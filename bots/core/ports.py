@@ -88,7 +88,8 @@ class Store(Protocol):
     async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
         """True (and `now` recorded) the first time persona_id addresses user_id on platform.
 
-        /forget deletes these records too, so a forgotten user is told again."""
+        /forget deletes these records too, so a forgotten user is told again. A persona's greeting uses
+        the same record with user_id "channel:<channel id>" (bots/core/greeting.py)."""
         ...
 
     async def add_usage(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:

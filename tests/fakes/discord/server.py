@@ -198,11 +198,11 @@ class FakeDiscord(WebhookRoutes):
         synced (guild ones first), as Discord routes it; an unknown name still goes out with a fresh id.
         """
         bot_id = self._bot_id(bot)
-        sessions = [s for s in self._target_sessions() if s.bot_id == bot_id]
-        if not sessions:
-            raise RuntimeError(f"bot {bot_id} has no gateway session")
         channel = self._channel(to_id(channel_id))
         gid = int(channel["guild_id"])
+        sessions = [s for s in self._target_sessions() if s.bot_id == bot_id and s.owns(gid)]
+        if not sessions:
+            raise RuntimeError(f"bot {bot_id} has no gateway session for guild {gid}")
         human = self.users[to_id(user)]
         command = self._find_command(bot_id, gid, command_name)
         data: JsonDict = {
