@@ -141,8 +141,11 @@ def make_pacer(store: Store) -> Pacer | None:
     return pacer_for(store)
 
 
-def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None) -> list[Adapter]:
-    """Platform adapters with a token; the console room when none has one (or when asked for)."""
+def make_adapters(
+    cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None, *, terminal: bool = False
+) -> list[Adapter]:
+    """Platform adapters with a token; the console room when none has one (or when asked for), and
+    the web room beside it when a person runs this in a terminal (`terminal`)."""
     wanted = _known(only or [])
     adapters: list[Adapter] = []
     for platform in PLATFORMS.values():
@@ -152,12 +155,15 @@ def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[
             adapters.append(platform.factory(cfg, personas))
         else:
             log.info("%s: disabled (adapters.%s.token is empty)", platform.name, platform.name)
-    return adapters + _rooms(cfg, personas, wanted, fallback=not adapters and not wanted)
+    return adapters + _rooms(cfg, personas, wanted, fallback=not adapters and not wanted, terminal=terminal)
 
 
-def _rooms(cfg: FleetConfig, personas: Sequence[Persona], wanted: set[str], *, fallback: bool) -> list[Adapter]:
-    """The account-less platforms (the console): when asked for, or when nothing else would run."""
-    rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or fallback)]
+def _rooms(
+    cfg: FleetConfig, personas: Sequence[Persona], wanted: set[str], *, fallback: bool, terminal: bool
+) -> list[Adapter]:
+    """The account-less platforms (console, web): when asked for, or when nothing else would run."""
+    chosen = {"always": fallback, "terminal": fallback and terminal, "never": False}
+    rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or chosen[p.fallback])]
     return [p.factory(cfg, personas) for p in rooms]
 
 
@@ -235,6 +241,10 @@ class App:
         for adapter in adapters:
             self.fleet.attach(adapter)
         self.ops = Ops(self.fleet, config_path, usage_sync_seconds=usage_sync_seconds)
+        for adapter in adapters:
+            # A room with an operator view (the web room) reads metrics and reloads through ops.
+            if (attach := getattr(adapter, "attach_ops", None)) is not None:
+                attach(self.ops)
         self.leases: LeaseManager | None = None
         self._stop_requested = asyncio.Event()
         self._handled: list[signal.Signals] = []
@@ -257,11 +267,16 @@ class App:
             raise SetupError(f"cannot serve metrics on {metrics.host}:{metrics.port}: {exc.strerror}") from None
         if self.signals:
             self._install_signals()
-        if self.shared:
-            await self._start_leased()
-        else:
-            await self.fleet.start(connect=False)
-            await self._connect_all()
+        try:
+            if self.shared:
+                await self._start_leased()
+            else:
+                await self.fleet.start(connect=False)
+                await self._connect_all()
+        except SetupError:
+            # An adapter that cannot serve (the web room's port taken): nothing half-started stays behind.
+            await self.stop()
+            raise
         adapters = ", ".join(self.fleet.adapters)
         log.info("fleet running: %d personas on %s", len(self.fleet.personas), adapters)
 
@@ -319,9 +334,10 @@ class App:
         self._stop_requested.set()
 
     def console_closed(self) -> asyncio.Event | None:
-        """The console's end-of-input event when the console is the only adapter (else nothing ends a run)."""
+        """The console's end-of-input event when no platform with accounts runs beside it (the web room
+        opened with it in a terminal ends with it: Ctrl-D quits); else nothing ends a run."""
         console = self.fleet.adapters.get("console")
-        if console is None or len(self.fleet.adapters) != 1:
+        if console is None or any(a.accounts() for a in self.fleet.adapters.values()):
             return None
         closed = getattr(console, "closed", None)
         return closed if isinstance(closed, asyncio.Event) else None

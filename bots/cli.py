@@ -131,7 +131,7 @@ async def _run(args: argparse.Namespace) -> int:
     configure(cfg, json_lines=cfg.logging.json_lines, extra_secrets=persona_secrets(personas))
     try:
         llm = make_llm(cfg)
-        adapters = make_adapters(cfg, personas, args.adapter)
+        adapters = make_adapters(cfg, personas, args.adapter, terminal=sys.stdin.isatty() and sys.stdout.isatty())
     except SetupError as exc:
         print(f"botfleet: {exc}", file=sys.stderr)
         return 2
@@ -154,6 +154,10 @@ async def _run(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"botfleet: {exc}", file=sys.stderr)
         return 2
+    for adapter in adapters:
+        if url := getattr(adapter, "url", ""):
+            # The one line a newcomer needs: where to open the room (logs may be going to a file).
+            print(f"botfleet: {adapter.platform} room at {url}", file=sys.stderr)
     await app.run()
     return 0
 

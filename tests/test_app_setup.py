@@ -29,7 +29,7 @@ def cfg(**data: Any) -> FleetConfig:
 
 
 def test_every_registered_platform_has_its_settings_section() -> None:
-    assert names() == ["console", "discord", "telegram"]
+    assert names() == ["console", "discord", "telegram", "web"]
     for name, platform in PLATFORMS.items():
         assert platform.name == name
         assert isinstance(platform.settings(FleetConfig()), platform.settings_model)
