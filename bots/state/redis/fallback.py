@@ -23,6 +23,7 @@ from bots.core.ports import Rate, Turn, Verdict
 from bots.state.memory import MemoryRateLimiter, MemoryStore
 from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe_all
 from bots.state.redis.epoch import EpochGuard
+from bots.state.redis.fallback_care import FallbackCare
 from bots.state.redis.fallback_notes import FallbackNotes
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.journal import Journal
@@ -85,7 +86,7 @@ class FallbackRateLimiter:
         await self.health.release_user()
 
 
-class FallbackStore(FallbackNotes):
+class FallbackStore(FallbackNotes, FallbackCare):
     """The Redis store, with local state that answers while Redis is away.
 
     The local store holds every opt-out, mute and follower choice in Redis, whichever process made
