@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bots.state.redis import RedisStore, make_client
 from tests.redis_server import RedisServer
+from tests.test_redis_choices import eventually
 from tests.test_redis_faults import Rig, server
 from tests.test_store_contract import Backend, backend
 
@@ -155,12 +156,28 @@ async def test_care_read_from_redis_holds_through_an_outage(server: RedisServer)
 
 
 async def test_care_outlives_a_redis_that_lost_its_data(server: RedisServer) -> None:
+    """Redis restarted empty: this process still keeps quiet toward Ann, and writes her care record
+    back along with the choices it remembers, so the other processes keep quiet too."""
     rig = Rig(server.url, "e:")
-    other = make_client(server.url)
+    rig.store.epochs.interval = 0.05
+    other = RedisStore(make_client(server.url), prefix="e:")
     try:
         await rig.store.set_care("tg", "ann", "tg:g1", NOW + 1800, NOW)
-        await other.flushall()
-        assert await rig.store.care_until("tg", "ann", "tg:g1", NOW + 1) == NOW + 1800
+        await rig.store.set_care("tg", "ann", "tg:g2", NOW + 60, NOW)
+        await eventually(lambda: _has_epoch(rig))
+        await other.client.flushall()
+        assert await rig.store.care_until("tg", "ann", "tg:g1", NOW + 100) == NOW + 1800
+        await eventually(lambda: _in_care(other, "tg:g1", NOW + 100))
+        # A record this process knows to be over is not written back.
+        assert await other.care_until("tg", "ann", "tg:g2", NOW + 30) is None
     finally:
-        await other.aclose()
+        await other.client.aclose()
         await rig.close()
+
+
+async def _has_epoch(rig: Rig) -> bool:
+    return rig.store.epochs.epoch is not None
+
+
+async def _in_care(store: RedisStore, conversation: str, now: float) -> bool:
+    return await store.care_until("tg", "ann", conversation, now) is not None

@@ -123,6 +123,7 @@ class FallbackStore(FallbackNotes, FallbackCare):
         self._listener: asyncio.Task[None] | None = None
         # Writes back the mirror of choices (self.local) when Redis has lost its data.
         self.epochs = EpochGuard(primary, health, self.local.choices)
+        self.epochs.also_restore.append(self.restore_care)
         # Loads every choice into self.local and applies the changes other processes make.
         self.mirror = ChoiceMirror(primary, health, self.local, self.epochs, lambda: self.journal)
         # Messages let through unchecked because dedupe timed out while Redis was up (see first_seen).

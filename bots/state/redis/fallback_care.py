@@ -4,11 +4,13 @@ Care records are kept locally as well as in Redis: every one this process writes
 While Redis is away the local copy answers, and a care record that did not reach Redis is journaled
 and written through when Redis is back, as opt-outs are. A read takes the later of Redis's answer and
 the local one, so a Redis that lost its data (a restart without persistence) does not end a quiet time
-this process knows about.
+this process knows about, and every process gets the records back: the write-back of choices after
+such a loss (epoch.py) writes this process's care records back too.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -17,6 +19,8 @@ from bots.state.redis.journal import Journal
 from bots.state.redis.store import RedisStore
 
 T = TypeVar("T")
+
+log = logging.getLogger("botfleet.redis")
 
 
 class FallbackCare:
@@ -43,3 +47,12 @@ class FallbackCare:
             await self.local.set_care(platform, user_id, conversation, shared, now)
             return shared
         return mine
+
+    async def restore_care(self) -> int:
+        """Write the care records this process knows back into a Redis that lost its data."""
+        records = self.local.care_records()
+        for platform, user_id, conversation, until, at in records:
+            await self.primary.set_care(platform, user_id, conversation, until, at)
+        if records:
+            log.warning("redis lost its data: wrote back %d care records", len(records))
+        return len(records)
