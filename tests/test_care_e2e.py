@@ -143,8 +143,9 @@ async def test_forget_erases_the_healthy_use_counters(store: str, request: pytes
         assert len(adapter.notices) == 1  # the nudge
         await run(fleet, forget())
         assert await fleet.store.add_daily(day, key, {}) == {}
-        # Counting starts again from nothing.
+        # Counting starts again from nothing: when they last wrote was forgotten too, so the ten
+        # seconds since are not counted as time spent.
         await run(fleet, mention("hello again"))
-        assert (await fleet.store.add_daily(day, key, {})).get("messages") == 1
+        assert await fleet.store.add_daily(day, key, {}) == {"messages": 1, "seconds": 0}
     finally:
         await fleet.stop(grace=0)
