@@ -65,7 +65,8 @@ class Store(Protocol):
 
     async def forget_user(self, platform: str, user_id: str) -> int:
         """Delete every stored turn of that user, and the fleet's replies to those turns (a reply may
-        quote them; replies to those replies go too); returns how many were removed."""
+        quote them; replies to those replies go too); returns how many were removed. Their healthy-use
+        counters ("use:<platform>:<user>", add_daily) go too; care records stay until they lapse."""
         ...
 
     async def prune(self, now: float) -> int:
@@ -105,6 +106,16 @@ class Store(Protocol):
 
         The healthy-use counters per person ("use:<platform>:<user>": messages, seconds, nudged)
         live here; shared by every process on a Redis store, gone after a few days."""
+        ...
+
+    # --- care mode (bots.core.safety): who the personas stay quiet toward, shared by every process ---
+
+    async def set_care(self, platform: str, user_id: str, conversation: str, until: float, now: float) -> None:
+        """Keep the person in care in that conversation until `until` (never moved earlier); gone after."""
+        ...
+
+    async def care_until(self, platform: str, user_id: str, conversation: str, now: float) -> float | None:
+        """Until when the person is in care there; None if not (or no longer) at `now`."""
         ...
 
     # --- relationship memory (bots.core.memory); a person is "platform:user id" unless linked ---

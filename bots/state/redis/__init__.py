@@ -8,6 +8,8 @@
 - fallback.py: local state that answers while Redis is away, and `open_redis_state`.
 - journal.py: writes that did not reach Redis, replayed after an outage or drained when it was slow.
 - mirror.py: every process's local copy of every opt-out, mute and follower choice, kept current.
+- care.py: care mode (who the personas stay quiet toward) and the indexed healthy-use counters;
+  fallback_care.py keeps care records locally while Redis is away and writes them through after.
 
 Every key, under the prefix (`botfleet:` by default), and how long it lives:
 
@@ -21,6 +23,8 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `told:<platform>:channel:<id>`   | hash   | the same: personas that said their greeting there (greeting.py) |
 | `usage:<day>`                    | hash   | three days                                                      |
 | `daily:<day>:use:<platform>:<user>` | hash | three days (healthy-use counters, bots/core/safety/desk.py)     |
+| `daily-days:use:<platform>:<user>` | set | three days: the days with counters, for /forget (care.py)       |
+| `care:<platform>:<user>`         | hash   | the person's longest care quiet time (care.py)                  |
 | `notes:<person>`                 | hash   | retention_days after the last update (notes.py)                 |
 | `link:<platform>:<user>`         | string | retention_days after linking (notes.py)                         |
 | `linkcode:<code>`                | string | memory.link_minutes (notes.py)                                  |

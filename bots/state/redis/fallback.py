@@ -23,6 +23,7 @@ from bots.core.ports import Rate, Turn, Verdict
 from bots.state.memory import MemoryRateLimiter, MemoryStore
 from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe_all
 from bots.state.redis.epoch import EpochGuard
+from bots.state.redis.fallback_care import FallbackCare
 from bots.state.redis.fallback_notes import FallbackNotes
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.journal import Journal
@@ -85,7 +86,7 @@ class FallbackRateLimiter:
         await self.health.release_user()
 
 
-class FallbackStore(FallbackNotes):
+class FallbackStore(FallbackNotes, FallbackCare):
     """The Redis store, with local state that answers while Redis is away.
 
     The local store holds every opt-out, mute and follower choice in Redis, whichever process made
@@ -122,6 +123,7 @@ class FallbackStore(FallbackNotes):
         self._listener: asyncio.Task[None] | None = None
         # Writes back the mirror of choices (self.local) when Redis has lost its data.
         self.epochs = EpochGuard(primary, health, self.local.choices)
+        self.epochs.also_restore.append(self.restore_care)
         # Loads every choice into self.local and applies the changes other processes make.
         self.mirror = ChoiceMirror(primary, health, self.local, self.epochs, lambda: self.journal)
         # Messages let through unchecked because dedupe timed out while Redis was up (see first_seen).

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from bots.core.ports import Turn
 from bots.state.memory import Choices
+from bots.state.redis.care import RedisCare
 from bots.state.redis.client import PREFIX
 from bots.state.redis.notes import RedisNotes
 
@@ -156,7 +157,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisStore(RedisNotes):
+class RedisStore(RedisNotes, RedisCare):
     """The Store protocol in Redis. `now` arguments are ignored where Redis keeps the time (dedupe)."""
 
     def __init__(
@@ -243,7 +244,9 @@ class RedisStore(RedisNotes):
         if not user_id:
             return 0
         keys = [self._index_key(platform, user_id), self._told_key(platform, user_id)]
-        return int(await self._forget(keys=keys, args=[user_id, f"{self._p}h:"]))
+        removed = int(await self._forget(keys=keys, args=[user_id, f"{self._p}h:"]))
+        await self.forget_daily(f"use:{platform}:{user_id}")  # healthy-use counters (care.py)
+        return removed
 
     @property
     def choices_channel(self) -> str:
@@ -371,11 +374,7 @@ class RedisStore(RedisNotes):
         return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
-        args: list[str | int] = [USAGE_TTL_MS]
-        for name, n in deltas.items():
-            args += (name, int(n))
-        raw = await self._usage(keys=[f"{self._p}daily:{day}:{key}"], args=args)
-        return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+        return await self.add_daily_indexed(day, key, deltas)  # care.py: indexed so /forget finds them
 
     async def close(self) -> None:
         return None
