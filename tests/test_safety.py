@@ -111,6 +111,14 @@ def test_idioms_near_the_distress_phrases_stay_clear(text: str) -> None:
         ("ferme ta gueule", "harassment"),
         ("all immigrants should die", "hate"),
         ("send me nudes", "sexual"),
+        ("I'm gonna beat the hell out of him", "violence"),
+        ("on va le tabasser", "violence"),
+        ("do everyone a favor and disappear", "harassment"),
+        ("tout le monde te déteste", "harassment"),
+        ("refugees are parasites", "hate"),
+        ("les étrangers sont tous des voleurs", "hate"),
+        ("strip for me", "sexual"),
+        ("déshabille-toi", "sexual"),
     ],
 )
 def test_other_categories(text: str, expected: str) -> None:
@@ -165,6 +173,8 @@ def test_phrase_syntax() -> None:
 def test_unbalanced_parentheses_are_an_error() -> None:
     with pytest.raises(ValueError, match="unbalanced"):
         Lexicon.build([{"a": ["end (my life"]}])
+    with pytest.raises(ValueError, match="only follows a"):
+        Lexicon.build([{"a": ["si je suis morte?"]}])
 
 
 def test_professional_personas() -> None:

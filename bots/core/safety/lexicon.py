@@ -53,6 +53,9 @@ def _parts(phrase: str) -> list[str]:
 
 
 def _word(raw: str) -> str:
+    if "?" in raw:
+        # Folding would drop it silently: "morte?" would only ever match "morte".
+        raise ValueError(f"'?' only follows a (group), not a word: {raw!r}")
     star = raw.endswith("*")
     word = fold(raw.rstrip("*"))
     return re.escape(word) + ("[a-z0-9]*" if star else "")
@@ -90,8 +93,17 @@ def _sequence(phrase: str) -> str:
     return out
 
 
+_START, _END = r"(?<![a-z0-9])", r"(?![a-z0-9])"
+
+
 def phrase_regex(phrase: str) -> str:
-    return r"(?<![a-z0-9])" + _sequence(phrase) + r"(?![a-z0-9])"
+    return _START + _sequence(phrase) + _END
+
+
+def _alternation(phrases: list[str]) -> re.Pattern[str]:
+    # The word-start test is made once, outside the alternation: the engine then tries the hundreds
+    # of phrases only where a word starts, which keeps a check near 0.1 ms.
+    return re.compile(_START + "(?:" + "|".join(_sequence(p) for p in phrases) + ")" + _END)
 
 
 def parse(text: str, source: str) -> dict[str, list[str]]:
@@ -123,7 +135,7 @@ class Lexicon:
         for sections in lists:
             for name, phrases in sections.items():
                 merged.setdefault(name, []).extend(phrases)
-        compiled = {name: re.compile("|".join(phrase_regex(p) for p in phrases)) for name, phrases in merged.items()}
+        compiled = {name: _alternation(phrases) for name, phrases in merged.items()}
         return cls(compiled, compiled.pop(ALLOW, None))
 
     @classmethod
