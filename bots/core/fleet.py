@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from bots.config import FleetConfig
+from bots.core.admission import PortAdmission
 from bots.core.brain import Brain
 from bots.core.claims import DUPLICATE, ClaimKeeper, StoreDedupe
 from bots.core.commands import OPTED_OUT_COMMANDS, run_command
@@ -26,8 +27,9 @@ from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message, Reply
 from bots.core.gate import Gate
+from bots.core.intake import decide_message, is_feed_post, turn_of
 from bots.core.plan import Decision, Plan
-from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
+from bots.core.ports import Adapter, Admission, Claims, Pacer, RateLimiter, Store
 from bots.core.route import ChainBudget, route
 from bots.core.text import with_valid_text
 from bots.core.triggers import TriggerIndex
@@ -53,6 +55,7 @@ class Fleet:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         pacer: Pacer | None = None,
         claims: Claims | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.pacer: Pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
@@ -81,6 +84,8 @@ class Fleet:
         self.delivery = Delivery(self)
         # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
         self.keeper = ClaimKeeper(self, claims or StoreDedupe(store))
+        # A message's claim, opt-out, history, mutes and limits in one step (one Redis call at most).
+        self.admission: Admission = admission or PortAdmission(self.keeper.claims, store, limiter)
         self.load(personas)
 
     # --- personas ---------------------------------------------------------------------------------
@@ -189,6 +194,8 @@ class Fleet:
     async def handle(self, event: Event, now: float | None = None) -> Plan:
         now = self.clock() if now is None else now
         plan = Plan(event=event, at=now)
+        if isinstance(event, Message) and not is_feed_post(self, event):
+            return await decide_message(self, event, plan, now)
         if not await self.keeper.claim(event, now):
             plan.note = DUPLICATE
             return plan
@@ -237,17 +244,7 @@ class Fleet:
         return await self.store.is_opted_out(event.platform, author.id)
 
     async def _remember(self, msg: Message, now: float) -> None:
-        author = msg.author
-        turn = Turn(
-            speaker=author.name,
-            text=msg.text,
-            at=now,
-            user_id="" if author.persona_id else author.id,
-            persona_id=author.persona_id,
-            message_id=msg.id,
-            reply_to=(msg.reply_to_id or "") if author.persona_id else "",
-        )
-        await self.store.append(msg.conversation, turn)
+        await self.store.append(msg.conversation, turn_of(msg, now))
 
     @property
     def breaker(self) -> Breaker:

@@ -1,0 +1,53 @@
+"""The Admission port composed from the other ports: claim, opt-out, append, mutes, limits in turn.
+
+This is what a fleet on memory state uses, and what the Redis admission falls back to when Redis is
+away or slow: the same calls the pipeline made one after another before the step was one script.
+"""
+
+from __future__ import annotations
+
+from bots.core.ports import MUTED, Admitted, Claims, Entry, RateLimiter, Store, Verdict
+
+DUPLICATE_ENTRY = Admitted(claimed=False)
+
+
+class PortAdmission:
+    def __init__(self, claims: Claims, store: Store, limiter: RateLimiter) -> None:
+        self.claims = claims
+        self.store = store
+        self.limiter = limiter
+
+    async def admit(self, entry: Entry, now: float) -> Admitted:
+        claimed = await self.claims.claim(entry.key, entry.payload, entry.owner, entry.lease, entry.keep, now)
+        if not claimed:
+            return DUPLICATE_ENTRY
+        return await self.admit_claimed(entry, now)
+
+    async def admit_claimed(self, entry: Entry, now: float) -> Admitted:
+        """The rest of the step, for a claim already won (or let through unchecked)."""
+        if entry.user and await self.store.is_opted_out(entry.platform, entry.user):
+            return Admitted(claimed=True, opted_out=True, settled=await self._settle(entry.key, entry.owner))
+        if entry.turn is not None:
+            await self.store.append(entry.conversation, entry.turn)
+        settled = await self._settle(entry.key, entry.owner) if entry.settle else False
+        if not entry.candidates and entry.settle:
+            return Admitted(claimed=True, settled=settled)
+        muted = await self.store.muted(entry.conversation)
+        if entry.parent and entry.parent != entry.conversation:
+            muted |= await self.store.muted(entry.parent)
+        return Admitted(claimed=True, muted=muted, verdicts=await self._limit(entry, muted, now), settled=settled)
+
+    async def _settle(self, key: str, owner: str) -> bool:
+        # Nothing will come of this message: its claim is done now, not when a plan is carried out.
+        if self.claims.shared:
+            await self.claims.done(key, owner)
+        return True
+
+    async def _limit(self, entry: Entry, muted: frozenset[str], now: float) -> tuple[Verdict, ...]:
+        """A muted candidate takes no slot: only the others go to the limiter, in the order given."""
+        open_ = [i for i, pid in enumerate(entry.candidates) if pid not in muted]
+        got = await self.limiter.acquire([entry.rates[i] for i in open_], entry.max_grants, now) if open_ else []
+        verdicts = [MUTED] * len(entry.candidates)
+        for i, verdict in zip(open_, got, strict=True):
+            verdicts[i] = verdict
+        return tuple(verdicts)
