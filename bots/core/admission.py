@@ -6,9 +6,17 @@ away or slow: the same calls the pipeline made one after another before the step
 
 from __future__ import annotations
 
-from bots.core.ports import MUTED, Admitted, Claims, Entry, RateLimiter, Store, Verdict
+from typing import cast
+
+from bots.core.ports import MUTED, Admission, Admitted, Claims, Entry, RateLimiter, Store, Verdict
 
 DUPLICATE_ENTRY = Admitted(claimed=False)
+
+
+def shared_admission(store: Store, claims: Claims, limiter: RateLimiter) -> Admission | None:
+    """The store's own one-call admission, if it has one (the Redis store does, for its own limiter)."""
+    make = getattr(store, "admission_for", None)
+    return None if make is None else cast("Admission | None", make(claims, limiter))
 
 
 class PortAdmission:
@@ -36,6 +44,9 @@ class PortAdmission:
         if entry.parent and entry.parent != entry.conversation:
             muted |= await self.store.muted(entry.parent)
         return Admitted(claimed=True, muted=muted, verdicts=await self._limit(entry, muted, now), settled=settled)
+
+    async def close(self) -> None:
+        return None  # the ports it is made of are closed by their owner
 
     async def _settle(self, key: str, owner: str) -> bool:
         # Nothing will come of this message: its claim is done now, not when a plan is carried out.

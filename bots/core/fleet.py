@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from bots.config import FleetConfig
-from bots.core.admission import PortAdmission
+from bots.core.admission import PortAdmission, shared_admission
 from bots.core.brain import Brain
 from bots.core.claims import DUPLICATE, ClaimKeeper, StoreDedupe
 from bots.core.commands import OPTED_OUT_COMMANDS, run_command
@@ -85,7 +85,11 @@ class Fleet:
         # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
         self.keeper = ClaimKeeper(self, claims or StoreDedupe(store))
         # A message's claim, opt-out, history, mutes and limits in one step (one Redis call at most).
-        self.admission: Admission = admission or PortAdmission(self.keeper.claims, store, limiter)
+        self.admission: Admission = (
+            admission
+            or shared_admission(store, self.keeper.claims, limiter)
+            or PortAdmission(self.keeper.claims, store, limiter)
+        )
         self.load(personas)
 
     # --- personas ---------------------------------------------------------------------------------
@@ -152,6 +156,7 @@ class Fleet:
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
         await self.brain.close()
+        await self.admission.close()
         await self.limiter.close()
         await self.store.close()
 

@@ -216,6 +216,8 @@ class Admission(Protocol):
 
     async def admit(self, entry: Entry, now: float) -> Admitted: ...
 
+    async def close(self) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Pace:

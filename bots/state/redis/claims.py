@@ -199,6 +199,10 @@ class FallbackClaims:
     async def claim(self, key: str, payload: str, owner: str, lease: float, keep: float, now: float) -> bool:
         if not await self.local.claim(key, payload, owner, lease, keep, now):
             return False
+        return await self.claim_shared(key, payload, owner, lease, keep, now)
+
+    async def claim_shared(self, key: str, payload: str, owner: str, lease: float, keep: float, now: float) -> bool:
+        """The claim in Redis, for a key the local layer has just claimed."""
         if not self.health.up:
             return True
         # Not skipped when Redis is merely slow: like dedupe, this is a handler's one wait.
