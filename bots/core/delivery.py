@@ -56,6 +56,16 @@ class Delivery:
         self.authored: OrderedDict[str, str] = OrderedDict()
         # Reply queues by name; a lock lives only while replies of its queue are waiting or writing.
         self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._names: frozenset[str] = frozenset()
+        self._names_of: object = None
+
+    def _speaker_names(self) -> frozenset[str]:
+        # Once per persona set, not per reply: at thousands of personas it costs a millisecond.
+        personas = self.fleet.personas
+        if self._names_of is not personas:
+            self._names = speaker_names(personas.values())
+            self._names_of = personas
+        return self._names
 
     async def perform(self, action: Action) -> str:
         """Carry one action out and return its outcome, which also goes to the fleet's outcome
@@ -139,7 +149,7 @@ class Delivery:
 
     async def snapshots(self, persona: Persona, request: LLMRequest, footer: str) -> AsyncIterator[str]:
         """The sanitised text so far, each time more arrives; the footer joins the final one only."""
-        names = speaker_names(self.fleet.personas.values())
+        names = self._speaker_names()
         text = ""
         shown = ""
         try:

@@ -69,7 +69,8 @@ async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> 
     reserved = grants if chain_root is not None and open_ else 0
     entry = Entry(
         key=msg.key,
-        payload=encode_claim(msg),
+        # Only claims another process may take over need the event written out.
+        payload=encode_claim(msg) if fleet.keeper.claims.shared else "",
         owner=fleet.keeper.owner,
         lease=fleet.keeper.lease,
         keep=fleet.config.fleet.dedupe_seconds,
