@@ -278,6 +278,8 @@ class RedisAdmission:
         except FAULTS as exc:
             self.health.failed(exc, started)
             # It may have landed, or not: answered unchecked, from local state (Redis is not usable now).
+            if self.health.up:
+                self.store.dedupe_unchecked += 1
             return await self.pieces.admit_claimed(entry, now)
         except RedisError as exc:
             self.health.bad_command(exc)
