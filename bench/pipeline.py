@@ -84,17 +84,25 @@ POOL = 8192
 
 
 def generated(n: int) -> list[Persona]:
-    """n personas validated one by one from the shipped ones' fields, with ids and names of their own."""
+    """n personas validated one by one from the shipped ones' fields, with ids, names, keywords and
+    regexes of their own (clones sharing keywords would all answer the same words, which no real fleet
+    of a thousand personas does)."""
     out = []
     for i in range(n):
         base = SHIPPED[i % len(SHIPPED)].model_dump()
         base.update(id=f"{base['id']}{i}", name=f"{base['name']} {i}")
+        for trigger in [*base["triggers"], *base["reactions"]]:
+            if trigger.get("keywords"):
+                trigger["keywords"] = [f"{k.replace(' ', '')}{i}" for k in trigger["keywords"]]
+            if trigger.get("regex"):
+                trigger["regex"] = rf"\bpattern{i}\b"
         out.append(Persona.model_validate(base))
     return out
 
 
 def pool(personas: list[Persona], rng: random.Random) -> list[Message]:
-    words = CHATTER + [k for p in personas[:50] for t in p.triggers for k in (t.keywords or [])][:200]
+    keywords = [k for p in personas for t in p.triggers for k in (t.keywords or [])]
+    words = CHATTER + rng.sample(keywords, min(200, len(keywords)))
     msgs = []
     for _ in range(POOL):
         text = " ".join(rng.choice(words) for _ in range(rng.randrange(4, 14)))
