@@ -129,6 +129,19 @@ async def test_a_message_nobody_can_answer_is_settled_at_once_and_still_remember
     assert [t.text for t in await backend.store.history("tg:g1", 10)] == ["said in tg:1"]
 
 
+async def test_a_claim_that_owes_nothing_but_replies_is_done_when_every_candidate_is_refused(
+    backend: Backend,
+) -> None:
+    first = await backend.admission.admit(
+        entry("tg:1", candidates=("a",), limit=1, settle_unless_granted=True), backend.now
+    )
+    assert first.verdicts == (ALLOWED,) and not first.settled  # its reply is still to be carried out
+    second = await backend.admission.admit(
+        entry("tg:2", candidates=("a",), limit=1, settle_unless_granted=True), backend.now
+    )
+    assert second.verdicts[0].blocked_by == "per_minute" and second.settled
+
+
 async def test_concurrent_messages_are_each_decided_once_and_in_order(backend: Backend) -> None:
     entries = [entry(f"tg:{i}", user=f"u{i}", candidates=("nerd",), limit=10) for i in range(30)]
     entries.append(entry("tg:3", user="u3", candidates=("nerd",), limit=10))  # a redelivery

@@ -43,7 +43,10 @@ class PortAdmission:
         muted = await self.store.muted(entry.conversation)
         if entry.parent and entry.parent != entry.conversation:
             muted |= await self.store.muted(entry.parent)
-        return Admitted(claimed=True, muted=muted, verdicts=await self._limit(entry, muted, now), settled=settled)
+        verdicts = await self._limit(entry, muted, now)
+        if entry.settle_unless_granted and not any(v.allowed for v in verdicts):
+            settled = await self._settle(entry.key, entry.owner)
+        return Admitted(claimed=True, muted=muted, verdicts=verdicts, settled=settled)
 
     async def close(self) -> None:
         return None  # the ports it is made of are closed by their owner

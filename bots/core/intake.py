@@ -86,6 +86,9 @@ async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> 
         ),
         max_grants=grants,
         settle=foreign or (not hits and not reactions),
+        # Without reactions, and with no named persona to explain the silence of, a refusal ends it.
+        settle_unless_granted=not reactions
+        and (author.persona_id is not None or author.is_bot or all(h.kind != "mention" for h in hits.values())),
     )
     try:
         got = await fleet.admission.admit(entry, now)

@@ -191,6 +191,8 @@ class Entry:
     max_grants: int = 0
     # No action can come of it (no trigger hit): the claim is done as soon as it is taken.
     settle: bool = False
+    # Only a granted reply can come of it (no reactions, no notice owed): done at once if none is.
+    settle_unless_granted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,11 +40,13 @@ if TYPE_CHECKING:
 # order), 9 history size, 10 retention ms. A message: [key, payload, owner, lease ms, keep ms,
 # settle (1: no pending entry), platform, user whose opt-out counts, conversation, parent
 # conversation, turn JSON, the turn's user id, retention cutoff, [candidate persona ids], 1 when
-# nothing can come of it (no mutes or limits needed)].
+# nothing can come of it (no mutes or limits needed), 1 when nothing but a granted reply can (the
+# claim is done at once if no candidate is granted)].
 # Returns JSON "stale" (epoch changed: nothing done), or flat per message: status (0 duplicate,
-# 1 admitted, 2 opted out), the number of muted personas and their ids, the number of candidates and
-# per candidate (code, retry us): 0 admitted, -1 capped, -2 muted, k blocked by its k-th rate; then,
-# on request, (key index, us its tat is ahead) pairs as LIMIT_LUA gives them.
+# 1 admitted, 2 opted out, 3 admitted with nobody granted and the claim done at once), the number
+# of muted personas and their ids, the number of candidates and per candidate (code, retry us):
+# 0 admitted, -1 capped, -2 muted, k blocked by its k-th rate; then, on request, (key index, us its
+# tat is ahead) pairs as LIMIT_LUA gives them.
 ADMIT_LUA = (
     GCRA_LUA
     + """
@@ -163,6 +165,7 @@ local out, tat = gcra(cjson.decode(ARGV[6]), cjson.decode(ARGV[7]), d, now)
 local res, r, v = {}, 0, 0
 for i = 1, #msgs do
   local status, mlist, open, ncand = info[i][1], info[i][2], info[i][3], info[i][4]
+  local at = r + 1
   res[r + 1] = status
   res[r + 2] = #mlist
   r = r + 2
@@ -178,6 +181,7 @@ for i = 1, #msgs do
     code[c] = v + 1
     v = v + 2
   end
+  local granted = false
   for c = 1, ncand do
     if code[c] == -2 then
       res[r + 1] = -2
@@ -185,8 +189,16 @@ for i = 1, #msgs do
     else
       res[r + 1] = out[code[c]]
       res[r + 2] = out[code[c] + 1]
+      if out[code[c]] == 0 then granted = true end
     end
     r = r + 2
+  end
+  local m = msgs[i]
+  if status == 1 and m[6] ~= 1 and m[16] == 1 and not granted then
+    -- Refused all round and nothing else can come of it: done now, not after an empty plan.
+    call('ZREM', pending, m[1])
+    call('HDEL', payloads, m[1])
+    res[at] = 3
   end
 end
 if ARGV[4] == '1' then
@@ -343,6 +355,7 @@ class RedisAdmission:
                     "0" if turn is None else repr(turn.at - store.retention_seconds),
                     list(e.candidates),
                     1 if e.settle else 0,
+                    1 if e.settle_unless_granted else 0,
                 ]
             )
         self.calls += 1
@@ -403,7 +416,7 @@ def _settle(jobs: list[_AdmitJob], out: list[int | str]) -> int:
             opted_out=status == 2,
             muted=muted,
             verdicts=tuple(verdicts),
-            settled=status == 2 or (status == 1 and job.entry.settle),
+            settled=status in (2, 3) or (status == 1 and job.entry.settle),
         )
         if not job.future.done():
             job.future.set_result(got)
