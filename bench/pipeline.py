@@ -83,7 +83,7 @@ CHATTER = "the a i you we should think about my job friend money today really ma
 POOL = 8192
 
 
-def generated(n: int) -> list[Persona]:
+def generated(n: int, *, free_will: bool = True) -> list[Persona]:
     """n personas validated one by one from the shipped ones' fields, with ids, names, keywords and
     regexes of their own (clones sharing keywords would all answer the same words, which no real fleet
     of a thousand personas does)."""
@@ -91,6 +91,8 @@ def generated(n: int) -> list[Persona]:
     for i in range(n):
         base = SHIPPED[i % len(SHIPPED)].model_dump()
         base.update(id=f"{base['id']}{i}", name=f"{base['name']} {i}")
+        if not free_will:  # only the persona named answers: the reply and lag cases count replies
+            base["triggers"] = [t for t in base["triggers"] if any(v for k, v in t.items() if k != "chance")]
         for trigger in [*base["triggers"], *base["reactions"]]:
             if trigger.get("keywords"):
                 trigger["keywords"] = [f"{k.replace(' ', '')}{i}" for k in trigger["keywords"]]
@@ -297,7 +299,7 @@ def mentions(personas: list[Persona], n: int, tag: str) -> list[Message]:
 
 
 async def reply_case() -> dict[str, Any]:
-    personas = generated(1000)
+    personas = generated(1000, free_will=False)
     fleet = build_fleet(config("memory://"), personas, llm=CannedClient("ok"))
     adapter = FirstSend()
     fleet.attach(adapter)
@@ -317,7 +319,7 @@ async def reply_case() -> dict[str, Any]:
 async def lag_case() -> dict[str, Any]:
     """Messages arrive one per loop turn, as from a socket; the ticker's lateness is reported over the
     whole run (the burst of starting 1,000 replies included) and over the wait with all in flight."""
-    personas = generated(1000)
+    personas = generated(1000, free_will=False)
     fleet = build_fleet(config("memory://", max_concurrency=2000), personas, llm=SlowLLM(2.0))
     adapter = FirstSend()
     fleet.attach(adapter)
