@@ -88,6 +88,8 @@ end
 
 local d, dn = {}, 0
 local info = {}
+-- The pending claims live dedupe_seconds past the batch's last claim: one expiry per batch.
+local keep = nil
 local p = 1
 for i = 1, #msgs do
   local m = msgs[i]
@@ -120,8 +122,7 @@ for i = 1, #msgs do
     else
       call('ZADD', pending, now_ms + m[4], key)
       call('HSET', payloads, key, m[2])
-      call('PEXPIRE', pending, m[5])
-      call('PEXPIRE', payloads, m[5])
+      keep = m[5]
     end
   end
   if status == 1 and m[11] ~= '' then
@@ -160,6 +161,10 @@ for i = 1, #msgs do
     end
   end
   info[i] = {status, mlist, open, status == 1 and ncand or 0}
+end
+if keep then
+  call('PEXPIRE', pending, keep)
+  call('PEXPIRE', payloads, keep)
 end
 local out, tat = gcra(cjson.decode(ARGV[6]), cjson.decode(ARGV[7]), d, now)
 local res, r, v = {}, 0, 0
