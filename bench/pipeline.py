@@ -9,8 +9,9 @@ Prints one JSON line per case on stdout, notes on stderr:
   "redis_round_trips_per_msg", "redis_commands_per_msg"} for memory and Redis, the shipped personas
   and 1,000 generated ones, at each concurrency; plus one line per backend with "offered_per_s": 1000
   (messages sent at a fixed rate rather than as fast as they are answered: its p99 is the latency
-  target). Each message goes through `Fleet.handle` and then `ClaimKeeper.opened`, as `dispatch`
-  does before carrying the plan out, so the claim's settling writes are counted too. A quarter of the
+  target). Each message goes through `Fleet.handle`, then `ClaimKeeper.opened` and `settled` for
+  each action as if carried out at once (no LLM), so the claim's writes (the decided actions, done)
+  are counted too. A quarter of the
   messages mention a persona; the rest are ordinary chatter that may hit keywords; 2,000 channels,
   10,000 people, platform telegram.
 - reply: {"case": "reply_path", "p50_ms", "p99_ms"}: from `Fleet.dispatch` to the adapter's first
@@ -159,7 +160,11 @@ class Run:
         t = time.perf_counter()
         plan = await self.fleet.handle(msg)
         self.latencies.append(time.perf_counter() - t)
-        self.fleet.keeper.opened(plan)
+        # What dispatch does next, with every action carried out at once: the claim's writes count.
+        keeper = self.fleet.keeper
+        keeper.opened(plan)
+        for action in plan.actions:
+            keeper.settled(plan.event.key, action, "sent")
 
     async def closed_loop(self, seconds: float, concurrency: int) -> int:
         stop_at = time.perf_counter() + seconds

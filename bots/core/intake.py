@@ -67,10 +67,11 @@ async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> 
             open_ = []
     parent = msg.parent_channel
     reserved = grants if chain_root is not None and open_ else 0
+    settle = foreign or (not hits and not reactions)
     entry = Entry(
         key=msg.key,
-        # Only claims another process may take over need the event written out.
-        payload=encode_claim(msg) if fleet.keeper.claims.shared else "",
+        # Only a claim another process may take over needs the event written out.
+        payload=encode_claim(msg) if fleet.keeper.claims.shared and not settle else "",
         owner=fleet.keeper.owner,
         lease=fleet.keeper.lease,
         keep=fleet.config.fleet.dedupe_seconds,
@@ -85,7 +86,7 @@ async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> 
             for c in open_
         ),
         max_grants=grants,
-        settle=foreign or (not hits and not reactions),
+        settle=settle,
         # Without reactions, and with no named persona to explain the silence of, a refusal ends it.
         settle_unless_granted=not reactions
         and (author.persona_id is not None or author.is_bot or all(h.kind != "mention" for h in hits.values())),

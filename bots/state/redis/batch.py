@@ -16,6 +16,9 @@ from typing import Any, Generic, Protocol, TypeVar
 from bots.core.ports import Rate, Verdict
 from bots.state.redis.client import CALL_TIMEOUT, stop_task
 
+# max_pending for writes that must not be refused (claim settling, first contacts).
+UNCAPPED = 1 << 62
+
 
 class LimiterOverloaded(RuntimeError):
     """More decisions are waiting for Redis than the batcher may queue."""

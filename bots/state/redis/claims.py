@@ -24,7 +24,7 @@ from typing import TypeVar
 from redis.asyncio import Redis
 
 from bots.state.claims import MemoryClaims
-from bots.state.redis.batch import Batcher
+from bots.state.redis.batch import UNCAPPED, Batcher
 from bots.state.redis.client import FAILURES, PREFIX
 from bots.state.redis.fallback import FallbackStore
 from bots.state.redis.health import RedisHealth
@@ -139,9 +139,10 @@ class RedisClaims:
         self._p = prefix
         self._claim = client.register_script(CLAIM_LUA)
         self._settle_many = client.register_script(SETTLE_MANY_LUA)
-        # Claims settled while earlier settle calls are out share the next call (the caller's
-        # budget, RedisHealth.call, bounds the wait).
-        self._settles = Batcher[_Settle](self._send_settles, timeout=None)
+        # Claims settled while earlier settle calls are out share the next call. The caller's budget
+        # (RedisHealth.call) bounds the wait, and nothing caps the queue: a shutdown hands back every
+        # open claim at once, and a settle refused here would leave its claim to be taken over.
+        self._settles = Batcher[_Settle](self._send_settles, timeout=None, max_pending=UNCAPPED)
         self._renew = client.register_script(RENEW_LUA)
         self._take = client.register_script(TAKE_LUA)
 

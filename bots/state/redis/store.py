@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 
 from bots.core.ports import Turn
 from bots.state.memory import Choices
-from bots.state.redis.batch import Batcher
+from bots.state.redis.batch import UNCAPPED, Batcher
 from bots.state.redis.client import PREFIX
 
 # Keys kept without an expiry, each for the reason given in bots/state/redis/__init__.py.
@@ -192,8 +192,8 @@ class RedisStore:
         self._choice = client.register_script(CHOICE_LUA)
         self._first_contact = client.register_script(FIRST_CONTACT_LUA)
         # First contacts asked while earlier ones are out share the next call (the caller's budget,
-        # RedisHealth.call, bounds the wait).
-        self._contacts = Batcher[_Contact](self._send_contacts, timeout=None)
+        # RedisHealth.call, bounds the wait; the queue is not capped, as the calls were not before).
+        self._contacts = Batcher[_Contact](self._send_contacts, timeout=None, max_pending=UNCAPPED)
 
     @property
     def client(self) -> Redis:
