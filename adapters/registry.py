@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from adapters.console import ConsoleAdapter
-from bots.config import ConsoleConfig, DiscordConfig, FleetConfig, TelegramConfig
+from adapters.web.settings import WebConfig, default_feeds
+from bots.config import ConsoleConfig, DiscordConfig, FeedConfig, FleetConfig, TelegramConfig
 from bots.core.ports import Adapter
 from bots.persona import Persona
 from bots.yamlfile import Problem
@@ -40,6 +41,13 @@ class Platform:
     check: Check | None = None
     # Dotted settings read when the adapter is built; a reload logs them as needing a restart.
     restart_only: tuple[str, ...] = ()
+    # An account-less room started when no platform has a token: "always" (the console), "terminal"
+    # (only when a person runs botfleet in a terminal: the web room), or "never".
+    fallback: str = "always"
+    # Settings fields holding secrets besides `token` (masked in logs like tokens).
+    secret_fields: tuple[str, ...] = ()
+    # Feed channels used when config.yaml has no `feeds.<name>` section.
+    default_feeds: tuple[FeedConfig, ...] = ()
 
     def settings(self, cfg: FleetConfig) -> Any:
         # A platform known only to this registry has no declared field: its section may be absent.
@@ -59,7 +67,9 @@ class Platform:
         return bool(self.config_token(cfg)) or any(self.persona_token(p) for p in personas)
 
     def config_secrets(self, cfg: FleetConfig) -> list[str]:
-        return [t for t in (self.config_token(cfg),) if t]
+        settings = self.settings(cfg)
+        extra = (str(getattr(settings, f, "") or "") for f in self.secret_fields)
+        return [t for t in (self.config_token(cfg), *extra) if t]
 
     def persona_secrets(self, persona: Persona) -> list[str]:
         return [t for t in (self.persona_token(persona),) if t]
@@ -81,6 +91,12 @@ def _telegram(cfg: FleetConfig, personas: Sequence[Persona]) -> Adapter:
     return TelegramAdapter(cfg.adapters.telegram, list(personas))
 
 
+def _web(cfg: FleetConfig, personas: Sequence[Persona]) -> Adapter:
+    from adapters.web import WebAdapter  # aiohttp: only when the web room runs
+
+    return WebAdapter(PLATFORMS["web"].settings(cfg))
+
+
 def _telegram_check(personas: Sequence[Persona]) -> list[Problem]:
     from adapters.telegram.emoji import check_reactions  # imports telegram.constants
 
@@ -93,6 +109,16 @@ PLATFORMS: dict[str, Platform] = {
         Platform("console", ConsoleConfig, _console, uses_tokens=False, restart_only=("adapters.console",)),
         Platform("discord", DiscordConfig, _discord, restart_only=("adapters.discord",)),
         Platform("telegram", TelegramConfig, _telegram, check=_telegram_check, restart_only=("adapters.telegram",)),
+        Platform(
+            "web",
+            WebConfig,
+            _web,
+            uses_tokens=False,
+            restart_only=("adapters.web",),
+            fallback="terminal",
+            secret_fields=("admin_token",),
+            default_feeds=default_feeds(),
+        ),
     )
 }
 

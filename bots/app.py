@@ -20,9 +20,11 @@ from bots.config import FleetConfig, LLMConfig
 from bots.core.brain import Brain
 from bots.core.fleet import Fleet
 from bots.core.ports import Adapter, Claims, LLMClient, Pacer, RateLimiter, Store
+from bots.core.safety.moderator import Moderator
 from bots.llm.breaker import RetryBudget
 from bots.llm.canned import CannedClient
 from bots.llm.local import LocalClient, local_available
+from bots.llm.moderation import OpenAIModerator
 from bots.llm.openai import OpenAIClient
 from bots.ops.budget import ConnectGate
 from bots.ops.control import Ops
@@ -101,6 +103,25 @@ def _openai(llm: LLMConfig, api_key: str | None, base_url: str | None) -> LLMCli
     )
 
 
+def make_moderator(cfg: FleetConfig, llm: LLMClient, env: Mapping[str, str] | None = None) -> Moderator | None:
+    """The OpenAI moderation endpoint when chosen (or, with auto, when replies come from OpenAI itself);
+    None: the fleet's local lists (or nothing, with moderation off)."""
+    env = os.environ if env is None else env
+    mode = cfg.safety.moderation
+    base_url = cfg.llm.base_url or env.get("OPENAI_BASE_URL") or None
+    api_key = cfg.llm.api_key or env.get("OPENAI_API_KEY") or None
+    if mode == "auto":
+        # Other OpenAI-compatible servers (Ollama, vLLM, llama.cpp) have no moderation endpoint.
+        openai_itself = isinstance(llm, OpenAIClient) and llm.endpoint == "api.openai.com" and api_key
+        mode = "openai" if openai_itself else "local"
+    if mode != "openai":
+        return None
+    if not api_key and not base_url:
+        raise SetupError("safety.moderation is openai but no API key is set (OPENAI_API_KEY or llm.api_key)")
+    log.info("safety: moderation by the OpenAI endpoint %s", base_url or "api.openai.com")
+    return OpenAIModerator(api_key=api_key, base_url=base_url, timeout=min(cfg.llm.timeout_seconds, 10.0))
+
+
 def make_state(cfg: FleetConfig, *, redis_prefix: str | None = None) -> tuple[Store, RateLimiter]:
     if cfg.store.startswith("memory://"):
         store = MemoryStore(history_size=cfg.fleet.history_size, retention_seconds=cfg.retention_days * 86400.0)
@@ -120,8 +141,11 @@ def make_pacer(store: Store) -> Pacer | None:
     return pacer_for(store)
 
 
-def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None) -> list[Adapter]:
-    """Platform adapters with a token; the console room when none has one (or when asked for)."""
+def make_adapters(
+    cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[str] | None = None, *, terminal: bool = False
+) -> list[Adapter]:
+    """Platform adapters with a token; the console room when none has one (or when asked for), and
+    the web room beside it when a person runs this in a terminal (`terminal`)."""
     wanted = _known(only or [])
     adapters: list[Adapter] = []
     for platform in PLATFORMS.values():
@@ -131,12 +155,15 @@ def make_adapters(cfg: FleetConfig, personas: Sequence[Persona], only: Sequence[
             adapters.append(platform.factory(cfg, personas))
         else:
             log.info("%s: disabled (adapters.%s.token is empty)", platform.name, platform.name)
-    return adapters + _rooms(cfg, personas, wanted, fallback=not adapters and not wanted)
+    return adapters + _rooms(cfg, personas, wanted, fallback=not adapters and not wanted, terminal=terminal)
 
 
-def _rooms(cfg: FleetConfig, personas: Sequence[Persona], wanted: set[str], *, fallback: bool) -> list[Adapter]:
-    """The account-less platforms (the console): when asked for, or when nothing else would run."""
-    rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or fallback)]
+def _rooms(
+    cfg: FleetConfig, personas: Sequence[Persona], wanted: set[str], *, fallback: bool, terminal: bool
+) -> list[Adapter]:
+    """The account-less platforms (console, web): when asked for, or when nothing else would run."""
+    chosen = {"always": fallback, "terminal": fallback and terminal, "never": False}
+    rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or chosen[p.fallback])]
     return [p.factory(cfg, personas) for p in rooms]
 
 
@@ -156,10 +183,19 @@ def build_fleet(
     state: tuple[Store, RateLimiter] | None = None,
 ) -> Fleet:
     store, limiter = state or make_state(cfg)
-    brain = Brain(llm or make_llm(cfg), cfg.llm)
+    llm = llm or make_llm(cfg)
+    brain = Brain(llm, cfg.llm)
     claims = make_claims(cfg, store)
     return Fleet(
-        cfg, personas, store=store, limiter=limiter, brain=brain, rng=rng, pacer=make_pacer(store), claims=claims
+        cfg,
+        personas,
+        store=store,
+        limiter=limiter,
+        brain=brain,
+        rng=rng,
+        pacer=make_pacer(store),
+        claims=claims,
+        moderator=make_moderator(cfg, llm),
     )
 
 
@@ -205,6 +241,10 @@ class App:
         for adapter in adapters:
             self.fleet.attach(adapter)
         self.ops = Ops(self.fleet, config_path, usage_sync_seconds=usage_sync_seconds)
+        for adapter in adapters:
+            # A room with an operator view (the web room) reads metrics and reloads through ops.
+            if (attach := getattr(adapter, "attach_ops", None)) is not None:
+                attach(self.ops)
         self.leases: LeaseManager | None = None
         self._stop_requested = asyncio.Event()
         self._handled: list[signal.Signals] = []
@@ -227,11 +267,16 @@ class App:
             raise SetupError(f"cannot serve metrics on {metrics.host}:{metrics.port}: {exc.strerror}") from None
         if self.signals:
             self._install_signals()
-        if self.shared:
-            await self._start_leased()
-        else:
-            await self.fleet.start(connect=False)
-            await self._connect_all()
+        try:
+            if self.shared:
+                await self._start_leased()
+            else:
+                await self.fleet.start(connect=False)
+                await self._connect_all()
+        except SetupError:
+            # An adapter that cannot serve (the web room's port taken): nothing half-started stays behind.
+            await self.stop()
+            raise
         adapters = ", ".join(self.fleet.adapters)
         log.info("fleet running: %d personas on %s", len(self.fleet.personas), adapters)
 
@@ -289,9 +334,10 @@ class App:
         self._stop_requested.set()
 
     def console_closed(self) -> asyncio.Event | None:
-        """The console's end-of-input event when the console is the only adapter (else nothing ends a run)."""
+        """The console's end-of-input event when no platform with accounts runs beside it (the web room
+        opened with it in a terminal ends with it: Ctrl-D quits); else nothing ends a run."""
         console = self.fleet.adapters.get("console")
-        if console is None or len(self.fleet.adapters) != 1:
+        if console is None or any(a.accounts() for a in self.fleet.adapters.values()):
             return None
         closed = getattr(console, "closed", None)
         return closed if isinstance(closed, asyncio.Event) else None

@@ -1,4 +1,4 @@
-"""The `botfleet` command: run | check | personas | simulate | why | status | reload."""
+"""The `botfleet` command: run | check | personas | simulate | why | status | reload | import | export."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from typing import Any
 
 from adapters.registry import names as platform_names
 from bots.app import App, SetupError, make_adapters, make_llm
+from bots.cards.cli import cmd_export, cmd_import
+from bots.core.safety.checks import safety_warnings
 from bots.loading import config_or_reported, loaded_or_reported
 from bots.ops.admin import fetch_why, format_why
 from bots.ops.control import Unreachable, publish_reload, shared_status, shared_why
@@ -97,6 +99,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg, personas = loaded
     for p in personas:
         print(p.describe())
+    for warning in safety_warnings(cfg, personas):
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"ok: {len(personas)} personas, store {cfg.store.split('@')[-1]}", file=sys.stderr)
     return 0
 
@@ -127,7 +131,7 @@ async def _run(args: argparse.Namespace) -> int:
     configure(cfg, json_lines=cfg.logging.json_lines, extra_secrets=persona_secrets(personas))
     try:
         llm = make_llm(cfg)
-        adapters = make_adapters(cfg, personas, args.adapter)
+        adapters = make_adapters(cfg, personas, args.adapter, terminal=sys.stdin.isatty() and sys.stdout.isatty())
     except SetupError as exc:
         print(f"botfleet: {exc}", file=sys.stderr)
         return 2
@@ -150,6 +154,10 @@ async def _run(args: argparse.Namespace) -> int:
     except SetupError as exc:
         print(f"botfleet: {exc}", file=sys.stderr)
         return 2
+    for adapter in adapters:
+        if url := getattr(adapter, "url", ""):
+            # The one line a newcomer needs: where to open the room (logs may be going to a file).
+            print(f"botfleet: {adapter.platform} room at {url}", file=sys.stderr)
     await app.run()
     return 0
 
@@ -290,6 +298,18 @@ def parser() -> argparse.ArgumentParser:
     st.set_defaults(func=cmd_status)
     reload = with_config(sub.add_parser("reload", help="validate, then make the running fleet re-read its files"))
     reload.set_defaults(func=cmd_reload)
+    imp = with_config(sub.add_parser("import", help="a character card (V1/V2/V3, PNG or JSON) as a persona file"))
+    imp.add_argument("card", type=Path, help="CARD.png or CARD.json")
+    imp.add_argument("--id", help="the persona id (default: from the card's name)")
+    imp.add_argument("--out", type=Path, help="where to write ID.yaml (default: the config's personas_dir)")
+    imp.add_argument("--force", action="store_true", help="replace an existing file of that id")
+    imp.set_defaults(func=cmd_import)
+    exp = with_config(sub.add_parser("export", help="a persona as a Character Card V2 (JSON or PNG)"))
+    exp.add_argument("persona", help="a persona id, or the path of a persona file")
+    exp.add_argument("--png", action="store_true", help="a PNG card (the avatar, or a generated image)")
+    exp.add_argument("--out", type=Path, help="the card file (default: ./ID.json or ./ID.png)")
+    exp.add_argument("--force", action="store_true", help="replace an existing file")
+    exp.set_defaults(func=cmd_export)
     return ap
 
 

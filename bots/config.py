@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bots.core.safety.settings import SafetyConfig
 from bots.yamlfile import ConfigError, Problem, load_yaml, problems_from
 
 
@@ -52,6 +53,24 @@ class LLMConfig(_Strict):
     breaker_seconds: float = Field(default=30.0, gt=0)
     # Retries may add at most this share of calls (plus a small reserve), so an outage is not multiplied.
     retry_ratio: float = Field(default=0.1, ge=0, le=1)
+    # Images (bots/core/images.py): whether the model is shown photos (auto: by model name), how big.
+    vision: bool | Literal["auto"] = "auto"
+    image_max_side: int = Field(default=1024, ge=64, le=4096)
+    image_detail: Literal["low", "high", "auto"] = "auto"
+    images_per_message: int = Field(default=4, ge=0, le=10)
+    image_max_bytes: int = Field(default=5_000_000, gt=0, le=50_000_000)
+    image_fetch_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("vision", mode="before")
+    @classmethod
+    def _vision(cls, v: Any) -> Any:
+        # One clear message instead of one per member of the union; "true" from ${VAR} counts too.
+        text = str(v).strip().lower()
+        if isinstance(v, bool) or text == "auto":
+            return v if isinstance(v, bool) else "auto"
+        if text in ("true", "false"):
+            return text == "true"
+        raise ValueError("must be auto, true or false")
 
     @field_validator("price_per_1k", mode="before")
     @classmethod
@@ -91,6 +110,30 @@ class FleetRules(_Strict):
         return v
 
 
+class MemoryConfig(_Strict):
+    """Relationship memory (bots/core/memory): each persona's short notes about each person it talks
+    with, written by the LLM after a conversation goes quiet, shown and erased by /memory."""
+
+    # On by default: the product is personas that remember you, and every person sees (/memory) and
+    # erases (/memory forget, /forget, /optout) exactly what is kept. A persona may set `memory: false`.
+    enabled: bool = True
+    # Personas share one set of notes per person instead of each keeping its own.
+    shared: bool = False
+    # A conversation is summarised once nobody spoke in it for this long, or after every_turns replies.
+    quiet_seconds: float = Field(default=600.0, gt=0)
+    every_turns: int = Field(default=10, ge=1)
+    max_notes: int = Field(default=10, ge=1, le=50)
+    max_chars: int = Field(default=600, ge=50, le=4000)
+    # Completion tokens one summary may spend.
+    max_tokens: int = Field(default=200, gt=0)
+    # How long a /link code can be used.
+    link_minutes: float = Field(default=10.0, gt=0)
+    # A person with a dilemma open for this many days who writes again may be asked how it went by the
+    # persona that noted it, with this probability (0: never), within that persona's limits.
+    follow_up_days: float = Field(default=3.0, ge=0)
+    follow_up_chance: float = Field(default=0.3, ge=0, le=1)
+
+
 class ConsoleConfig(_Strict):
     enabled: bool = True
 
@@ -104,6 +147,18 @@ class DiscordConfig(_Strict):
     ignore_foreign_bots: bool = True
     # Where the hash of the registered slash commands is kept, so they are synced only when they change.
     command_state_file: Path | None = None
+    # Gateway shards of the host bot (Discord requires them past 2,500 guilds): a number, or "auto" for
+    # what GET /gateway/bot recommends at start. Every process sharing a Redis must use the same count.
+    shards: int | Literal["auto"] = 1
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _shards(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)  # from an environment variable
+        if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            return v
+        raise ValueError(f"expected a number of shards (1 or more) or auto, got {v!r}")
 
 
 class TelegramConfig(_Strict):
@@ -211,6 +266,9 @@ class FleetConfig(_Strict):
     about: AboutConfig = AboutConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    # Moderation, care mode, healthy use, advice line (bots/core/safety/settings.py).
+    safety: SafetyConfig = SafetyConfig()
+    memory: MemoryConfig = MemoryConfig()
     # Where `botfleet run` writes its pid, so `botfleet reload` can find it; relative to the config file.
     pid_file: Path | None = Path("botfleet.pid")
 

@@ -82,6 +82,12 @@ def platform_sections(
                 problems.append(Problem(file, where, f"platforms.{name}", f"no such platform (known: {known})"))
     if settings:
         cfg = cfg.model_copy(update={"adapters": cfg.adapters.model_copy(update=settings)})
+    sections = cfg.feeds.sections()
+    # A platform's own default feeds (the web room's feed page) unless config.yaml lists its feeds.
+    entries = platforms.PLATFORMS.values()
+    defaults = {p.name: p.default_feeds for p in entries if p.default_feeds and p.name not in sections}
+    if defaults:
+        cfg = cfg.model_copy(update={"feeds": cfg.feeds.model_copy(update=defaults)})
     return cfg, problems
 
 

@@ -6,12 +6,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bots.core.regex import Regex, RegexError
-from bots.yamlfile import ConfigError, Problem, line_of, load_yaml, problems_from
+from bots.yamlfile import ConfigError, Loc, Problem, line_of, load_yaml, problems_from
 
-TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm")
+TRIGGER_KINDS = ("mention", "keywords", "regex", "reply", "command", "dm", "image")
 
 
 def _compiles(pattern: str | None) -> str | None:
@@ -37,6 +46,8 @@ class ModelOverrides(_Strict):
     name: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0, le=4096)
+    # Whether this persona's model sees photos (None: llm.vision decides, by this model's name).
+    vision: bool | None = None
 
 
 class Trigger(_Strict):
@@ -48,6 +59,8 @@ class Trigger(_Strict):
     reply: bool | None = None
     command: bool | None = None
     dm: bool | None = None
+    # A message with a photo (`image: true`, with `chance` to answer only some).
+    image: bool | None = None
     chance: float | None = Field(default=None, ge=0, le=1)
 
     @field_validator("keywords")
@@ -73,11 +86,13 @@ class Trigger(_Strict):
             raise ValueError(f"a trigger has exactly one kind, found {', '.join(kinds)}")
         if not kinds and self.chance is None:
             raise ValueError(f"a trigger needs one of {', '.join(TRIGGER_KINDS)} or chance")
+        if self.image is False:
+            raise ValueError("image: false is not a trigger; leave it out")
         for k in ("mention", "reply", "command", "dm"):
             if getattr(self, k) is False:
                 raise ValueError(f"{k}: false is not a trigger; leave it out")
             if getattr(self, k) is not None and self.chance is not None:
-                raise ValueError(f"chance applies to keywords, regex and free will, not to {k}")
+                raise ValueError(f"chance applies to keywords, regex, image and free will, not to {k}")
         return self
 
     @property
@@ -147,7 +162,24 @@ class Platforms(_Strict):
     telegram: PlatformAccount | None = None
 
 
+class CardInfo(_Strict):
+    """Where an imported character card came from (`botfleet import`): kept for export and for people,
+    never shown to the model."""
+
+    creator: str = ""
+    character_version: str = ""
+    creator_notes: str = ""
+    tags: tuple[str, ...] = ()
+
+
 ID_RE = re.compile(r"^[a-z0-9_-]+$")
+
+
+def is_setting(loc: Loc) -> bool:
+    """Whether a persona field holds a setting or secret, the only values where ${VAR} is filled from
+    the environment: text a model sees (prompt, bio, examples, greeting) may come from someone else's
+    character card, and a `${OPENAI_API_KEY}` written there must stay those characters."""
+    return loc in (("avatar",), ("model", "name")) or (len(loc) == 3 and loc[0] == "platforms" and loc[2] == "token")
 
 
 class Persona(_Strict):
@@ -165,6 +197,12 @@ class Persona(_Strict):
     platforms: Platforms = Platforms()
     # A brand this persona speaks for: disclosed in its bio and in every reply.
     sponsor: str | None = None
+    # Said (macros filled) in front of the persona's first reply in each channel: a card's first_mes.
+    greeting: str | None = None
+    card: CardInfo | None = None
+    # Relationship memory for this persona (default: the fleet's memory.enabled). A sponsored persona
+    # never keeps memory: a brand persona must not profile people.
+    memory: bool | None = None
     # Where it was loaded from (file, field path -> line), so later checks can point at a line too.
     _source: tuple[str, dict[Any, int]] = PrivateAttr(default=("", {}))
 
@@ -178,6 +216,20 @@ class Persona(_Strict):
         if not ID_RE.match(v):
             raise ValueError("id must match [a-z0-9_-]+")
         return v
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: bool | None, info: ValidationInfo) -> bool | None:
+        if v and info.data.get("sponsor"):
+            raise ValueError("a sponsored persona never keeps memory (a brand persona must not profile people)")
+        return v
+
+    @property
+    def avatar_url(self) -> str | None:
+        """The avatar when platforms can fetch it; an imported card's avatar is a file beside the YAML."""
+        if self.avatar and self.avatar.startswith(("https://", "http://")):
+            return self.avatar
+        return None
 
     def has(self, kind: str) -> bool:
         return any(t.kind == kind for t in self.triggers)
@@ -205,7 +257,7 @@ def parse_persona(data: Any, file: str, lines: dict[Any, int]) -> Persona:
 
 
 def load_persona(path: Path, env: Any = None) -> Persona:
-    data, lines = load_yaml(path, env)
+    data, lines = load_yaml(path, env, is_setting)
     return parse_persona(data, str(path), lines)
 
 
@@ -219,11 +271,14 @@ def load_personas(directory: Path, env: Any = None) -> list[Persona]:
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     for path in files:
         try:
-            data, lines = load_yaml(path, env)
+            data, lines = load_yaml(path, env, is_setting)
             persona = parse_persona(data, str(path), lines)
         except ConfigError as exc:
             problems.extend(exc.problems)
             continue
+        if persona.avatar and not persona.avatar_url and not (path.parent / persona.avatar).is_file():
+            problem = "no such file beside this persona (an avatar is an http(s) URL or a PNG file next to it)"
+            problems.append(Problem(str(path), lines.get(("avatar",), 1), "avatar", problem))
         if persona.id in where:
             other, _ = where[persona.id]
             problems.append(Problem(str(path), lines.get(("id",), 1), "id", f"duplicate id (also in {other})"))

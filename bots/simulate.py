@@ -82,6 +82,12 @@ async def simulate(
             out.append(rec)
         return [a for a in plan.actions if isinstance(a, Reply)]
 
+    async def remember(i: int, now: float) -> None:
+        # Memory updates due by now, on virtual time, with the canned summariser.
+        for r in await fleet.memory.tick(now):
+            rec: dict[str, Any] = {"i": i, "persona": r.persona_id, "action": "remember", "reason": r.outcome}
+            out.append(rec | {"person": r.person, "notes": list(r.texts)} if r.outcome == "written" else rec)
+
     for i, raw in enumerate(lines):
         if not raw.strip():
             continue
@@ -90,6 +96,7 @@ async def simulate(
         except json.JSONDecodeError as exc:
             raise ValueError(f"transcript line {i + 1}: invalid JSON: {exc.msg}") from None
         now = float(row.get("at", 0))
+        await remember(i, now)
         event = _event(i, row, fleet, last_by)
         pending = emit(i, await fleet.handle(event, now=now))
         # Simulated replies are "sent" at once: they count, join the history and may trigger others.
@@ -97,6 +104,7 @@ async def simulate(
             reply = pending.pop(0)
             persona = fleet.personas[reply.persona_id]
             replies += 1
+            fleet.memory.replied(reply, now)
             mid = f"sim-r{replies}"
             last_by[(reply.channel, persona.id)] = mid
             echo = Message(

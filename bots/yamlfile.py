@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,8 @@ import yaml
 from pydantic import ValidationError
 
 Loc = tuple[str | int, ...]
+# Which values may have ${VAR} filled from the environment (None: every value).
+Fill = Callable[[Loc], bool] | None
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -48,20 +50,20 @@ def interpolate(value: str, environ: dict[str, str] | os._Environ[str] | None = 
     return _ENV.sub(sub, value)
 
 
-def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], env: Any) -> Any:
+def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], env: Any, fill: Fill = None) -> Any:
     lines[loc] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = _scalar(key_node)
-            out[key] = _walk(value_node, (*loc, key), lines, env)
+            out[key] = _walk(value_node, (*loc, key), lines, env, fill)
             # A field's line is where its key is written, not where a nested value starts.
             lines[(*loc, key)] = key_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(item, (*loc, i), lines, env) for i, item in enumerate(node.value)]
+        return [_walk(item, (*loc, i), lines, env, fill) for i, item in enumerate(node.value)]
     value = _scalar(node)
-    if isinstance(value, str) and "${" in value:
+    if isinstance(value, str) and "${" in value and (fill is None or fill(loc)):
         value = interpolate(value, env)
     return value
 
@@ -75,8 +77,9 @@ def _scalar(node: yaml.Node) -> Any:
         loader.dispose()
 
 
-def load_yaml(path: Path, env: Any = None) -> tuple[Any, dict[Loc, int]]:
-    """Parse a YAML file; returns the data (with ${VAR} filled in) and a map from field path to line."""
+def load_yaml(path: Path, env: Any = None, fill: Fill = None) -> tuple[Any, dict[Loc, int]]:
+    """Parse a YAML file; returns the data (with ${VAR} filled in where fill allows, everywhere without
+    it) and a map from field path to line."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -95,7 +98,7 @@ def load_yaml(path: Path, env: Any = None) -> tuple[Any, dict[Loc, int]]:
     lines: dict[Loc, int] = {}
     if node is None:
         return None, lines
-    return _walk(node, (), lines, env), lines
+    return _walk(node, (), lines, env, fill), lines
 
 
 def _yaml_problem(file: str, text: str, exc: yaml.YAMLError) -> Problem:

@@ -12,6 +12,7 @@ from bots.core.brain import Brain, IncompleteReply
 from bots.core.events import Author, Message, Notice, React, Reply, Sent
 from bots.core.fleet import Fleet
 from bots.core.ports import LLMClient
+from bots.core.safety.moderator import Moderator
 from bots.llm.canned import CannedClient
 from bots.persona import Persona
 from bots.state.memory import MemoryRateLimiter, MemoryStore
@@ -109,6 +110,7 @@ def make_fleet(
     seed: int = 1,
     clock: Clock | None = None,
     config: dict[str, Any] | None = None,
+    moderator: Moderator | None = None,
     **fleet_rules: Any,
 ) -> tuple[Fleet, RecordingAdapter, Clock]:
     rules = {"reply_delay_seconds": [0, 0], **fleet_rules}
@@ -122,6 +124,7 @@ def make_fleet(
         brain=Brain(llm or CannedClient("ok"), cfg.llm),
         clock=clock,
         rng=random.Random(seed),
+        moderator=moderator,
     )
     adapter = RecordingAdapter()
     fleet.attach(adapter)

@@ -43,13 +43,18 @@ async def world() -> AsyncIterator[World]:
 
 @contextlib.asynccontextmanager
 async def running(
-    token: str, *, message_content: bool = True, setup: Callable[[discord.Client], Any] | None = None
+    token: str,
+    *,
+    message_content: bool = True,
+    setup: Callable[[discord.Client], Any] | None = None,
+    **options: Any,
 ) -> AsyncIterator[discord.Client]:
-    """A real client connected to the fake, closed on the way out so no task or socket leaks."""
+    """A real client connected to the fake, closed on the way out so no task or socket leaks; `options`
+    go to discord.Client (shard_id and shard_count, say)."""
     intents = discord.Intents.default()
     intents.message_content = message_content
     # guild_ready_timeout is how long discord.py waits after the last GUILD_CREATE before on_ready.
-    client = discord.Client(intents=intents, guild_ready_timeout=0.05)
+    client = discord.Client(intents=intents, guild_ready_timeout=0.05, **options)
     if setup is not None:
         setup(client)
     await client.login(token)

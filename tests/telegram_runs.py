@@ -97,11 +97,11 @@ class Runs:
         self.procs: list[asyncio.subprocess.Process] = []
         self.logs: list[Path] = []
 
-    async def start(self) -> asyncio.subprocess.Process:
+    async def start(self, adapter: str = "telegram") -> asyncio.subprocess.Process:
         log_file = self.tmp_path / f"run-{len(self.procs)}.log"
         self.logs.append(log_file)
         with log_file.open("wb") as out:
-            proc = await self.botfleet("run", "--adapter", "telegram", stdout=out, stderr=out)
+            proc = await self.botfleet("run", "--adapter", adapter, stdout=out, stderr=out)
         self.procs.append(proc)
         return proc
 

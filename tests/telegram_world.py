@@ -117,6 +117,7 @@ async def telegram_fleet(
     base_url: str | None = None,
     sleep: Callable[[float], Awaitable[object]] | None = None,
     clock: Callable[[], float] | None = None,
+    llm: dict[str, Any] | None = None,
     **rules: Any,
 ) -> AsyncIterator[World]:
     """The world above, running. `make_adapter` builds the adapter (as a harness would, say a subclass),
@@ -141,7 +142,13 @@ async def telegram_fleet(
         personas = load_personas(tmp_path / "personas", env)
         cfg = FleetConfig.model_validate(
             {
-                "llm": {"provider": "openai", "model": "fake-gpt", "timeout_seconds": 5, "max_retries": 0},
+                "llm": {
+                    "provider": "openai",
+                    "model": "fake-gpt",
+                    "timeout_seconds": 5,
+                    "max_retries": 0,
+                    **(llm or {}),
+                },
                 "fleet": {"reply_delay_seconds": [0, 0], **rules},
                 "feeds": {"telegram": [{"channel": str(channel["id"]), "comments": 2, "window_seconds": 0}]}
                 if feed

@@ -29,7 +29,7 @@ def cfg(**data: Any) -> FleetConfig:
 
 
 def test_every_registered_platform_has_its_settings_section() -> None:
-    assert names() == ["console", "discord", "telegram"]
+    assert names() == ["console", "discord", "telegram", "web"]
     for name, platform in PLATFORMS.items():
         assert platform.name == name
         assert isinstance(platform.settings(FleetConfig()), platform.settings_model)
@@ -162,7 +162,7 @@ def imported_modules(path: Path) -> list[str]:
 
 
 def test_core_imports_no_adapter_sdk_or_redis() -> None:
-    for path in sorted((ROOT / "bots" / "core").glob("*.py")):
+    for path in sorted((ROOT / "bots" / "core").rglob("*.py")):
         for module in imported_modules(path):
             top = module.split(".")[0]
             assert top not in ("adapters", "discord", "telegram", "redis", "openai"), f"{path.name} imports {module}"

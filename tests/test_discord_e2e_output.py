@@ -95,3 +95,19 @@ def test_webhook_names_are_adjusted_to_what_discord_accepts() -> None:
     assert webhook_username("clyde's DISCORD pal") == "cly-de's DIS-CORD pal"
     assert webhook_username("x" * 100) == "x" * 80
     assert webhook_username("  ", "nerd") == "nerd"
+
+
+async def test_a_streamed_reply_that_turns_abusive_is_deleted_before_the_words_show(tmp_path: Path) -> None:
+    text = "Well, let me think about that for a moment. Honestly, you are worthless."
+    async with TimedDiscord() as fake, SlowOpenAI(reply=lambda body: text) as llm:
+        world = World(fake, llm, tmp_path)
+        async with running(world):
+            skeptic = world.bot_id("skeptic")
+            await fake.post_message(world.general, world.alice, f"<@{skeptic}> what about me?")
+            # Its first words are on screen while the model writes on; the stream never shows the rest.
+            await fake.wait_for(lambda: writes(fake), timeout=10)
+            await fake.wait_for(lambda: any(c.method == "DELETE" for c in fake.calls), timeout=15)
+            await settle(0.3)
+            assert world.persona_messages(world.general) == []
+            shown = [c.json.get("content", "") for c in writes(fake) if c.json]
+            assert shown and not any("worthless" in s for s in shown)

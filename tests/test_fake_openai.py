@@ -194,3 +194,49 @@ async def test_interrupting_server_ends_the_running_stream_without_finish_reason
     assert fake.interrupted == 1
     assert all(c.choices[0].finish_reason is None for c in chunks if c.choices)
     assert rest[-1].choices[0].finish_reason == "stop"
+
+
+PIXEL = (
+    "data:image/png;base64,"
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+
+
+def with_parts(*parts: dict[str, object], role: str = "user") -> list[ChatCompletionMessageParam]:
+    return [{"role": role, "content": list(parts)}]  # type: ignore[misc, list-item]
+
+
+async def test_content_parts_are_checked_like_the_real_api(fake: FakeOpenAI, oai: openai.AsyncOpenAI) -> None:
+    good = with_parts(
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": PIXEL, "detail": "low"}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+    )
+    done = await oai.chat.completions.create(model="fake-gpt", messages=good)
+    assert done.choices[0].message.content and fake.images == [PIXEL, "https://example.com/cat.jpg"]
+    bad = [
+        (with_parts({"type": "image", "url": PIXEL}), "type"),
+        (with_parts({"type": "image_url", "image_url": {"url": "http://example.com/cat.jpg"}}), "url"),
+        (with_parts({"type": "image_url", "image_url": {"url": "data:text/plain;base64,aGk="}}), "url"),
+        (with_parts({"type": "image_url", "image_url": {"url": PIXEL, "detail": "medium"}}), "detail"),
+        (with_parts({"type": "text"}), "text"),
+        (with_parts({"type": "image_url", "image_url": {"url": PIXEL}}, role="assistant"), "content.[0]"),
+    ]
+    for messages, param in bad:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await oai.chat.completions.create(model="fake-gpt", messages=messages)
+        assert param in str(refused.value.body), refused.value.body
+    assert len(fake.images) == 2  # refused requests record no images
+
+
+async def test_a_text_only_model_refuses_image_parts() -> None:
+    async with FakeOpenAI(vision=False) as blind:
+        async with openai.AsyncOpenAI(base_url=blind.base_url, api_key="k", max_retries=0) as client:
+            with pytest.raises(openai.BadRequestError, match="only supported by certain models"):
+                await client.chat.completions.create(
+                    model="fake-gpt", messages=with_parts({"type": "image_url", "image_url": {"url": PIXEL}})
+                )
+            words = await client.chat.completions.create(
+                model="fake-gpt", messages=with_parts({"type": "text", "text": "hi"})
+            )
+            assert words.choices[0].message.content

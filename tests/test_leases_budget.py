@@ -180,3 +180,26 @@ async def test_memory_store_app_keeps_the_reserve_too(caplog: pytest.LogCaptureF
         assert [line.split(":", 2)[:2] for line in refusals(caplog)] == [["test", "low"]]
     finally:
         await app.stop()
+
+
+async def test_shards_of_one_token_spend_one_shared_budget(
+    managers: Callable[[FakeAdapter], LeaseManager],
+    caplog: pytest.LogCaptureFixture,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    """Two shards of one bot token (`fake:host#0/2`, `#1/2`) are leased as accounts of their own, but
+    Discord counts their identifies against the one token: the fleet's count is the token's, so the
+    crash loop stops after three connects in all, not three per shard."""
+    caplog.set_level(logging.WARNING)
+    shards = ["fake:host#0/2", "fake:host#1/2"]
+    world, budget = Platform(), Budget(total=40, remaining=13)
+    world.refuse.update(shards)
+    adapter = BudgetAdapter(world, "a", shards, budget, stale=True)
+    await managers(adapter).start()
+    await eventually(lambda: bool(refusals(caplog)), 10, "the refusal is logged")
+    await asyncio.sleep(0.5)
+    assert adapter.connects == 3
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.hget(f"{redis_prefix}identify:fake:host", "used") == b"30"
+        assert not client.exists(f"{redis_prefix}identify:{shards[0]}", f"{redis_prefix}identify:{shards[1]}")

@@ -260,6 +260,18 @@ async def test_usage_totals_per_day(backend: Backend) -> None:
     assert await s.add_usage("2026-01-01", {}) == {"fleet": 15, "p:skeptic": 10, "u:tg:1": 5}
 
 
+async def test_daily_counters_per_key(backend: Backend) -> None:
+    s = backend.store
+    assert await s.add_daily("2026-01-01", "use:tg:1", {"messages": 1, "seconds": 30}) == {"messages": 1, "seconds": 30}
+    assert await s.add_daily("2026-01-01", "use:tg:1", {"messages": 1, "seconds": 0}) == {"messages": 2, "seconds": 30}
+    # Another person, another day: counters of their own.
+    assert await s.add_daily("2026-01-01", "use:tg:2", {"messages": 1}) == {"messages": 1}
+    assert await s.add_daily("2026-01-02", "use:tg:1", {"nudged": 1}) == {"nudged": 1}
+    assert await s.add_daily("2026-01-01", "use:tg:1", {"nudged": 1}) == {"messages": 2, "seconds": 30, "nudged": 1}
+    await asyncio.gather(*(s.add_daily("2026-01-03", "use:tg:1", {"messages": 1}) for _ in range(20)))
+    assert await s.add_daily("2026-01-03", "use:tg:1", {}) == {"messages": 20}
+
+
 async def test_concurrent_usage_adds_up(backend: Backend) -> None:
     s = backend.store
     await asyncio.gather(*(s.add_usage("2026-01-01", {"fleet": 3}) for _ in range(30)))

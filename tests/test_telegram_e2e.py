@@ -239,6 +239,18 @@ async def test_streamed_replies_are_edited_in_and_a_cut_one_says_so(tmp_path: Pa
         assert line.startswith(partial.text.removesuffix(" … (cut off)"))
 
 
+async def test_a_streamed_reply_the_fleet_withholds_is_removed(tmp_path: Path) -> None:
+    async with telegram_fleet(tmp_path, stream_edits=True) as w:
+        w.voices.lines["skeptic"] = "Let me think about that for a while, friend. Honestly, you are worthless."
+        said = await w.fake.user_says(w.group, w.alice, "@skeptic_bot and me?")
+        await w.handled(said)
+        # Its first words were on screen while the model wrote on; then the message was deleted.
+        [sent] = w.fake.sent(w.group)
+        assert sent.deleted
+        shown = [str(c.params.get("text", "")) for c in w.fake.calls if c.bot_username == "skeptic_bot"]
+        assert not any("worthless" in t for t in shown)
+
+
 async def test_no_log_line_carries_a_bot_token(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     noisy = [logging.getLogger(n) for n in ("httpx", "httpcore", "telegram", "telegram.ext")]

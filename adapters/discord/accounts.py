@@ -18,6 +18,7 @@ import aiohttp
 import discord
 
 from adapters.discord.common import HOST, PLATFORM, Tasks
+from adapters.discord.shards import shard_name
 from bots.config import DiscordConfig
 from bots.persona import Persona
 
@@ -36,15 +37,34 @@ class Account:
     gateway: asyncio.Task[None] | None = None
     user_id: int | None = None
     error: str = ""
+    shard: tuple[int, int] | None = None  # (shard id, shard count): one gateway shard of the host's token
 
 
 class Receiver(discord.Client):
-    """A client that hands gateway messages to the adapter (a sender never opens the gateway)."""
+    """A client that hands gateway messages to the adapter (a sender never opens the gateway).
 
-    def __init__(self, handler: MessageHandler, account: str, **options: Any) -> None:
+    A shard's receiver waits for its identify turn (`turn`, given the shard id) before each IDENTIFY
+    after a reconnect; the first one's turn is taken by `Accounts.connect` before the ready timeout runs.
+    """
+
+    def __init__(
+        self,
+        handler: MessageHandler,
+        account: str,
+        *,
+        turn: Callable[[int], Awaitable[None]] | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self._handler = handler
         self._account = account
+        self._turn = turn
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        if shard_id is None or self._turn is None:
+            await super().before_identify_hook(shard_id, initial=initial)
+        elif not initial:
+            await self._turn(shard_id)
 
     async def on_message(self, message: discord.Message) -> None:
         try:
@@ -80,6 +100,10 @@ def _gateway_problem(task: asyncio.Task[None]) -> str:
         return "the Message Content intent is off: turn it on in the developer portal (Bot → Privileged Intents)"
     if isinstance(exc, discord.ConnectionClosed) and exc.code == 4004:
         return "token rejected by the gateway (4004)"
+    if isinstance(exc, discord.ConnectionClosed) and exc.code == 4011:
+        return "Discord requires sharding for this bot (4011): set adapters.discord.shards to auto or a number"
+    if isinstance(exc, discord.ConnectionClosed) and exc.code == 4010:
+        return "Discord refused the shard (4010): adapters.discord.shards does not fit this bot"
     return repr(exc) if exc else "closed"
 
 
@@ -101,6 +125,10 @@ class Accounts:
         ready_timeout: float,
     ) -> None:
         self.by_name = plan_accounts(config, personas)
+        # The host's gateway shards when it runs sharded: each receives as an account of its own.
+        self.shards: dict[str, Account] = {}
+        # Waits for a shard's identify turn (adapters/discord/shards.py): set by the adapter.
+        self.identify_turn: Callable[[int], Awaitable[None]] | None = None
         # Accounts whose token Discord refused, with the reason: reported at start-up.
         self.failed: dict[str, str] = {}
         self.bot_ids: set[int] = set()
@@ -118,6 +146,46 @@ class Accounts:
     def any_sender(self) -> discord.Client | None:
         return self.host() or next((a.sender for a in self.by_name.values() if a.sender), None)
 
+    def shard_host(self, count: int) -> None:
+        """Receive on the host's token as `count` shards (`discord:host#i/count`) instead of one session."""
+        host = self.by_name.get(HOST)
+        if host is None or count <= 1:
+            self.shards = {}
+            return
+        self.shards = {
+            shard_name(i, count): Account(shard_name(i, count), host.token, shard=(i, count)) for i in range(count)
+        }
+
+    def receiving(self) -> list[str]:
+        """The accounts that receive: the host's shards in place of the host when it is sharded."""
+        if not self.shards:
+            return list(self.by_name)
+        return [*self.shards, *(name for name in self.by_name if name != HOST)]
+
+    def shard_of(self, account: str) -> tuple[int, int] | None:
+        acct = self.shards.get(account)
+        return acct.shard if acct is not None else None
+
+    def _get(self, account: str) -> Account | None:
+        return self.by_name.get(account) or self.shards.get(account)
+
+    def _owner(self, acct: Account) -> Account:
+        """The account whose token and sender a shard uses (the host); any other account itself."""
+        return self.by_name.get(HOST, acct) if acct.shard is not None else acct
+
+    async def host_gateway(self) -> tuple[int, int] | None:
+        """(recommended shard count, max_concurrency) from the host's ``GET /gateway/bot``; None when
+        there is no logged-in host or asking fails."""
+        host = self.host()
+        if host is None:
+            return None
+        try:
+            shards, _, limit = await host.http.get_bot_gateway()
+            return int(shards), int(limit.get("max_concurrency") or 1)
+        except (discord.DiscordException, aiohttp.ClientError, OSError, KeyError, TypeError, ValueError) as exc:
+            log.warning("discord: could not read the host's shard count: %s", exc)
+            return None
+
     def own(self, persona_id: str) -> Account | None:
         acct = self.by_name.get(f"{PLATFORM}:{persona_id}")
         return acct if acct is not None and acct.sender is not None else None
@@ -130,11 +198,12 @@ class Accounts:
         """(remaining, total, seconds until the window resets) of the IDENTIFYs Discord allows the
         account's token (``GET /gateway/bot`` ``session_start_limit``); None for an account without a
         working token or when asking fails."""
-        acct = self.by_name.get(account)
-        if acct is None or acct.sender is None:
+        acct = self._get(account)
+        sender = self._owner(acct).sender if acct is not None else None
+        if sender is None:
             return None
         try:
-            _, _, limit = await acct.sender.http.get_bot_gateway()
+            _, _, limit = await sender.http.get_bot_gateway()
             # reset_after is in milliseconds.
             return int(limit["remaining"]), int(limit["total"]), float(limit["reset_after"]) / 1000
         except (discord.DiscordException, aiohttp.ClientError, OSError, KeyError, TypeError, ValueError) as exc:
@@ -184,8 +253,8 @@ class Accounts:
         )
 
     async def connect(self, account: str) -> bool:
-        acct = self.by_name.get(account)
-        if acct is None or acct.sender is None:
+        acct = self._get(account)
+        if acct is None or self._owner(acct).sender is None:
             # A refused token was reported at start-up; asking Discord again would only count against us.
             log.debug("discord: not connecting %s: %s", account, acct.error if acct else "unknown account")
             return False
@@ -196,6 +265,13 @@ class Accounts:
             self.on_host_receiver(client)
         if not await self._receiver_login(acct, client):
             return False
+        if acct.shard is not None and self.identify_turn is not None:
+            # Waiting for the turn may take a while with many shards: not part of the ready timeout.
+            try:
+                await self.identify_turn(acct.shard[0])
+            except BaseException:
+                await client.close()
+                raise
         gateway = asyncio.create_task(client.connect(reconnect=True), name=f"gateway {account}")
         ready = asyncio.ensure_future(client.wait_until_ready())
         await asyncio.wait({gateway, ready}, timeout=self._ready_timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -228,6 +304,7 @@ class Accounts:
     async def revoke(self, acct: Account, reason: str) -> None:
         """Discord refused the token after start-up: report it, and neither send nor connect with it again
         (each try would count against us). Its persona speaks through the host's webhooks instead."""
+        acct = self._owner(acct)
         acct.error = reason
         if acct.name not in self.failed:
             self.failed[acct.name] = reason
@@ -248,7 +325,7 @@ class Accounts:
         log.error("discord: %s lost its gateway: %s", acct.name, _gateway_problem(task))
 
     async def disconnect(self, account: str) -> None:
-        acct = self.by_name.get(account)
+        acct = self._get(account)
         if acct is None or acct.receiver is None:
             return
         client, gateway = acct.receiver, acct.gateway
@@ -258,6 +335,8 @@ class Accounts:
             await asyncio.wait([gateway], timeout=5)
 
     async def close_all(self) -> None:
+        for shard in self.shards.values():
+            await self.disconnect(shard.name)
         for acct in self.by_name.values():
             await self.disconnect(acct.name)
             if acct.sender is not None:

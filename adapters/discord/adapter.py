@@ -3,18 +3,23 @@
 `DiscordAdapter` implements the core's Adapter protocol and wires small parts together, each owning
 its own state: `Accounts` (log-in, gateway connections), `Inbound` (gateway messages to events),
 `Outbound` (replies, reactions, notices), `Webhooks`, `Channels` (channel kinds, refusals), `Feeds`
-(text channel feeds), `Interactions` (slash commands) and `CommandSync`.
+(text channel feeds), `Interactions` (slash commands) and `CommandSync`. With `shards` set, the host
+bot receives through one client per gateway shard (adapters/discord/shards.py), each leased as an
+account of its own, `discord:host#i/n`.
 
 Seam for outside test harnesses: every `discord.Client` the adapter uses (senders and gateway
 receivers alike) is built by `DiscordAdapter.make_client(account)`. Override it to configure or wrap
 clients; the client it returns must hand `on_message` to `adapter.receive(account, message)`, as the
-default `Receiver` does. Streaming edits, typing refreshes and interaction bookkeeping take their time
-from the fleet's `clock` and `sleep` (FleetView), so a harness controls time there too.
+default `Receiver` does; a shard's client is built with `shard_id` and `shard_count`, and waits for
+its identify turn in `before_identify_hook` (see `Receiver`). Streaming edits, typing refreshes and
+interaction bookkeeping take their time from the fleet's `clock` and `sleep` (FleetView), so a harness
+controls time there too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -28,21 +33,25 @@ from discord import app_commands
 
 from adapters.discord.accounts import Accounts, Receiver
 from adapters.discord.channels import Channels
-from adapters.discord.common import LIMIT, PLATFORM, Tasks, default_command_state, gateway_intents, nobody
+from adapters.discord.common import HOST, LIMIT, PLATFORM, Tasks, default_command_state, gateway_intents, nobody
 from adapters.discord.feeds import Feeds
 from adapters.discord.inbound import Inbound
 from adapters.discord.interactions import Interactions
 from adapters.discord.outbound import Outbound
+from adapters.discord.photos import DiscordPhotos
+from adapters.discord.shards import IDENTIFY_INTERVAL, IdentifyTurns, SharedTurns, base_account
 from adapters.discord.slash import CommandSync, Complete, build_tree
 from adapters.discord.webhooks import Webhooks
 from bots.config import DiscordConfig, FeedConfig
 from bots.core.commands import COMMANDS
-from bots.core.events import Notice, React, Reply, Sent
-from bots.core.ports import FleetView
+from bots.core.events import ImagePart, Notice, React, Reply, Sent
+from bots.core.ports import FleetView, ImageUnavailable
 from bots.persona import Persona
 
 # How long a connect budget read from Discord is reused: leases ask often, Discord counts slowly.
 BUDGET_TTL = 5.0
+
+log = logging.getLogger("botfleet.discord")
 
 
 class DiscordAdapter:
@@ -58,6 +67,7 @@ class DiscordAdapter:
         guild_ready_timeout: float = 2.0,
         ready_timeout: float = 30.0,
         edit_interval: float = 1.0,
+        identify_interval: float = IDENTIFY_INTERVAL,
     ) -> None:
         self.config = config
         self.guild_ready_timeout = guild_ready_timeout
@@ -69,6 +79,8 @@ class DiscordAdapter:
         self._sync = CommandSync(command_state or config.command_state_file or default_command_state())
         self._accounts = Accounts(config, personas, self.make_client, self._tasks, ready_timeout=ready_timeout)
         self._accounts.on_host_receiver = self._command_tree
+        self._turns = IdentifyTurns(interval=identify_interval, clock=self._now, sleep=self._sleep)
+        self._accounts.identify_turn = self._identify_turn
         self._channels = Channels(self._accounts, self._now)
         self._webhooks = Webhooks(self._accounts)
         self._feeds = Feeds(self._feed_configs, self._accounts, self._channels)
@@ -86,6 +98,7 @@ class DiscordAdapter:
             sleep=self._sleep,
         )
         self._interactions = Interactions(self._fleet_view, self._named, self._tasks, self._now)
+        self._photos: DiscordPhotos | None = None
 
     @property
     def command_state(self) -> Path:
@@ -102,9 +115,13 @@ class DiscordAdapter:
         """Build the discord.py client for one account (`discord:host`, `discord:<persona id>`)."""
         # Personas never join voice: discord.py's warnings about missing voice libraries are noise.
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        shard = self._accounts.shard_of(account)
+        sharding: dict[str, Any] = {"shard_id": shard[0], "shard_count": shard[1]} if shard else {}
         return Receiver(
             self.receive,
             account,
+            turn=self._identify_turn,
+            **sharding,
             intents=gateway_intents(),
             allowed_mentions=nobody(),
             max_messages=None,
@@ -113,8 +130,8 @@ class DiscordAdapter:
         )
 
     async def receive(self, account: str, message: discord.Message) -> None:
-        """A gateway message seen by one of our accounts."""
-        await self._inbound.receive(account, message)
+        """A gateway message seen by one of our accounts (a shard's messages are the host account's)."""
+        await self._inbound.receive(base_account(account), message)
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -127,32 +144,60 @@ class DiscordAdapter:
 
     async def start(self, fleet: FleetView) -> None:
         self._fleet = fleet
+        self._photos = DiscordPhotos(self.config, fleet.config.llm)
         self._point_discord_py()
         await self._accounts.login_all()
         host = self._accounts.host()
         if host is not None:
             self._inbound.app_id = host.application_id
             await self._sync.sync(host, self._command_tree(host))
+            await self._plan_shards()
         self._accounts.report(self._personas)
 
+    async def _plan_shards(self) -> None:
+        want = self.config.shards
+        if want == 1:
+            return
+        got = await self._accounts.host_gateway()
+        if got is not None:
+            self._turns.max_concurrency = got[1]
+        count = want if isinstance(want, int) else (got[0] if got is not None else 1)
+        self._accounts.shard_host(count)
+        if count > 1:
+            log.info(
+                "discord: the host bot receives as %d shards (identify buckets: %d)", count, self._turns.max_concurrency
+            )
+        elif got is None:
+            log.warning("discord: shards: auto, but the recommended count could not be read; running unsharded")
+
+    def share_identify_turns(self, shared: SharedTurns) -> None:
+        """Offered by the lease manager: identify turns taken across every process on the same Redis."""
+        self._turns.shared = shared
+
+    async def _identify_turn(self, shard_id: int) -> None:
+        await self._turns.wait(HOST, shard_id)
+
     def accounts(self) -> list[str]:
-        # Every configured account, logged in or not: processes sharing leases must agree on the set.
-        return list(self._accounts.by_name)
+        # Every configured account, logged in or not (the host's shards in its place when it is sharded):
+        # processes sharing leases must agree on the set.
+        return self._accounts.receiving()
 
     async def connect(self, account: str) -> bool:
         # A connect spends one IDENTIFY: the budget read before it is stale.
-        self._budgets.pop(account, None)
+        self._budgets.pop(base_account(account), None)
         return await self._accounts.connect(account)
 
     async def connect_budget(self, account: str) -> tuple[int, int, float] | None:
         """(remaining, total, seconds until reset) gateway connects Discord allows the account now, read
         briefly cached; None when it cannot be read. The lease manager keeps a reserve of them."""
-        cached = self._budgets.get(account)
+        # The shards of one token share its budget.
+        key = base_account(account)
+        cached = self._budgets.get(key)
         if cached is not None and self._now() - cached[0] < BUDGET_TTL:
             return cached[1]
         budget = await self._accounts.connect_budget(account)
         if budget is not None:
-            self._budgets[account] = (self._now(), budget)
+            self._budgets[key] = (self._now(), budget)
         return budget
 
     async def disconnect(self, account: str) -> None:
@@ -162,6 +207,14 @@ class DiscordAdapter:
         await self._tasks.cancel_all()
         await self._accounts.close_all()
         await self._webhooks.close()
+        if self._photos is not None:
+            await self._photos.close()
+
+    async def image_url(self, part: ImagePart, max_side: int) -> str:
+        """A photo this adapter received, as a data URL (the core's ImageSource)."""
+        if self._photos is None:
+            raise ImageUnavailable("not_started")
+        return await self._photos.image_url(part, max_side)
 
     # --- the fleet ----------------------------------------------------------------------------------
 

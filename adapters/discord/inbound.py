@@ -11,6 +11,7 @@ from adapters.discord.accounts import Accounts
 from adapters.discord.channels import Channels, where_of
 from adapters.discord.common import PLATFORM, Bounded, Where, webhook_username
 from adapters.discord.feeds import Feeds
+from adapters.discord.photos import photo_title, photos_of
 from adapters.discord.webhooks import Webhooks
 from bots.config import DiscordConfig
 from bots.core.events import Author, Message
@@ -80,7 +81,9 @@ class Inbound:
             where = Where("dm", None, "dm", account)
         self._channels.where[channel.id] = where
         channel_id, parent, is_post, text = self._place(message, where, is_bot)
-        if not text.strip() and not is_post:
+        fleet = self._fleet()
+        images, files = photos_of(message, fleet.config.llm) if fleet is not None else ((), ())
+        if not text.strip() and not is_post and not images and not files:
             return None
         reply_to_id, reply_persona = self._replied(message)
         return Message(
@@ -97,6 +100,8 @@ class Inbound:
             channel_name=where.name,
             parent_channel=str(parent) if parent else None,
             is_post=is_post,
+            images=images,
+            files=files,
         )
 
     def _place(self, message: discord.Message, where: Where, is_bot: bool) -> tuple[int, int | None, bool, str]:
@@ -110,7 +115,8 @@ class Inbound:
         elif (
             where.kind == "text" and not is_bot and message.reference is None and self._feeds.is_feed(channel.id, where)
         ):
-            self._feeds.add_post(message.id, channel.id, where, text)
+            # A photo-only post's thread is named after the photo's alt text, if it has one.
+            self._feeds.add_post(message.id, channel.id, where, text or photo_title(message))
             return message.id, channel.id, True, text
         return channel.id, where.parent, False, text
 

@@ -94,7 +94,7 @@ class Outbound:
             user = discord.Object(to_user)
             mentions = discord.AllowedMentions(everyone=False, roles=False, replied_user=False, users=[user])
         username = webhook_username(persona.name, persona.id)
-        return WebhookTarget(self._webhooks, host, channel, where, username, persona.avatar, mentions, header)
+        return WebhookTarget(self._webhooks, host, channel, where, username, persona.avatar_url, mentions, header)
 
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
         # Every failure below posted nothing: an incomplete Sent without ids, so the core does not count

@@ -17,12 +17,13 @@ from adapters.telegram.lanes import Lanes, Limits
 from adapters.telegram.logguard import guard_tokens
 from adapters.telegram.menu import register_menus
 from adapters.telegram.outbound import Outbound
+from adapters.telegram.photos import TelegramPhotos
 from adapters.telegram.places import PLATFORM, account_of
 from adapters.telegram.post import TEXT_LIMIT
 from adapters.telegram.roster import App, BotAccount, Roster
 from bots.config import TelegramConfig
-from bots.core.events import Notice, React, Reply, Sent
-from bots.core.ports import FleetView
+from bots.core.events import ImagePart, Notice, React, Reply, Sent
+from bots.core.ports import FleetView, ImageUnavailable
 from bots.persona import Persona
 
 log = logging.getLogger("botfleet.telegram")
@@ -42,6 +43,7 @@ class TelegramAdapter:
         # Wired in start(), once the fleet (and so its clock) is known.
         self._in: Inbound | None = None
         self._out: Outbound | None = None
+        self._photos: TelegramPhotos | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
@@ -70,6 +72,7 @@ class TelegramAdapter:
         lanes = Lanes(fleet.clock, fleet.sleep, fleet.pacer, self.limits)
         self._in = Inbound(fleet, self.roster, lanes)
         self._out = Outbound(self.roster, lanes, stream_edits=self.config.stream_edits)
+        self._photos = TelegramPhotos(self.roster, fleet.config.llm)
         await asyncio.gather(*(self._open(bot, self._in) for bot in self.roster))
         host = self.roster.get(account_of(None))
         if self.roster.voiceless and (host is None or not host.ready):
@@ -153,6 +156,8 @@ class TelegramAdapter:
 
     async def stop(self) -> None:
         await asyncio.gather(*(self._shut(bot) for bot in self.roster))
+        if self._photos is not None:
+            await self._photos.close()
 
     async def _shut(self, bot: BotAccount) -> None:
         app, bot.app = bot.app, None
@@ -170,6 +175,12 @@ class TelegramAdapter:
         if self._out is None:
             return Sent()
         return await self._out.deliver(reply, persona, snapshots)
+
+    async def image_url(self, part: ImagePart, max_side: int) -> str:
+        """A photo one of our bots received, as a data URL (the core's ImageSource)."""
+        if self._photos is None:
+            raise ImageUnavailable("not_started")
+        return await self._photos.image_url(part, max_side)
 
     async def react(self, react: React, persona: Persona) -> None:
         if self._out is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from dataclasses import replace
 
 from telegram import Message as TgMessage
 from telegram import MessageEntity, Update
@@ -14,6 +15,7 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 
 from adapters.telegram.lanes import Lanes
+from adapters.telegram.photos import photos_of
 from adapters.telegram.places import PLATFORM, Place
 from adapters.telegram.roster import BotAccount, Roster
 from bots.core.commands import COMMANDS, closest_command
@@ -24,6 +26,7 @@ log = logging.getLogger("botfleet.telegram")
 
 ADMIN_TTL = 300.0
 MAX_POSTS = 10_000  # channel posts remembered for their comment threads
+MAX_ALBUMS = 1000  # recent albums (media groups), remembered so an album is one post
 
 
 def author_of(msg: TgMessage) -> Author:
@@ -55,6 +58,8 @@ class Inbound:
         self._admins: dict[tuple[int, int], tuple[asyncio.Task[bool | None], float]] = {}
         # (discussion group, message) of channel posts' automatic copies -> the channel: comment threads.
         self._posts: OrderedDict[tuple[int, int], str] = OrderedDict()
+        # media_group_id -> the message that opened it: Telegram sends an album one message per photo.
+        self._albums: OrderedDict[str, tuple[int, int]] = OrderedDict()
 
     async def receive(self, bot: BotAccount, update: Update) -> None:
         msg = update.message
@@ -105,7 +110,10 @@ class Inbound:
                 return None
             return await self._command(bot, msg, place, parent, name, target, args)
         text = msg.text or msg.caption or ""
-        return self._message(bot, msg, place, parent, text) if text.strip() else None
+        images, files = photos_of(msg, bot.account, self.fleet.config.llm)
+        if not text.strip() and not images and not files:
+            return None
+        return replace(self._message(bot, msg, place, parent, text), images=images, files=files)
 
     def _message(self, bot: BotAccount, msg: TgMessage, place: Place, parent: str | None, text: str) -> Message:
         reply_persona, reply_id = self._replied(msg, place)
@@ -122,8 +130,19 @@ class Inbound:
             to_persona=bot.persona_id if place.is_private else None,
             channel_name=msg.chat.title or msg.chat.username or "",
             parent_channel=parent,
-            is_post=bool(msg.is_automatic_forward) or self._topic_post(msg, place),
+            is_post=(bool(msg.is_automatic_forward) or self._topic_post(msg, place)) and self._opens_album(msg),
         )
+
+    def _opens_album(self, msg: TgMessage) -> bool:
+        """Whether msg is not part of an album, or is its first message: an album is one post, so its
+        followers comment once (on the first photo), not once per photo."""
+        group = msg.media_group_id
+        if group is None:
+            return True
+        first = self._albums.setdefault(group, (msg.chat.id, msg.message_id))
+        while len(self._albums) > MAX_ALBUMS:
+            self._albums.popitem(last=False)
+        return first == (msg.chat.id, msg.message_id)
 
     def _topic_post(self, msg: TgMessage, place: Place) -> bool:
         """In a forum topic configured as a feed, a message that answers nobody in particular is a post

@@ -64,6 +64,10 @@ class Outbound:
                     if post.failed:
                         return post.result(text, complete=False)
         except IncompleteReply as cut:
+            if not cut.partial:
+                # Nothing worth keeping (the fleet withheld the reply, bots/core/safety): none of it stays.
+                await post.remove()
+                return post.result("", complete=False)
             # Whatever is on screen must not pass for a finished reply.
             await post.show(cut.partial or text, CUT_OFF, throttle=False, grow=False)
             log.warning("telegram: reply by %s was cut off (the model stopped without finishing)", post.persona.id)

@@ -150,6 +150,14 @@ class Post:
                 raise
         self.shown[n] = chunk
 
+    async def remove(self) -> None:
+        """Delete every message of this reply: nothing of it is worth keeping (a withheld reply)."""
+        try:
+            while self.ids:
+                await self._delete_last()
+        except TelegramError as exc:
+            log.warning("telegram: %s could not remove a withheld reply: %s", self.bot.label, exc)
+
     async def _delete_last(self) -> None:
         app = self.bot.app
         assert app is not None

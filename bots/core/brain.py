@@ -7,11 +7,13 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
+from typing import Any
 
 from bots.config import LLMConfig
 from bots.core.events import Reply
+from bots.core.images import sees_images, text_of, unseen
 from bots.core.ports import Chunk, LLMClient, LLMError, LLMRequest, Turn
-from bots.core.prompts import GROUND_RULES, build_messages
+from bots.core.prompts import CANNOT_SEE_RULE, GROUND_RULES, build_messages
 from bots.core.text import valid_unicode
 from bots.llm.breaker import Breaker
 from bots.llm.watch import CutStreams
@@ -40,6 +42,10 @@ class Usage:
     user: str | None = None
 
 
+# The share of a reply's time it must still have when it gets an LLM slot to be worth sending.
+LATE_SLOT = 0.1
+
+
 class Brain:
     """Writes replies; bounded concurrency so a burst of triggers cannot flood the endpoint."""
 
@@ -61,14 +67,17 @@ class Brain:
         self.timeout_seconds = config.local_timeout_seconds if client.name == "local" else config.timeout_seconds
         self.cut_streams = CutStreams(getattr(client, "endpoint", client.name))
 
-    def request(self, persona: Persona, history: Sequence[Turn], reply: Reply) -> LLMRequest:
+    def request(self, persona: Persona, history: Sequence[Turn], reply: Reply, *, memory: str = "") -> LLMRequest:
         messages = build_messages(
             persona,
             history,
             instruction=reply.instruction,
+            memory=memory,
             budget_chars=self.config.history_chars,
             answering=reply.reply_to,
         )
+        if not self.sees_images(persona):
+            messages = unseen(messages, CANNOT_SEE_RULE)
         return LLMRequest(
             messages=tuple(messages),
             model=persona.model.name or self.config.model,
@@ -76,6 +85,9 @@ class Brain:
             max_tokens=persona.model.max_tokens or self.config.max_tokens,
             user=f"{reply.platform}:{reply.to_user}" if reply.to_user else None,
         )
+
+    def sees_images(self, persona: Persona) -> bool:
+        return sees_images(persona, self.config, self.client.name)
 
     async def write(self, persona: Persona, request: LLMRequest) -> AsyncIterator[str]:
         """Yields text as it arrives; raises IncompleteReply or LLMError.
@@ -118,6 +130,12 @@ class Brain:
                 await self._sem.acquire()
         except TimeoutError:
             raise LLMError("busy", f"no free LLM slot within {self.timeout_seconds:g}s") from None
+        if deadline - asyncio.get_running_loop().time() < self.timeout_seconds * LATE_SLOT:
+            # A slot freed just before this reply's time runs out cannot write it: sending the request
+            # would only load an endpoint that is already slow, and its "timeout" would count against
+            # the endpoint although the wait was ours.
+            self._sem.release()
+            raise LLMError("busy", f"no LLM slot in time within {self.timeout_seconds:g}s")
 
     async def _write(self, persona: Persona, request: LLMRequest, deadline: float) -> AsyncGenerator[str, None]:
         parts: list[str] = []
@@ -151,7 +169,8 @@ class Brain:
                 Usage(persona.id, usage.prompt_tokens or 0, usage.completion_tokens or 0, False, request.user)
             )
         else:
-            prompt = sum(len(m["content"]) for m in request.messages) // 4 + 1
+            # A photo costs roughly a few hundred tokens whatever its text; this is an estimate anyway.
+            prompt = sum(len(text_of(m["content"])) for m in request.messages) // 4 + 1
             self.on_usage(Usage(persona.id, prompt, len(text) // 4 + 1, True, request.user))
 
     async def close(self) -> None:
@@ -161,8 +180,14 @@ class Brain:
 def valid_request(request: LLMRequest) -> LLMRequest:
     """The request with valid Unicode only: history stored before text was cleaned at the door (or
     by an older version) must not fail every later request that includes it."""
-    messages = tuple({**m, "content": valid_unicode(m["content"])} for m in request.messages)
+    messages = tuple({**m, "content": _valid_content(m["content"])} for m in request.messages)
     return request if messages == request.messages else replace(request, messages=messages)
+
+
+def _valid_content(content: Any) -> Any:
+    if isinstance(content, str):
+        return valid_unicode(content)
+    return [{**p, "text": valid_unicode(p["text"])} if p.get("type") == "text" else p for p in content]
 
 
 async def _until(chunks: AsyncIterator[Chunk], deadline: float) -> AsyncGenerator[Chunk, None]:

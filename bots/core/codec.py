@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bots.core.events import Action, Author, Command, Event, Message, Notice, React, Reply
+from bots.core.events import Action, Author, Command, Event, ImagePart, Message, Notice, React, Reply
 
 _EVENTS: dict[str, type[Message] | type[Command]] = {"Message": Message, "Command": Command}
 _ACTIONS: dict[str, type[Reply] | type[React] | type[Notice]] = {"Reply": Reply, "React": React, "Notice": Notice}
@@ -41,6 +41,8 @@ def dump(obj: Event | Action) -> dict[str, Any]:
             value = {n: getattr(value, n) for n in _names(Author)}
         elif isinstance(value, frozenset):
             value = sorted(value)
+        elif name == "images":
+            value = [part.to_dict() for part in value]
         out[name] = value
     return out
 
@@ -59,6 +61,10 @@ def load_event(raw: Mapping[str, Any]) -> Event:
         kw["author"] = Author(**_fields(Author, kw["author"]))
         if "mentions" in kw:
             kw["mentions"] = frozenset(kw["mentions"])
+        if "images" in kw:
+            kw["images"] = tuple(ImagePart(**_fields(ImagePart, p)) for p in kw["images"])
+        if "files" in kw:
+            kw["files"] = tuple(kw["files"])
         return cls(**kw)
     except (KeyError, TypeError) as exc:
         raise BadPayload(str(exc)) from None

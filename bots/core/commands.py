@@ -1,5 +1,5 @@
 """Commands handled in the core, so every adapter gets them: /ask /panel /personas /about /optout
-/optin /forget /mute /unmute /help."""
+/optin /forget /mute /unmute /memory /link /help."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Literal
 from bots.core.events import Command, Notice, Reply
 from bots.core.feed import followers, more
 from bots.core.gate import Candidate, Where, channel_allowed
+from bots.core.memory import commands as memory_commands
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Turn
 from bots.core.prompts import ask_instruction, panel_instruction
@@ -68,9 +69,10 @@ def about_text(fleet: Fleet) -> str:
     cfg = fleet.config
     kept = f"for {cfg.retention_days} days (at most the last {cfg.fleet.history_size} per channel)"
     contact = f" Contact: {cfg.about.contact}." if cfg.about.contact else ""
+    sponsors = sorted(f"{p.name} ({p.sponsor})" for p in fleet.personas.values() if p.sponsor)
     sponsored = (
-        " A persona marked as sponsored speaks for that brand and says so in every reply."
-        if any(p.sponsor for p in fleet.personas.values())
+        f" Personas marked as sponsored speak for a brand and say so in every reply: {', '.join(sponsors)}."
+        if sponsors
         else ""
     )
     return (
@@ -81,6 +83,7 @@ def about_text(fleet: Fleet) -> str:
         "answering you per day (numbers, no text) for cost limits. "
         "/optout: they never answer, react to or store your messages. /optin: undo it. "
         "/forget: delete at once what is stored of your messages. /personas: who is here."
+        + memory_commands.memory_about(fleet)
     )
 
 
@@ -271,6 +274,7 @@ async def _about(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 
 async def _optout(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     await fleet.store.set_opt_out(cmd.platform, cmd.author.id, True)
+    await fleet.memory.forget(cmd.platform, cmd.author.id, unlink=True)
     plan.actions.append(
         _notice(
             cmd, "Done: the personas will not answer, react to or store your messages. /optin to undo.", private=True
@@ -286,7 +290,10 @@ async def _optin(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 async def _forget(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     removed = await fleet.store.forget_user(cmd.platform, cmd.author.id)
     fleet.disclosure.forget(cmd.platform, cmd.author.id)
-    plan.actions.append(_notice(cmd, f"Deleted {removed} stored message(s) of yours.", private=True))
+    fleet.gallery.forget_user(cmd.platform, cmd.author.id)
+    notes = await fleet.memory.forget(cmd.platform, cmd.author.id, unlink=True)
+    also = f" and {notes} memory note(s)" if notes else ""
+    plan.actions.append(_notice(cmd, f"Deleted {removed} stored message(s){also} of yours.", private=True))
 
 
 async def _mute(fleet: Fleet, cmd: Command, plan: Plan, now: float, muted: bool = True) -> None:
@@ -379,6 +386,22 @@ COMMANDS: dict[str, CommandSpec] = {
         ),
         CommandSpec(
             "more", "In a feed post's thread: two more followers comment", _more, private=True, in_private_chats=False
+        ),
+        CommandSpec(
+            "memory",
+            "What each persona remembers about you, with dates: /memory, /memory forget <persona|all>",
+            memory_commands.memory,
+            options=(Option("action", "Empty: show; forget <persona|all>: erase", required=False),),
+            private=True,
+            # Erasing what is kept must work for someone who opted out too (nothing is read or answered).
+            while_opted_out=True,
+        ),
+        CommandSpec(
+            "link",
+            "Let personas' memory of you follow you to another platform: /link, then /link CODE there",
+            memory_commands.link,
+            options=(Option("code", "The code /link gave you on your other account", required=False),),
+            private=True,
         ),
         CommandSpec("help", "List the commands", _help, private=True, while_opted_out=True),
     )

@@ -8,13 +8,16 @@ import logging
 import re
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, NoReturn
 
 from bots.core.brain import IncompleteReply
 from bots.core.events import Action, Author, Message, React, Reply, Sent
+from bots.core.greeting import Greetings, addressee
 from bots.core.ports import Adapter, LLMError, LLMRequest
+from bots.core.safety.outgoing import ReplyGuard
 from bots.core.text import sanitize
+from bots.core.viewing import show_photos
 from bots.persona import Persona
 
 if TYPE_CHECKING:
@@ -24,6 +27,9 @@ log = logging.getLogger("botfleet.fleet")
 
 # After shutdown_seconds, replies still streaming are cut; adapters get this long to mark them so.
 CUT_GRACE = 2.0
+
+# What snapshots() guards with when its caller has no reply of its own.
+_NO_REPLY = Reply(persona_id="", platform="", channel="", reply_to=None, reason="")
 
 # A speaker label a model may open with: "The Stoic:", "[The Skeptic]", "**Sage:**".
 _LABEL = re.compile(r"\s*(?:\*\*)?(?:\[([^\]\n]{1,40})\]:?|([^:\[\]\n]{1,40}):)(?:\*\*)?\s*")
@@ -56,6 +62,7 @@ class Delivery:
         self.authored: OrderedDict[str, str] = OrderedDict()
         # Reply queues by name; a lock lives only while replies of its queue are waiting or writing.
         self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.greetings = Greetings()
         self._names: frozenset[str] = frozenset()
         self._names_of: object = None
 
@@ -133,37 +140,79 @@ class Delivery:
         if persona.id in await fleet.store.muted(conversation):
             return "muted"
         history = await fleet.store.history(conversation, fleet.config.llm.history_turns)
-        request = fleet.brain.request(persona, history, reply)
+        memory = await fleet.memory.for_prompt(persona, reply)
+        request = fleet.brain.request(persona, history, reply, memory=memory)
+        request = await show_photos(fleet, adapter, persona, request, reply)
+        guard = fleet.safety.guard(persona, reply)
+
+        def greet() -> Awaitable[str]:
+            return self.greetings.opening(fleet.store, persona, reply, addressee(fleet.audit, reply), fleet.clock())
+
         try:
-            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer))
+            sent = await adapter.deliver(reply, persona, self.snapshots(persona, request, reply.footer, greet, guard))
         except LLMError as exc:
             log.warning("reply by %s dropped: %s", persona.id, exc.kind)
             return f"dropped:{exc.kind}"
         except IncompleteReply:
             log.warning("reply by %s cut off: the model stopped without finishing", persona.id)
             return "cut_off"
+        if guard.flagged:
+            return await fleet.safety.withheld(reply, guard.flagged)
         if sent.message_ids:
+            fleet.memory.replied(reply, fleet.clock())
             # What was shown stays in the conversation, a reply cut part-way included.
             await self.feed_back(reply, persona, sent)
         return "sent" if sent.complete else "cut_off"
 
-    async def snapshots(self, persona: Persona, request: LLMRequest, footer: str) -> AsyncIterator[str]:
-        """The sanitised text so far, each time more arrives; the footer joins the final one only."""
+    async def snapshots(
+        self,
+        persona: Persona,
+        request: LLMRequest,
+        footer: str,
+        greet: Callable[[], Awaitable[str]] | None = None,
+        guard: ReplyGuard | None = None,
+    ) -> AsyncIterator[str]:
+        """The sanitised text so far, each time more arrives; the footer joins the final one only, the
+        persona's greeting (if greet says it is due) goes in front of the model's words.
+
+        The guard sees the model's words in every snapshot before the adapter does; one it stops ends
+        the reply as an IncompleteReply with nothing to keep (bots/core/safety/outgoing.py says why
+        that is safe)."""
         names = self._speaker_names()
+        hello = ""
+
+        def words(raw: str) -> str:
+            return sanitize(unlabel(raw, names), persona.name)
+
+        def greeted(body: str) -> str:
+            return f"{hello}\n\n{body}" if hello and body else body
+
         text = ""
         shown = ""
+        guard = guard or self.fleet.safety.guard(persona, _NO_REPLY)
         try:
             async for part in self.fleet.brain.write(persona, request):
                 text += part
-                clean = sanitize(unlabel(text, names), persona.name)
-                if clean and clean != shown:
-                    shown = clean
-                    yield clean
+                body = words(text)
+                if greet is not None and body:
+                    # Asked once the model has words: a reply dropped before them greets nobody.
+                    hello, greet = sanitize(await greet()), None
+                now = greeted(body)
+                if now and now != shown and not guard.hold:
+                    if guard.check(body, partial=True):
+                        break
+                    shown = now
+                    yield now
         except IncompleteReply:
-            raise IncompleteReply(sanitize(unlabel(text, names), persona.name)) from None
+            raise IncompleteReply(greeted(words(text))) from None
         except asyncio.CancelledError:
-            self._cut_short(sanitize(unlabel(text, names), persona.name))
-        final = _with_footer(sanitize(unlabel(text, names), persona.name), footer)
+            self._cut_short(greeted(words(text)))
+        if guard.flagged:
+            raise IncompleteReply("")
+        whole = words(text)
+        if await guard.final(whole):
+            raise IncompleteReply("")
+        final = _with_footer(greeted(whole), guard.footer(whole, footer))
         if final != shown:
             yield final
 

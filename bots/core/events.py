@@ -19,6 +19,28 @@ class Author:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePart:
+    """A photo attached to a message, as a reference: deciding never fetches it; the adapter that
+    received it turns it into a data URL only when a reply that can see it is written.
+
+    `ref` is what that adapter fetches it by (a URL on the platform's own hosts, a Telegram file id);
+    `data` holds the bytes instead when the platform handed them over (an upload to a web room).
+    """
+
+    mime: str
+    size: int = 0  # bytes, 0 when the platform did not say
+    alt: str = ""  # caption or alt text, shown to models that cannot see
+    ref: str = ""
+    data: bytes = b""
+    # The platform account that received it (Telegram file ids belong to one bot).
+    account: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        # Bytes stay out: claims and logs carry references and captions only.
+        return {"mime": self.mime, "size": self.size, "alt": self.alt, "ref": self.ref, "account": self.account}
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     platform: str
     id: str
@@ -42,10 +64,18 @@ class Message:
     is_post: bool = False
     # The key of the human message a persona's message descends from ("" for a human's own message).
     root: str = ""
+    # Photos within the fleet's limits (llm.images_per_message, llm.image_max_bytes), and the other
+    # files in words ("a 40 MB video"), so a reply can mention what it was not shown.
+    images: tuple[ImagePart, ...] = ()
+    files: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.platform}:{self.id}"
+
+    @property
+    def has_image(self) -> bool:
+        return bool(self.images)
 
     @property
     def conversation(self) -> str:

@@ -26,11 +26,17 @@ from bots.core.commands import OPTED_OUT_COMMANDS, run_command
 from bots.core.delivery import Delivery
 from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message, Reply
+from bots.core.gallery import MAX_AGE, Gallery
 from bots.core.gate import Gate
-from bots.core.intake import decide_message, is_feed_post, turn_of
+from bots.core.images import without_bytes
+from bots.core.intake import decide_message, one_step, turn_of
+from bots.core.memory.follow_up import follow_up
+from bots.core.memory.remember import Memory
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Adapter, Admission, Claims, Pacer, RateLimiter, Store
 from bots.core.route import ChainBudget, route
+from bots.core.safety.desk import SafetyDesk
+from bots.core.safety.moderator import Moderator
 from bots.core.text import with_valid_text
 from bots.core.triggers import TriggerIndex
 from bots.core.usage import UsageMeter
@@ -55,6 +61,7 @@ class Fleet:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         pacer: Pacer | None = None,
         claims: Claims | None = None,
+        moderator: Moderator | None = None,
         admission: Admission | None = None,
     ) -> None:
         self.config = config
@@ -80,8 +87,12 @@ class Fleet:
         brain.on_usage = self.usage.record
         self.disclosure = Disclosure()
         self.gate = Gate(self)
+        self.safety = SafetyDesk(self, moderator)
         self.chains = ChainBudget()
         self.delivery = Delivery(self)
+        self.memory = Memory(self)  # relationship memory: notes written after conversations go quiet
+        # Photos of recent messages until their replies are written (history keeps placeholders).
+        self.gallery = Gallery(max_age=min(MAX_AGE, config.retention_days * 86400.0))
         # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
         self.keeper = ClaimKeeper(self, claims or StoreDedupe(store))
         # A message's claim, opt-out, history, mutes and limits in one step (one Redis call at most).
@@ -150,12 +161,16 @@ class Fleet:
             if self._tasks:
                 await self.delivery.cut(list(self._tasks))
         await self.keeper.close()
+        await self.memory.close()
         for adapter in list(self.adapters.values()):
             try:
                 await adapter.stop()
             except Exception:
                 log.exception("stopping %s adapter failed", adapter.platform)
         await self.brain.close()
+        close = getattr(self.safety.remote, "close", None)
+        if close is not None:
+            await close()
         await self.admission.close()
         await self.limiter.close()
         await self.store.close()
@@ -199,7 +214,7 @@ class Fleet:
     async def handle(self, event: Event, now: float | None = None) -> Plan:
         now = self.clock() if now is None else now
         plan = Plan(event=event, at=now)
-        if isinstance(event, Message) and not is_feed_post(self, event):
+        if isinstance(event, Message) and one_step(self, event):
             return await decide_message(self, event, plan, now)
         if not await self.keeper.claim(event, now):
             plan.note = DUPLICATE
@@ -227,16 +242,23 @@ class Fleet:
         event = plan.event
         if await self._opted_out(event):
             # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
-            plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
+            if isinstance(event, Message):
+                plan.event = dataclasses.replace(event, text="", images=(), files=())
             return self._record(self._ignored(plan, "opted_out", event))
-        if isinstance(event, Command):
+        if await self.safety.screen(event, plan, now):
+            pass  # care or a flagged message: neither remembered nor answered (bots/core/safety)
+        elif isinstance(event, Command):
             await run_command(self, event, plan, now)
+            await self.safety.after_route(event, plan, now)
         elif event.author.is_bot and event.author.persona_id is None and self.config.fleet.ignore_foreign_bots:
             return self._record(self._ignored(plan, "foreign_bot", event))
         else:
             if remember:
                 await self._remember(event, now)
+            self.memory.heard(event, now)
             await route(self, event, plan, now)
+            await follow_up(self, event, plan, now)
+            await self.safety.after_route(event, plan, now)
         await self.gate.finish(plan, now)
         return self._record(plan)
 
@@ -250,6 +272,7 @@ class Fleet:
 
     async def _remember(self, msg: Message, now: float) -> None:
         await self.store.append(msg.conversation, turn_of(msg, now))
+        self.gallery.put(msg, now)
 
     @property
     def breaker(self) -> Breaker:
@@ -271,6 +294,7 @@ class Fleet:
         return plan
 
     def _record(self, plan: Plan) -> Plan:
+        plan.event = without_bytes(plan.event)  # the audit keeps what happened, not uploaded photos
         self.audit[plan.event.key] = plan
         if len(self.audit) > self.audit_size:
             self.audit.popitem(last=False)

@@ -4,7 +4,9 @@ The trigger hits, the fleet's own rules (self, bot chains), channel rules and qu
 they come first; then one `Admission.admit` claims the message, checks the author's opt-out, appends
 the turn, reads the mutes and runs every rate limit of every candidate (on Redis: one script call,
 shared with concurrent messages). What comes back is turned into the plan as routing always did.
-Commands, feed posts and taken-over messages keep the step-by-step path (Fleet._decide).
+Commands, feed posts, taken-over messages and messages the safety desk must see between the opt-out
+check and the history write (a moderator with I/O, or text the local lists flag) keep the
+step-by-step path (Fleet._decide).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from bots.core.claims import DUPLICATE
 from bots.core.codec import encode_claim
 from bots.core.events import Message
 from bots.core.gate import Candidate, Where
+from bots.core.images import turn_text
+from bots.core.memory.follow_up import follow_up
 from bots.core.plan import Decision, Plan
 from bots.core.ports import Entry, Turn
 from bots.core.route import _candidates, _explain_silence, _feed_of, _feed_thread_reply, _react
@@ -29,7 +33,7 @@ def turn_of(msg: Message, now: float) -> Turn:
     author = msg.author
     return Turn(
         speaker=author.name,
-        text=msg.text,
+        text=turn_text(msg),
         at=now,
         user_id="" if author.persona_id else author.id,
         persona_id=author.persona_id,
@@ -41,6 +45,24 @@ def turn_of(msg: Message, now: float) -> Turn:
 def is_feed_post(fleet: Fleet, msg: Message) -> bool:
     """A post in a feed channel: its followers' comments are planned by bots.core.feed instead."""
     return msg.is_post and msg.author.persona_id is None and _feed_of(fleet, msg) is not None
+
+
+def one_step(fleet: Fleet, msg: Message) -> bool:
+    """Whether this message is decided here, in one admission step."""
+    return not is_feed_post(fleet, msg) and not _screened_first(fleet, msg)
+
+
+def _screened_first(fleet: Fleet, msg: Message) -> bool:
+    """The safety desk reads a person's message after their opt-out and before it is remembered: a
+    moderator with I/O must never see the words of someone who opted out, and a flagged message is
+    not remembered. The local lists run in-process, so a message they pass goes the one-step way."""
+    if msg.author.persona_id is not None or msg.author.is_bot or not msg.text:
+        return False
+    desk = fleet.safety
+    moderator = desk.moderator
+    if moderator is desk.local:
+        return desk.local.check_now(msg.text).flagged
+    return moderator is desk.remote
 
 
 async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> Plan:
@@ -108,11 +130,13 @@ async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> 
         why = "opted_out" if got.opted_out else "foreign_bot"
         if got.opted_out:
             # Not even the audit keeps what they wrote: only that the fleet stayed away, and from whom.
-            plan.event = dataclasses.replace(msg, text="")
+            plan.event = dataclasses.replace(msg, text="", images=(), files=())
         plan.note = why
         personas = fleet.index.personas
         plan.decisions.extend(Decision(personas[i].id, "skip", why) for i in matched)
         return fleet._record(plan)
+    fleet.gallery.put(msg, now)
+    fleet.memory.heard(msg, now)
     plan.decisions.extend(local.decisions)
     granted = fleet.gate.judge(plan, open_, got.verdicts)
     if chain_root is not None:
@@ -122,5 +146,7 @@ async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> 
         fleet.gate.reply(plan, where, c, delay=delay, reply_to=msg.id, chain=chain, root=root)
     _react(fleet, msg, plan, reactions, where, got.muted)
     _explain_silence(fleet, msg, plan, hits, now)
+    await follow_up(fleet, msg, plan, now)
+    await fleet.safety.after_route(msg, plan, now)
     await fleet.gate.finish(plan, now)
     return fleet._record(plan)

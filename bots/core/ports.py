@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from bots.config import FleetConfig
-from bots.core.events import Event, Notice, React, Reply, Sent
+from bots.core.events import Event, ImagePart, Notice, React, Reply, Sent
+from bots.core.memory.notes import NoteBook
 from bots.persona import Persona
 
 
@@ -88,7 +89,8 @@ class Store(Protocol):
     async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
         """True (and `now` recorded) the first time persona_id addresses user_id on platform.
 
-        /forget deletes these records too, so a forgotten user is told again."""
+        /forget deletes these records too, so a forgotten user is told again. A persona's greeting uses
+        the same record with user_id "channel:<channel id>" (bots/core/greeting.py)."""
         ...
 
     async def add_usage(self, day: str, deltas: Mapping[str, int]) -> dict[str, int]:
@@ -97,6 +99,41 @@ class Store(Protocol):
         Keys are "fleet", "p:<persona>" and "u:<platform>:<user>"; processes sharing a store
         thereby share one budget."""
         ...
+
+    async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        """Add to the small set of counters `key` holds for one UTC day; returns all of them.
+
+        The healthy-use counters per person ("use:<platform>:<user>": messages, seconds, nudged)
+        live here; shared by every process on a Redis store, gone after a few days."""
+        ...
+
+    # --- relationship memory (bots.core.memory); a person is "platform:user id" unless linked ---
+
+    async def notes(self, person: str) -> dict[str, NoteBook]:
+        """Every owner's (persona id or "shared") notes about a person."""
+        ...
+
+    async def write_notes(self, person: str, owner: str, book: NoteBook) -> bool:
+        """Compare-and-set: stored only if the stored book's version is book.version - 1 (none: 0)."""
+        ...
+
+    async def forget_notes(self, person: str, owner: str | None = None) -> int:
+        """Delete one owner's notes about a person (None: every owner's); returns how many notes went."""
+        ...
+
+    async def person_of(self, platform: str, user_id: str) -> str:
+        """The person an account belongs to: the one it was linked to, else "platform:user id"."""
+        ...
+
+    async def offer_link(self, code: str, person: str, ttl: float, now: float) -> bool:
+        """Keep a one-time link code for `ttl` seconds; False if the store could not."""
+        ...
+
+    async def redeem_link(self, code: str, platform: str, user_id: str, now: float) -> str | None:
+        """Use a link code once: the account joins the code's person, which is returned (None: unknown)."""
+        ...
+
+    async def unlink(self, platform: str, user_id: str) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -255,7 +292,8 @@ class Pacer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
-    messages: tuple[dict[str, str], ...]
+    # OpenAI chat messages; a content is a string, or a list of text and image_url parts.
+    messages: tuple[dict[str, Any], ...]
     model: str
     temperature: float
     max_tokens: int
@@ -285,6 +323,25 @@ class LLMClient(Protocol):
     def stream(self, request: LLMRequest) -> AsyncIterator[Chunk]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ImageSource(Protocol):
+    """An adapter that can fetch the photos it received (bots.core.events.ImagePart)."""
+
+    async def image_url(self, part: ImagePart, max_side: int) -> str:
+        """The photo as a data URL, long side at most max_side; raises ImageUnavailable. Fetched only
+        from the platform's own hosts, size-limited while streaming, never logged."""
+        ...
+
+
+class ImageUnavailable(Exception):
+    """A photo that could not be fetched; `kind` is a short label (too_big, redirect, timeout...)
+    and never carries a URL (Telegram's file URLs contain the bot token)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(kind)
 
 
 class FleetView(Protocol):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bots.core.ports import Turn
+from bots.core.safety.rules import HUMAN_RULES, PROFESSIONAL_RULES, SPONSOR_RULES, professional
 from bots.persona import Persona
 
 _NAME_OK = re.compile(r"[^a-zA-Z0-9_-]")
@@ -16,7 +17,7 @@ GROUND_RULES = (
     "You are {name}, an AI persona in a group chat with people and other AI personas. "
     "Stay in character. Answer in plain text, briefly (2-4 sentences unless asked for more). "
     "Do not prefix your reply with your name. Never claim to be human; if asked, say you are an AI persona. "
-    "Do not @mention anyone."
+    "Do not @mention anyone. " + HUMAN_RULES
 )
 
 COMMENT = (
@@ -27,6 +28,13 @@ COMMENT = (
 MORE_COMMENT = (
     "{author} asked for more perspectives on their post. Comments already made are above: add an angle "
     "nobody has taken yet, in 1-3 sentences."
+)
+
+
+# Told to a persona whose model cannot see when a photo is in the conversation.
+CANNOT_SEE_RULE = (
+    "Messages may mention photos you cannot see. Never describe or pretend to have seen them; "
+    "if it matters, say honestly that you cannot see images and respond to what was said about them."
 )
 
 
@@ -69,10 +77,15 @@ def _quote(turn: Turn) -> str:
     return "> " + f"{turn.speaker}: {turn.text}".replace("\n", "\n> ")
 
 
-def system_prompt(persona: Persona, instruction: str = "") -> str:
+def system_prompt(persona: Persona, instruction: str = "", memory: str = "") -> str:
     system = persona.prompt.strip() + "\n\n" + GROUND_RULES.format(name=persona.name)
     if persona.sponsor:
-        system += f" You speak for {persona.sponsor}; say so when relevant."
+        system += f" You speak for {persona.sponsor}; say so when relevant. {SPONSOR_RULES}"
+    if professional(persona):
+        system += " " + PROFESSIONAL_RULES
+    if memory:
+        # The persona's notes about the person it answers (bots.core.memory), whatever the channel.
+        system += "\n\n" + memory.strip()
     if instruction:
         system += "\n\n" + instruction.strip()
     return system
@@ -147,11 +160,12 @@ def build_messages(
     instruction: str = "",
     budget_chars: int = 4000,
     answering: str | None = None,
+    memory: str = "",
 ) -> list[dict[str, str]]:
     """The chat messages for one reply. `answering` is the id of the message the reply answers: it is
     the last user message, marked as the one to answer, whatever was said after it (that comes
     before it, as context). Every turn's text counts against budget_chars, that one's included."""
-    messages: list[dict[str, str]] = [{"role": "system", "content": system_prompt(persona, instruction)}]
+    messages: list[dict[str, str]] = [{"role": "system", "content": system_prompt(persona, instruction, memory)}]
     for ex in persona.examples:
         messages.append({"role": "user", "content": ex.user})
         messages.append({"role": "assistant", "content": ex.reply})

@@ -25,7 +25,7 @@ from bots.core.regex import Regex, encode
 from bots.persona import Persona
 
 # Which trigger wins when a persona has several that fire; also orders responders.
-SCORES = {"mention": 100, "reply": 90, "dm": 80, "keywords": 50, "regex": 40, "chance": 10}
+SCORES = {"mention": 100, "reply": 90, "dm": 80, "keywords": 50, "image": 45, "regex": 40, "chance": 10}
 
 _MIN_ANCHOR = 2
 
@@ -150,6 +150,8 @@ class TriggerIndex:
         self._reply: list[bool] = []
         self._dm: list[int] = []
         self._dm_set: set[int] = set()
+        # (persona, chance) of `image: true` triggers: a message with a photo.
+        self._image: list[tuple[int, float]] = []
         # Keyword rules are numbered so a rule with a chance rolls once per message, however many
         # of its keywords the message contains.
         self._rule = 0
@@ -199,6 +201,8 @@ class TriggerIndex:
             elif t.regex is not None:
                 self._add_regex(t.regex, "re", self._always, len(self._regexes))
                 self._regexes.append((i, Regex(t.regex), t.probability, t.regex))
+            elif t.image:
+                self._image.append((i, t.probability))
             elif t.kind == "chance" and t.probability > 0:
                 self._chance_groups.setdefault(t.probability, []).append(i)
 
@@ -222,6 +226,8 @@ class TriggerIndex:
         best: dict[int, Hit] = {}
         reactions: list[ReactionHit] = []
         self._addressed(msg, best)
+        if msg.images and self._image:
+            self._photo(rng, best)
         text = msg.text
         regex_ids: set[int] = set()
         reaction_ids: set[int] = set()
@@ -246,6 +252,11 @@ class TriggerIndex:
                 _offer(best, i, "reply", "")
         if msg.is_dm:
             self._direct(msg.to_persona, best)
+
+    def _photo(self, rng: random.Random, best: dict[int, Hit]) -> None:
+        for i, chance in self._image:
+            if chance >= 1 or rng.random() < chance:
+                _offer(best, i, "image", "")
 
     def _direct(self, to_persona: str | None, best: dict[int, Hit]) -> None:
         """A DM to one persona's own account reaches that persona; a DM to the host reaches every dm trigger."""

@@ -54,6 +54,11 @@ class Decision(NamedTuple):
     first_refusal: bool
 
 
+def budget_key(account: str) -> str:
+    """The account whose budget a connect spends: shards of one token (`discord:host#2/4`) share it."""
+    return account.partition("#")[0]
+
+
 def reserve_for(total: int, fraction: float = RESERVE_FRACTION, floor: int = RESERVE_FLOOR) -> int:
     return min(total // 2, max(floor, math.ceil(total * fraction)))
 

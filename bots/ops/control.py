@@ -117,11 +117,13 @@ class Ops:
         return problems
 
     async def _maintain(self) -> None:
-        """Share token counts every few seconds; prune expired history every so often."""
+        """Share token counts every few seconds; prune expired history every so often; start due memory updates."""
         loop = asyncio.get_running_loop()
         next_prune = loop.time()
         while True:
             await asyncio.sleep(self.usage_sync_seconds)
+            # Memory updates that are due run in the background, never holding up this loop.
+            self.fleet.memory.kick()
             try:
                 await self.fleet.usage.sync(self.fleet.store)
                 if loop.time() >= next_prune:

@@ -33,7 +33,9 @@ Redis keys (prefix `botfleet:` by default):
 - `accounts`: zset of known accounts (for `botfleet status`), score = expiry; PX twice the lease time.
 - `epoch`: when this Redis started holding leases (ms); no TTL.
 - `identify:{account}`: hash of connects made in the platform's window (see bots/ops/budget.py);
-  TTL = the platform's reset_after.
+  TTL = the platform's reset_after. The shards of one token (`discord:host#0/4`...) are accounts of their
+  own, leased one by one, and share the token's budget key.
+- `identify-turn:{account}:{bucket}`: who identifies next in a bucket (bots/ops/identifyturns.py).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from bots.core.ports import Adapter
-from bots.ops.budget import RESERVE_FRACTION, ConnectBudget, ConnectGate, Decision
+from bots.ops.budget import RESERVE_FRACTION, ConnectBudget, ConnectGate, Decision, budget_key
+from bots.ops.identifyturns import RedisIdentifyTurns, offer
 from bots.ops.leasescript import COUNT_LUA, TICK_LUA
 from bots.ops.leasestatus import text as _text
 from bots.state.redis import FAULTS, PREFIX, make_client, stop_task
@@ -113,6 +116,7 @@ class LeaseManager:
         self._script = self._client.register_script(TICK_LUA)
         self._count_script = self._client.register_script(COUNT_LUA)
         self.gate = ConnectGate(self._count, reserve_fraction=reserve_fraction, clock=clock)
+        offer(adapters, RedisIdentifyTurns(self._client, prefix, self.identity))
         # Renewing often keeps the last renewal recent when Redis stalls, so a stall costs less of the
         # lease's remaining time (one small script per tick).
         self.interval = lease_seconds / 10
@@ -398,7 +402,7 @@ class LeaseManager:
         try:
             async with asyncio.timeout(min(self.interval, 2.0)):
                 raw: list[Any] = await self._count_script(
-                    keys=[f"{self.prefix}identify:{account}"],
+                    keys=[f"{self.prefix}identify:{budget_key(account)}"],
                     args=[budget.total, budget.remaining, reserve, max(1, int(budget.reset_after * 1000))],
                 )
         except LEASE_FAULTS as exc:

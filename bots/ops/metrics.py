@@ -41,7 +41,7 @@ LIMITS = frozenset(
     }
 )
 # Reasons whose part after ":" is free-form detail (a keyword, a name, a depth) rather than a kind.
-_DETAILED = frozenset({"mention", "reply", "dm", "keywords", "regex", "chance", "chain_depth"})
+_DETAILED = frozenset({"mention", "reply", "dm", "keywords", "image", "regex", "chance", "chain_depth"})
 
 
 def reason_label(reason: str) -> str:
@@ -75,6 +75,8 @@ class Metrics:
         self.notices = Counter("botfleet_notices_sent", "Command answers delivered", ["platform"], registry=r)
         self.outcomes = Counter("botfleet_reply_outcomes", "What became of planned replies", ["outcome"], registry=r)
         self.errors = Counter("botfleet_errors", "Errors by kind", ["kind"], registry=r)
+        # care, flagged:<category>, withheld:<category>, nudge, advice: counts only, never the text.
+        self.safety = Counter("botfleet_safety_events", "Safety decisions", ["event"], registry=r)
         self.latency = Histogram(
             "botfleet_llm_latency_seconds",
             "Time from sending an LLM request to its last token",
@@ -96,6 +98,7 @@ class Metrics:
         fleet.listeners.append(self.on_plan)
         fleet.outcomes.append(self.on_outcome)
         fleet.usage.listeners.append(self.on_usage)
+        fleet.safety.listeners.append(lambda event: self.safety.labels(event).inc())
         upstream = fleet.brain.on_call
 
         def on_call(persona_id: str, seconds: float, kind: str | None) -> None:

@@ -57,7 +57,8 @@ RESTART_ONLY = (
 def _get(cfg: FleetConfig, dotted: str) -> Any:
     value: Any = cfg
     for part in dotted.split("."):
-        value = getattr(value, part)
+        # A registry-only platform's section (adapters.web) exists only when config.yaml has it.
+        value = getattr(value, part, None)
     return value
 
 

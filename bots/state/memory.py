@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from bots.core.ports import ALLOWED, CAPPED, Rate, Turn, Verdict
 from bots.state.gcra import gcra_check
+from bots.state.notes import MemoryNotes
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class Choices:
         return bool(self.opted_out or self.muted or self.followers)
 
 
-class MemoryStore:
+class MemoryStore(MemoryNotes):
     def __init__(
         self,
         history_size: int = 50,
@@ -42,6 +43,7 @@ class MemoryStore:
         # (platform, user) -> persona -> when first told; keyed by user so /forget is one delete.
         self._told: dict[tuple[str, str], dict[str, float]] = {}
         self._usage: dict[str, dict[str, int]] = {}
+        self._daily: dict[str, dict[str, dict[str, int]]] = {}
         self._followers: dict[tuple[str, str], tuple[str, ...]] = {}
 
     async def first_seen(self, key: str, ttl: float, now: float) -> bool:
@@ -83,7 +85,7 @@ class MemoryStore:
         if self.retention_seconds is None:
             return 0
         cutoff = now - self.retention_seconds
-        removed = 0
+        removed = self.prune_notes(now)
         for conv in list(self._history):
             turns = self._history[conv]
             removed += _drop_before(turns, cutoff)
@@ -152,6 +154,14 @@ class MemoryStore:
         for old in sorted(self._usage)[:-2]:
             del self._usage[old]
         return dict(totals)
+
+    async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        counters = self._daily.setdefault(day, {}).setdefault(key, {})
+        for name, n in deltas.items():
+            counters[name] = counters.get(name, 0) + n
+        for old in sorted(self._daily)[:-2]:
+            del self._daily[old]
+        return dict(counters)
 
     def choices(self) -> Choices:
         """Every opt-out, mute and follower choice held here, to write back into a store that lost them."""

@@ -24,6 +24,8 @@ from typing import Any, Self
 
 from aiohttp import web
 
+from tests.fakes.openai_parts import BadContent, check_content, image_urls
+
 DEFAULT_MODEL = "fake-gpt"
 STREAM_PIECES = 3
 
@@ -199,6 +201,36 @@ class _Call:
         return chunks
 
 
+# What the fake moderation endpoint flags by default: a few phrases per OpenAI category name.
+MODERATION_WORDS: dict[str, tuple[str, ...]] = {
+    "self-harm/intent": ("kill myself", "end my life", "want to die"),
+    "violence": ("i will hurt you",),
+    "harassment": ("you are worthless",),
+}
+MODERATION_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+
+
+def default_moderation(text: str) -> set[str]:
+    """OpenAI category names the fake flags in text."""
+    low = text.lower()
+    flagged = {name for name, words in MODERATION_WORDS.items() if any(w in low for w in words)}
+    return flagged | {name.split("/")[0] for name in flagged}
+
+
 def _sse(data: dict[str, Any] | str) -> bytes:
     payload = data if isinstance(data, str) else json.dumps(data)
     return f"data: {payload}\n\n".encode()
@@ -215,12 +247,21 @@ class FakeOpenAI:
         fallback: Behaviour | None = None,
         interrupts: bool = False,
         chunk_seconds: float = 0.0,
+        vision: bool = True,
+        moderate: Callable[[str], set[str]] = default_moderation,
     ) -> None:
         self.reply = reply or default_reply
+        # /v1/moderations: the OpenAI category names flagged in a text, and every input it was asked.
+        self.moderate = moderate
+        self.moderated: list[str] = []
         self.host = host
         self.port = port
         self.models = models
         self.requests: list[dict[str, Any]] = []
+        # Whether the model sees images (False: image parts are refused, as a text-only model does).
+        self.vision = vision
+        # Every image URL the endpoint was sent, in order.
+        self.images: list[str] = []
         self._script: deque[Behaviour] = deque()
         # What every request gets once the script is used up (a 500 storm, a hung endpoint); None: a reply.
         self.fallback = fallback
@@ -244,6 +285,7 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/moderations", self._moderations)
         # handler_cancellation: a client that gives up on a Delay must not leave the
         # handler sleeping, or stop() would wait for it.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None)
@@ -269,6 +311,25 @@ class FakeOpenAI:
         data = [{"id": m, "object": "model", "created": 0, "owned_by": "botfleet-fake"} for m in self.models]
         return web.json_response({"object": "list", "data": data})
 
+    async def _moderations(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        results = []
+        for text in texts:
+            self.moderated.append(text)
+            flagged = self.moderate(text)
+            results.append(
+                {
+                    "flagged": bool(flagged),
+                    "categories": {name: name in flagged for name in MODERATION_CATEGORIES},
+                    "category_scores": {name: 0.99 if name in flagged else 0.001 for name in MODERATION_CATEGORIES},
+                    "category_applied_input_types": {name: ["text"] for name in MODERATION_CATEGORIES},
+                }
+            )
+        model = body.get("model", "omni-moderation-latest")
+        return web.json_response({"id": f"modr-fake-{next(self._ids)}", "model": model, "results": results})
+
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
@@ -278,6 +339,13 @@ class FakeOpenAI:
             bad = error_body("Body must be a JSON object.", "invalid_request_error")
             return web.json_response(bad, status=400)
         self.requests.append(body)
+        try:
+            check_content(body, vision=self.vision)
+        except BadContent as exc:
+            bad = error_body(str(exc), "invalid_request_error")
+            bad["error"]["param"] = exc.param
+            return web.json_response(bad, status=400)
+        self.images += image_urls(body)
         return await self._answer(request, body)
 
     async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:

@@ -22,7 +22,12 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `h:<conversation>`               | list   | retention_days after the conversation's last write              |
 | `uc:<platform>:<user>`           | set    | twice retention_days after the user's last turn                 |
 | `told:<platform>:<user>`         | hash   | retention_days after the last first contact                     |
+| `told:<platform>:channel:<id>`   | hash   | the same: personas that said their greeting there (greeting.py) |
 | `usage:<day>`                    | hash   | three days                                                      |
+| `daily:<day>:use:<platform>:<user>` | hash | three days (healthy-use counters, bots/core/safety/desk.py)     |
+| `notes:<person>`                 | hash   | retention_days after the last update (notes.py)                 |
+| `link:<platform>:<user>`         | string | retention_days after linking (notes.py)                         |
+| `linkcode:<code>`                | string | memory.link_minutes (notes.py)                                  |
 | `why:<platform>:<message>`       | string | the why record's ttl (bots/ops/admin.py)                        |
 | `lease:<account>`                | string | one lease time, renewed by its holder (bots/ops/leases.py)      |
 | `members:<pool>`, `accounts`     | zset   | twice the lease time, renewed by every tick (bots/ops/leases.py)|
@@ -30,6 +35,7 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `claims:payload`                 | hash   | fleet.dedupe_seconds after the last claim (claims.py)           |
 | `pace:<key>`, `pause:<key>`      | list/str | until the slot or pause passes (pacing.py)                    |
 | `identify:<account>`             | hash   | the platform's session-start window (bots/ops/leases.py)        |
+| `identify-turn:<account>:<n>`    | string | one identify interval (bots/ops/identifyturns.py)               |
 | `optout:<platform>`              | set    | none: see below                                                 |
 | `mute:<conversation>`            | set    | none: see below                                                 |
 | `follow:<platform>:<user>`       | string | none: see below                                                 |

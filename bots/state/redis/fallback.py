@@ -24,6 +24,7 @@ from bots.state.memory import MemoryRateLimiter, MemoryStore
 from bots.state.redis.admission import RedisAdmission
 from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe_all
 from bots.state.redis.epoch import EpochGuard
+from bots.state.redis.fallback_notes import FallbackNotes
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.journal import Journal
 from bots.state.redis.limiter import LimiterOverloaded, RedisRateLimiter
@@ -85,7 +86,7 @@ class FallbackRateLimiter:
         await self.health.release_user()
 
 
-class FallbackStore:
+class FallbackStore(FallbackNotes):
     """The Redis store, with local state that answers while Redis is away.
 
     The local store holds every opt-out, mute and follower choice in Redis, whichever process made
@@ -332,6 +333,14 @@ class FallbackStore:
         for key, n in self.journal.usage.get(day, {}).items():
             merged[key] = merged.get(key, 0) + n
         return merged
+
+    async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        ok, counters = await self._try(lambda: self.primary.add_daily(day, key, deltas))
+        if ok and counters is not None:
+            return counters
+        # Healthy-use counters are a courtesy, not a promise: during an outage they count locally
+        # and are not replayed (a nudge a little late or early is no loss).
+        return await self.local.add_daily(day, key, deltas)
 
     def _journal(self, write: Callable[[Journal], object]) -> None:
         if len(self.journal) >= self.journal.limit:

@@ -36,10 +36,13 @@ class Journal:
     muted: dict[tuple[str, str], bool] = field(default_factory=dict)
     followers: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     usage: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Erasures of relationship memory: (person, owner or "" for all) and accounts to unlink.
+    notes_forget: set[tuple[str, str]] = field(default_factory=set)
+    unlinks: set[tuple[str, str]] = field(default_factory=set)
     limit: int = 100_000
 
     def __len__(self) -> int:
-        sizes = (self.opt_out, self.forget, self.muted, self.followers)
+        sizes = (self.opt_out, self.forget, self.muted, self.followers, self.notes_forget, self.unlinks)
         return sum(len(x) for x in sizes) + sum(len(d) for d in self.usage.values())
 
     async def replay(
@@ -55,6 +58,12 @@ class Journal:
         for platform, user in list(self.forget):
             await forget(platform, user)
             self.forget.discard((platform, user))
+        for person, owner in list(self.notes_forget):
+            await primary.forget_notes(person, owner or None)
+            self.notes_forget.discard((person, owner))
+        for platform, user in list(self.unlinks):
+            await primary.unlink(platform, user)
+            self.unlinks.discard((platform, user))
         for key, muted in list(self.muted.items()):
             await primary.set_muted(*key, muted)
             _landed(self.muted, key, muted)

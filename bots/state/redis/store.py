@@ -27,6 +27,7 @@ from bots.core.ports import Turn
 from bots.state.memory import Choices
 from bots.state.redis.batch import UNCAPPED, Batcher
 from bots.state.redis.client import PREFIX
+from bots.state.redis.notes import RedisNotes
 
 # Keys kept without an expiry, each for the reason given in bots/state/redis/__init__.py.
 PERMANENT_KEYS = ("optout:", "mute:", "follow:", "state-epoch", "choices-version")
@@ -170,7 +171,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisStore:
+class RedisStore(RedisNotes):
     """The Store protocol in Redis. `now` arguments are ignored where Redis keeps the time (dedupe)."""
 
     def __init__(
@@ -255,7 +256,7 @@ class RedisStore:
                 keys = []
         if keys:
             removed += int(await self._prune(keys=keys, args=[cutoff]))
-        return removed
+        return removed + await self.prune_notes(now, batch)
 
     async def forget_user(self, platform: str, user_id: str) -> int:
         if not user_id:
@@ -391,6 +392,13 @@ class RedisStore:
         for key, n in deltas.items():
             args += (key, int(n))
         raw = await self._usage(keys=[f"{self._p}usage:{day}"], args=args)
+        return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+    async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
+        args: list[str | int] = [USAGE_TTL_MS]
+        for name, n in deltas.items():
+            args += (name, int(n))
+        raw = await self._usage(keys=[f"{self._p}daily:{day}:{key}"], args=args)
         return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     async def close(self) -> None:

@@ -35,6 +35,11 @@ Fidelity worth knowing before asserting on it:
   with the DIRECT_MESSAGES intent, with content whatever MESSAGE_CONTENT says (as Discord exempts DMs),
   and without CHANNEL_CREATE, as on Discord: discord.py builds the DMChannel from ``channel_id``.
   Other bots get 403 code 50001 on a DM channel; webhooks and threads there get 403 code 50003.
+- Sharding: ``set_shards(bot, n)`` makes ``GET /gateway/bot`` recommend ``n`` shards and (by default)
+  closes an IDENTIFY without a ``shard`` with 4011. A session that identified as ``[i, n]`` hears only
+  the guilds with ``(guild_id >> 22) % n == i`` (READY, GUILD_CREATE, messages, reactions, channel and
+  thread events, interactions) and, for ``i == 0``, the bot's DMs. ``fake.identifies`` records every
+  accepted IDENTIFY (bot, shard, monotonic time), so a test can check identify pacing per bucket.
 - After a deferred interaction response the first follow-up edits the "thinking" message instead
   of creating one (MESSAGE_UPDATE, not MESSAGE_CREATE), and callbacks later than
   ``interaction_timeout`` seconds get 404 code 10062, as on Discord.

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import json
 import secrets
+import time
 
 from aiohttp import WSMsgType, web
 
 from tests.fakes.discord.messages import MessageStore
 from tests.fakes.discord.models import (
     INTENT_GUILDS,
+    Identify,
     JsonDict,
     Session,
 )
@@ -53,10 +55,11 @@ class Gateway(MessageStore):
                     else:
                         session.queue.put_nowait(json.dumps({"op": 11}))
                 elif op == 2:
-                    session = self._identify(ws, data)
-                    if session is None:
-                        await ws.close(code=4004, message=b"Authentication failed.")
+                    refusal = self._identify_refusal(data)
+                    if refusal is not None:
+                        await ws.close(code=refusal[0], message=refusal[1])
                         break
+                    session = self._identify(ws, data)
                 elif op == 6:
                     session = self._resume(ws, data)
                     if session is None:
@@ -74,14 +77,29 @@ class Gateway(MessageStore):
                     self._sessions.pop(session.session_id, None)
         return ws
 
-    def _identify(self, ws: web.WebSocketResponse, data: JsonDict) -> Session | None:
+    def _identify_refusal(self, data: JsonDict) -> tuple[int, bytes] | None:
+        """Discord's close code and reason for an IDENTIFY it refuses, or None."""
         token = str(data.get("token", ""))
         bot_id = self._tokens.get(token)
         if bot_id is None or token in self._gateway_refused:
-            return None
+            return 4004, b"Authentication failed."
+        shard = data.get("shard")
+        if shard is None:
+            return (4011, b"Sharding required.") if self.bots[bot_id].require_sharding else None
+        if not (isinstance(shard, list) and len(shard) == 2 and 0 <= int(shard[0]) < int(shard[1])):
+            return 4010, b"Invalid shard."
+        return None
+
+    def _identify(self, ws: web.WebSocketResponse, data: JsonDict) -> Session:
+        bot_id = self._tokens[str(data.get("token", ""))]
         limit = self.bots[bot_id].session_start_limit
         limit["remaining"] = max(0, limit["remaining"] - 1)
-        session = Session(session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0)))
+        raw = data.get("shard")
+        shard = (int(raw[0]), int(raw[1])) if raw else None
+        self.identifies.append(Identify(bot_id, shard, time.monotonic()))
+        session = Session(
+            session_id=secrets.token_hex(16), bot_id=bot_id, intents=int(data.get("intents", 0)), shard=shard
+        )
         self._sessions[session.session_id] = session
         self._attach(session, ws)
         # READY and every GUILD_CREATE are queued in one synchronous step, so no test event can
@@ -89,6 +107,8 @@ class Gateway(MessageStore):
         session.enqueue_dispatch("READY", self._ready(session))
         if session.intents & INTENT_GUILDS:
             for gid in self.guilds:
+                if not session.owns(gid):
+                    continue
                 session.enqueue_dispatch("GUILD_CREATE", self._guild_create(gid, bot_id))
         return session
 

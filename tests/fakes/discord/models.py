@@ -209,6 +209,24 @@ class BotAccount:
     application: JsonDict
     # Served by GET /gateway/bot; every IDENTIFY takes one from "remaining", as on Discord.
     session_start_limit: JsonDict = field(default_factory=default_session_start_limit)
+    # Served as "shards" by GET /gateway/bot; with require_sharding an IDENTIFY without a shard is
+    # closed with 4011, as Discord does for a bot in more than 2,500 guilds.
+    shards: int = 1
+    require_sharding: bool = False
+
+
+def shard_of(guild_id: int, num_shards: int) -> int:
+    """The shard that receives a guild's events, by Discord's formula."""
+    return (guild_id >> 22) % num_shards
+
+
+@dataclass(frozen=True)
+class Identify:
+    """One IDENTIFY the gateway accepted: which bot, which shard (None: unsharded), when (monotonic)."""
+
+    bot_id: int
+    shard: tuple[int, int] | None
+    at: float
 
 
 @dataclass
@@ -224,6 +242,16 @@ class Session:
     ws: web.WebSocketResponse | None = None
     writer: asyncio.Task[None] | None = None
     dropped: bool = False  # closed by drop_connections, so kept for RESUME whatever the close code
+    shard: tuple[int, int] | None = None  # [shard id, shard count] from IDENTIFY
+
+    def owns(self, guild_id: int) -> bool:
+        """Whether this session receives the guild's events (every guild when unsharded)."""
+        return self.shard is None or shard_of(guild_id, self.shard[1]) == self.shard[0]
+
+    @property
+    def gets_dms(self) -> bool:
+        # Discord sends direct messages to shard 0 only.
+        return self.shard is None or self.shard[0] == 0
 
     def enqueue_dispatch(self, event: str, data: JsonDict) -> None:
         self.seq += 1

@@ -29,8 +29,10 @@ class ChannelRoutes(RestPlumbing):
 
     async def _get_gateway_bot(self, request: web.Request, call: Call) -> web.Response:
         assert call.bot_id is not None  # the route requires a bot token
-        limit = self.bots[call.bot_id].session_start_limit
-        return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        bot = self.bots[call.bot_id]
+        return json_response(
+            {"url": self.gateway_url, "shards": bot.shards, "session_start_limit": bot.session_start_limit}
+        )
 
     async def _get_me(self, request: web.Request, call: Call) -> web.Response:
         user = self._bot_user(call)

@@ -34,6 +34,7 @@ class FakeDiscord(WebhookRoutes):
     async def start(self) -> None:
         app = web.Application(client_max_size=32 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{aid}/{filename}", self._cdn)
         self._add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -131,7 +132,30 @@ class FakeDiscord(WebhookRoutes):
         # Last, so it only sees what nothing above handles: recorded, so a test can spot the gap.
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._wrap(self._unknown_route, False))
 
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        return await self.cdn.serve(request.match_info["aid"], request)
+
     # ----------------------------------------------------------------- human actions
+
+    def upload(
+        self, filename: str, data: bytes, content_type: str, *, description: str = "", **options: object
+    ) -> JsonDict:
+        """A file a human attaches (pass it to post_message): stored on the fake CDN. `options` go to
+        tests.fakes.cdn.FakeFile (declare_length, redirect)."""
+        aid = str(self._snowflake())
+        url = f"{self.base_url}/attachments/{aid}/{filename}"
+        self.cdn.put(aid, data, content_type, **options)
+        attachment: JsonDict = {
+            "id": aid,
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+        if description:
+            attachment["description"] = description
+        return attachment
 
     async def post_message(
         self,
@@ -142,8 +166,9 @@ class FakeDiscord(WebhookRoutes):
         mentions: list[JsonDict] | None = None,
         reply_to: IdLike | None = None,
         embeds: list[JsonDict] | None = None,
+        attachments: list[JsonDict] | None = None,
     ) -> JsonDict:
-        """A human posts; every connected bot gets MESSAGE_CREATE.
+        """A human posts; every connected bot gets MESSAGE_CREATE. `attachments` come from upload().
 
         ``mentions=None`` parses ``<@id>`` from the content and, for a reply, pings the replied-to
         author as Discord's client does by default; a list is taken as the exact mentions.
@@ -156,9 +181,12 @@ class FakeDiscord(WebhookRoutes):
         body: JsonDict = {"content": content, "embeds": embeds or []}
         if reference is not None:
             body["message_reference"] = reference
-        message = self._create_message(channel, user, body)
+        # A photo needs no words: the empty-message check counts the attachments too.
+        message = self._create_message(channel, user, body, validate=not attachments)
         if mentions is not None:
             message["mentions"] = [self.users[to_id(m)] for m in mentions]
+        if attachments:
+            message["attachments"] = list(attachments)
         self._dispatch_message("MESSAGE_CREATE", message)
         return message
 
@@ -198,11 +226,11 @@ class FakeDiscord(WebhookRoutes):
         synced (guild ones first), as Discord routes it; an unknown name still goes out with a fresh id.
         """
         bot_id = self._bot_id(bot)
-        sessions = [s for s in self._target_sessions() if s.bot_id == bot_id]
-        if not sessions:
-            raise RuntimeError(f"bot {bot_id} has no gateway session")
         channel = self._channel(to_id(channel_id))
         gid = int(channel["guild_id"])
+        sessions = [s for s in self._target_sessions() if s.bot_id == bot_id and s.owns(gid)]
+        if not sessions:
+            raise RuntimeError(f"bot {bot_id} has no gateway session for guild {gid}")
         human = self.users[to_id(user)]
         command = self._find_command(bot_id, gid, command_name)
         data: JsonDict = {

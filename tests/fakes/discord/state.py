@@ -7,6 +7,7 @@ import time
 
 from aiohttp import web
 
+from tests.fakes.cdn import FileHost
 from tests.fakes.discord.models import (
     API_PREFIX,
     BOT_ROLE_PERMISSIONS,
@@ -18,6 +19,7 @@ from tests.fakes.discord.models import (
     Call,
     FakeInteraction,
     Fault,
+    Identify,
     IdLike,
     JsonDict,
     Reaction,
@@ -48,6 +50,9 @@ class DiscordState:
         self.interactions: dict[int, FakeInteraction] = {}
         self.deleted_message_ids: set[int] = set()
         self.unhandled: list[Call] = []  # requests to routes the fake does not implement
+        self.identifies: list[Identify] = []  # every accepted IDENTIFY, in order
+        # Files people attach, served at /attachments/{id}/{filename} as Discord's CDN does.
+        self.cdn = FileHost()
 
         self._tokens: dict[str, int] = {}
         self._messages: dict[int, JsonDict] = {}
@@ -118,12 +123,15 @@ class DiscordState:
         """Who hears about a channel's events: everyone with the guild intent, or for a DM only its bot."""
         dm_bot = self._dm_bots.get(cid)
         if dm_bot is None:
-            return [s for s in self._target_sessions() if s.intents & guild_intent]
-        return [s for s in self._target_sessions() if s.bot_id == dm_bot and s.intents & dm_intent]
+            gid = int(self.channels[cid].get("guild_id") or 0) if cid in self.channels else 0
+            return [s for s in self._target_sessions() if s.intents & guild_intent and s.owns(gid)]
+        return [s for s in self._target_sessions() if s.bot_id == dm_bot and s.intents & dm_intent and s.gets_dms]
 
     def _broadcast(self, event: str, data: JsonDict, intent: int) -> None:
+        # A guild's events go only to the shard that owns the guild.
+        gid = int(data.get("guild_id") or 0)
         for session in self._target_sessions():
-            if session.intents & intent:
+            if session.intents & intent and session.owns(gid):
                 session.enqueue_dispatch(event, data)
 
     # ----------------------------------------------------------------- payload builders
@@ -226,7 +234,7 @@ class DiscordState:
         return {
             "v": 10,
             "user": {**bot.user, "verified": True, "mfa_enabled": False, "email": None},
-            "guilds": [{"id": str(gid), "unavailable": True} for gid in self.guilds],
+            "guilds": [{"id": str(gid), "unavailable": True} for gid in self.guilds if session.owns(gid)],
             "session_id": session.session_id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": bot.application["id"], "flags": bot.application["flags"]},
@@ -235,7 +243,7 @@ class DiscordState:
             "presences": [],
             "geo_ordered_rtc_regions": [],
             "session_type": "normal",
-            "shard": [0, 1],
+            "shard": list(session.shard or (0, 1)),
         }
 
     def _webhook_author(self, webhook: JsonDict, body: JsonDict) -> JsonDict:

@@ -71,13 +71,14 @@ class DiscordWorld(DiscordState):
         self._tokens[token] = uid
         return user
 
-    def add_guild(self, name: str, owner: IdLike | None = None) -> JsonDict:
-        """A guild; every bot (present and future) is a member. Announced to connected bots."""
-        gid = self._snowflake()
+    def add_guild(self, name: str, owner: IdLike | None = None, *, guild_id: int | None = None) -> JsonDict:
+        """A guild; every bot (present and future) is a member. Announced to connected bots (to the
+        shard that owns it). ``guild_id`` picks the id, and so the shard: ``(id >> 22) % shards``."""
+        gid = self._snowflake() if guild_id is None else guild_id
         guild: JsonDict = {"id": str(gid), "name": name, "owner_id": str(to_id(owner)) if owner else None}
         self.guilds[gid] = guild
         for session in self._target_sessions():
-            if session.intents & INTENT_GUILDS:
+            if session.intents & INTENT_GUILDS and session.owns(gid):
                 # Without "unavailable" discord.py reads it as a join (on_guild_join), not an outage ending.
                 payload = self._guild_create(gid, session.bot_id)
                 del payload["unavailable"]
@@ -170,6 +171,12 @@ class DiscordWorld(DiscordState):
         left = total if remaining is None else remaining
         limit = {"total": total, "remaining": left, "reset_after": reset_after, "max_concurrency": max_concurrency}
         self.bots[self._bot_id(bot)].session_start_limit = limit
+
+    def set_shards(self, bot: IdLike, shards: int, *, required: bool = True) -> None:
+        """``GET /gateway/bot`` recommends ``shards``; with ``required`` an unsharded IDENTIFY of the bot
+        is closed with 4011 (sharding required), as for a bot in more than 2,500 guilds."""
+        account = self.bots[self._bot_id(bot)]
+        account.shards, account.require_sharding = shards, required
 
     def session_start_limit(self, bot: IdLike) -> JsonDict:
         return dict(self.bots[self._bot_id(bot)].session_start_limit)

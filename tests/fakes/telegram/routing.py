@@ -178,6 +178,11 @@ class Routing(TelegramState):
             },
             author=author,
         )
+        if "photo" in post:  # the copy is a photo post too, with the same caption
+            forwarded["photo"] = copy.deepcopy(post["photo"])
+            forwarded.pop("text", None)
+            if "caption" in post:
+                forwarded["caption"] = post["caption"]
         if author is None:
             for bot in self._group_recipients(group, forwarded, author=None):
                 self._enqueue(bot, "message", forwarded)

@@ -9,6 +9,7 @@ from typing import Any, Literal, Self
 
 from aiohttp import web
 
+from tests.fakes.telegram.files import TelegramFiles, as_photo
 from tests.fakes.telegram.methods import BotApiMethods
 from tests.fakes.telegram.models import (
     ApiError,
@@ -22,7 +23,7 @@ from tests.fakes.telegram.models import (
 )
 
 
-class FakeTelegram(BotApiMethods):
+class FakeTelegram(BotApiMethods, TelegramFiles):
     """A Bot API server on 127.0.0.1 with an injectable world; see the package docstring."""
 
     def __init__(
@@ -32,6 +33,7 @@ class FakeTelegram(BotApiMethods):
         general_commands: Literal["all", "last_bot"] = "all",
     ) -> None:
         super().__init__(html_strict=html_strict, general_commands=general_commands)
+        TelegramFiles.__init__(self)
         self._methods: dict[str, Callable[[BotAccount, JSONDict], Any]] = {
             "getme": self._get_me,
             "logout": self._always_true,
@@ -53,11 +55,13 @@ class FakeTelegram(BotApiMethods):
             "getchatadministrators": self._get_chat_administrators,
             "getchatmembercount": self._get_chat_member_count,
             "answercallbackquery": self._answer_callback_query,
+            "getfile": self._get_file,
         }
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.*}", self._serve_file)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         # handler_cancellation: PTB abandons its long poll on stop; the handler should go with it.
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=2.0)
@@ -117,6 +121,32 @@ class FakeTelegram(BotApiMethods):
             self._enqueue(bot, "message", message)
         return copy.deepcopy(message)
 
+    async def user_posts_photo(
+        self,
+        chat: ChatRef,
+        user: UserRef,
+        photo: list[JSONDict],
+        caption: str = "",
+        topic: int | None = None,
+        album: str | None = None,
+    ) -> JSONDict:
+        """A human posts a photo (sizes from photo_sizes()) with an optional caption, and no text.
+        `album`: its media_group_id, as each photo of an album arrives as its own message."""
+        state = self._group(chat)
+        sender = self._human(user)
+        state.members.add(sender["id"])
+        extra: JSONDict = {"message_thread_id": topic, "is_topic_message": True} if topic is not None else {}
+        if album is not None:
+            extra["media_group_id"] = album
+        message = self._store((state.id, 0), chat=state.info, sender=sender, text=caption, entities=[], extra=extra)
+        as_photo(message, photo)
+        for bot in self._group_recipients(state, message, author=None):
+            self._enqueue(bot, "message", message)
+        return copy.deepcopy(message)
+
+    def _bot_tokens(self) -> set[str]:
+        return set(self._bots)
+
     async def user_dms(
         self,
         bot_username: str,
@@ -143,9 +173,14 @@ class FakeTelegram(BotApiMethods):
         return copy.deepcopy(message)
 
     async def channel_post(
-        self, channel: ChatRef, text: str, entities: Iterable[JSONDict] | None = None
+        self,
+        channel: ChatRef,
+        text: str,
+        entities: Iterable[JSONDict] | None = None,
+        photo: list[JSONDict] | None = None,
     ) -> tuple[JSONDict, JSONDict | None]:
-        """A human admin posts in a channel; returns the post and its discussion-group copy."""
+        """A human admin posts in a channel; returns the post and its discussion-group copy.
+        With `photo` (sizes from photo_sizes()) it is a photo post and `text` its caption."""
         state = self._group(channel)
         if state.type != "channel":
             raise ValueError(f"{state.info['title']!r} is not a channel")
@@ -157,6 +192,8 @@ class FakeTelegram(BotApiMethods):
             text=text,
             entities=self._user_entities(text, entities),
         )
+        if photo is not None:
+            as_photo(post, photo)
         forwarded = self._publish_channel_post(state, post, author=None)
         return copy.deepcopy(post), copy.deepcopy(forwarded)
 

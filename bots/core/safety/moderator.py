@@ -1,0 +1,70 @@
+"""The Moderator port and the local moderator (shipped lists, offline, microseconds a message).
+
+A moderator says which categories (settings.CATEGORIES) a text falls in. The OpenAI one lives in
+bots/llm/moderation.py; the local one is also what the fleet falls back to when that one fails.
+The checks no moderation endpoint makes (sponsor pressure, claims to be human, advice topics) are
+local only: `LocalModerator.sections`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from bots.core.safety.lexicon import Lexicon, language
+from bots.core.safety.settings import CATEGORIES
+
+ADVICE = ("medical", "legal", "financial")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    categories: tuple[str, ...] = ()
+    # The language the text seems to be in (en, fr), for choosing which care message to send.
+    lang: str = "en"
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.categories)
+
+
+CLEAN = Verdict()
+
+
+class Moderator(Protocol):
+    name: str
+    # Cheap enough to run on every streamed snapshot of a reply (no I/O); else a reply is held back
+    # until it is complete and checked once.
+    cheap: bool
+
+    async def check(self, text: str) -> Verdict: ...
+
+
+class LocalModerator:
+    name = "local"
+    cheap = True
+
+    def __init__(self, lexicon: Lexicon | None = None) -> None:
+        self.lexicon = lexicon or Lexicon.shipped()
+
+    async def check(self, text: str) -> Verdict:
+        return self.check_now(text)
+
+    def check_now(self, text: str) -> Verdict:
+        if not text.strip():
+            return CLEAN
+        return Verdict(self.lexicon.hits(self.lexicon.folded(text), CATEGORIES), language(text))
+
+    def sections(self, text: str, names: tuple[str, ...]) -> tuple[str, ...]:
+        """Which of the local-only lists (pressure, human_claim, medical, legal, financial) text hits."""
+        return self.lexicon.hits(self.lexicon.folded(text), names) if text.strip() else ()
+
+
+class NoModerator:
+    """safety.moderation: off. Care mode then has nothing to go on: `check` warns."""
+
+    name = "off"
+    cheap = True
+
+    async def check(self, text: str) -> Verdict:
+        return CLEAN
