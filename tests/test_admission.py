@@ -17,8 +17,10 @@ from adapters.console import ConsoleAdapter
 from bots.config import FleetConfig
 from bots.core.admission import PortAdmission
 from bots.core.brain import Brain
+from bots.core.events import Author
 from bots.core.fleet import Fleet
 from bots.core.ports import ALLOWED, CAPPED, MUTED, Admission, Admitted, Entry, Rate, Store, Turn
+from bots.core.safety.moderator import CLEAN, Verdict
 from bots.llm.canned import CannedClient
 from bots.state.claims import MemoryClaims
 from bots.state.memory import MemoryRateLimiter, MemoryStore
@@ -221,3 +223,28 @@ async def test_piped_console_lines_are_decided_together_in_order_and_a_mute_appl
     history = await fleet.store.history("console:console", 20)
     assert [t.text for t in history if t.user_id] == [line for line in lines if not line.startswith("/")]
     await fleet.stop(0)
+
+
+class RecordingModerator:
+    """A moderator with I/O (as the OpenAI one): it notes every text it is shown."""
+
+    name = "recording"
+    cheap = False
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    async def check(self, text: str) -> Verdict:
+        self.seen.append(text)
+        return CLEAN
+
+
+async def test_a_moderator_with_io_never_sees_the_words_of_someone_who_opted_out() -> None:
+    moderator = RecordingModerator()
+    fleet, _, _ = make_fleet([persona("nerd")], moderator=moderator)
+    await fleet.store.set_opt_out("test", "u9", True)
+    gone = await fleet.handle(msg("@nerd my secret plan", author=Author("u9", "ann"), mentions=frozenset({"nerd"})))
+    here = await fleet.handle(msg("@nerd what now?", author=Author("u2", "bo"), mentions=frozenset({"nerd"})))
+    assert gone.note == "opted_out" and [d.action for d in here.decisions] == ["reply"]
+    # The opt-out is read before the moderator is asked, as on the step-by-step path.
+    assert moderator.seen == ["@nerd what now?"]
