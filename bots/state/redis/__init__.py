@@ -2,6 +2,10 @@
 
 - client.py: the client for the per-message path, pub/sub, the key prefix, the time budget, FAULTS.
 - limiter.py: GCRA rate limits in one Lua script per batch of routing decisions.
+- admission.py: a whole message decision (claim, opt-out, history append, mutes, every limit) in one
+  Lua script per batch of concurrent messages; it writes no keys of its own (see the table).
+- batch.py: coalescing concurrent calls into one script call (admission, limits, claim settling,
+  first contacts).
 - store.py: the Store protocol in Redis (history, dedupe, opt-outs, mutes, first contacts, usage).
 - health.py: whether Redis is usable right now, shared by the store and the limiter.
 - epoch.py: noticing that Redis lost its data, and writing back the choices a process remembers.
@@ -42,6 +46,14 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `state-epoch`                    | string | none: see below                                                 |
 | `choices-version`                | string | none: see below                                                 |
 | `epoch`                          | string | none: see below (bots/ops/leases.py)                            |
+
+The admission script (admission.py) reads and writes, for each message of its batch, the keys the
+step-by-step path would: `seen:`, `claims` and `claims:payload` (the claim; a message nothing can
+come of is claimed as done, with no pending entry), `optout:<platform>`, `h:<conversation>` and
+`uc:<platform>:<user>` (the append), `mute:<conversation>` (and the parent channel's), `rl:<rate key>`
+(the limits) and `state-epoch` (it runs only on the epoch the process trusts). So the table above is
+complete: the one-call path changes how often keys are touched, not which keys exist or how long
+they live.
 
 Channels (pub/sub, nothing stored): `forget` (a /forget for every process's local state),
 `choices` (every opt-out, mute and follower choice as it is written, with its version: mirror.py)

@@ -19,8 +19,9 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from bots.config import FleetConfig
-from bots.core.ports import Rate, Turn, Verdict
+from bots.core.ports import Claims, Rate, RateLimiter, Turn, Verdict
 from bots.state.memory import MemoryRateLimiter, MemoryStore
+from bots.state.redis.admission import RedisAdmission
 from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe_all
 from bots.state.redis.epoch import EpochGuard
 from bots.state.redis.fallback_care import FallbackCare
@@ -143,6 +144,16 @@ class FallbackStore(FallbackNotes, FallbackCare):
             self._turns_outage = self.health.outages
         return self._turns
 
+    def admission_for(self, claims: Claims, limiter: RateLimiter) -> RedisAdmission | None:
+        """One script call per message decision, when the limiter is Redis's on the same health."""
+        if not isinstance(limiter, FallbackRateLimiter) or limiter.health is not self.health:
+            return None
+        return RedisAdmission(self, limiter, claims)
+
+    def listen(self) -> None:
+        """Start following other processes' choices and forgets (every store call does)."""
+        self._listen()
+
     def _listen(self) -> None:
         if self._listener is None:
             self.epochs.start()
@@ -179,6 +190,10 @@ class FallbackStore(FallbackNotes, FallbackCare):
         self._listen()
         if not await self.local.first_seen(key, ttl, now):
             return False  # this process saw it already: nobody else needs asking
+        return await self.first_seen_shared(key, ttl, now)
+
+    async def first_seen_shared(self, key: str, ttl: float, now: float) -> bool:
+        """Dedupe in Redis, for a key this process has just seen for the first time."""
         # Not skipped when Redis is merely slow: dedupe comes first in a handler, so this is its one wait.
         if not self.health.up:
             return True
