@@ -1,12 +1,9 @@
-"""The shipped word and pattern lists (data/<lang>.txt), compiled once into one regex per section.
+"""The shipped word and pattern lists (data/<lang>.txt), compiled once, and the language guess.
 
-A list file has `[section]` headers and one phrase a line. A phrase is folded like the text it is
-matched against (normalize.fold), so it is written plainly: "kill myself", "m'ouvrir les veines".
-Inside a phrase, `word*` matches any ending, `(a|b c)` either option (an option may hold groups of
-its own: `(a|b (c|d))`), `(a|b)?` either or nothing, `_` any one word or none, and `~` up to four
-words.
-Phrases match whole words only. The `allow` section lists benign look-alikes that are blanked out
-before anything else is matched ("suicide squad").
+The phrase syntax is in phrases.py. Phrases match whole words only. The `allow` section lists benign
+look-alikes that are blanked out before anything else is matched ("suicide squad"). A check folds
+the text (normalize.fold), blanks look-alikes, and asks which sections have a phrase in what is left;
+the prefilter (prefilter.py) keeps that to the few phrases a text could match.
 """
 
 from __future__ import annotations

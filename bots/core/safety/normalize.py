@@ -14,23 +14,32 @@ from __future__ import annotations
 import re
 import unicodedata
 
+# Several patterns below open with the one character they need rather than with a lookbehind or
+# \b: the engine then skips ahead to that character instead of trying every position (same matches).
 _APOSTROPHES = re.compile(r"['’`´ʼ]")
 # French elision (l'eau, j'ai, qu'il): the article is a word of its own, or "d'abruti" would hide
-# "abruti". English contractions (I'm, don't) are not elisions: they fold to one word (im, dont).
-_ELISION = re.compile(r"\b(qu|[cdjlmnst])['’`´ʼ](?=[a-z])")
+# "abruti", so the apostrophe after qu/c/d/j/l/m/n/s/t at a word start becomes a space. English
+# contractions (I'm, don't) are not elisions: they fold to one word (im, dont).
+_ELIDED = re.compile(r"['’`´ʼ](?:(?<=\bqu.)|(?<=\b[cdjlmnst].))(?=[a-z])")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s"})
+_LEET_CHAR = re.compile(r"[0134578@$]")
+_LEET_TOKEN = re.compile(r"\S*[0134578@$]\S*")  # a whole whitespace-separated token holding one
 _HAS_LETTER = re.compile(r"[a-z]")
-_INNER = re.compile(r"(?<=[a-z0-9])[.\-_*·•](?=[a-z0-9])")
-_NON_WORD = re.compile(r"[^a-z0-9]+")
+# A dot, dash, star... between two letters or digits (s.u.i.c.i.d.e, sui-cide).
+_INNER = re.compile(r"[.\-_*·•](?<=[a-z0-9][.\-_*·•])(?=[a-z0-9])")
+_WORD = re.compile(r"[a-z0-9]+")
 _SPACED = re.compile(r"\b(?:[a-z] ){2,}[a-z]\b")
+_SPACED_START = re.compile(r"(?<![a-z0-9])[a-z] [a-z] [a-z](?![a-z0-9])")  # what every _SPACED match holds
 _REPEATS = re.compile(r"([a-z])\1+")
 # "j" standing for "je" (j'veux, j'me) or run into the verb in texting (jveux, jsuis, jme); "j'ai"
 # folds to "je ai" too, like the patterns, which go through the same folding.
-_JE = re.compile(r"\bj(?: |(?=(?:veux|vais|vai|suis|sui|peux|pense|sais|me|te|men|compte|voudrais|arrive|ai)\b))")
+_JE = re.compile(
+    r"j(?<![a-z0-9]j)(?: |(?=(?:veux|vais|vai|suis|sui|peux|pense|sais|me|te|men|compte|voudrais|arrive|ai)\b))"
+)
 _CHUI = re.compile(r"\b(?:chui|chuis|jsui|jsuis|chu)\b")
 # Words whose loss would blind whole sections; a token one edit away (a letter dropped, added,
 # changed, or two swapped) is read as the word. A token that is a prefix of one ("suicid", as in the
-# pattern "suicid*") or extends one ("suicides") is left as it is.
+# pattern "suicid*") or extends one ("suicides") is left as it is. Only tokens of these shapes count.
 _KEYWORDS = ("suicide", "suicidal", "suicider", "suicidaire", "myself")
 _FUZZY_TOKEN = re.compile(r"\b(?:s[a-z]{4,9}|m[a-z]{4,6}|[a-z]y[a-z]{3,5})\b")
 
@@ -86,16 +95,6 @@ def _slips() -> dict[str, str]:
 
 
 _SLIPS = _slips()
-# The same rewrites as above, written so the engine can skip ahead to the one character they need
-# (a regex that opens with a lookbehind or \\b is tried at every position): same matches.
-_LEET_TOKEN = re.compile(r"\S*[0134578@$]\S*")
-_LEET_CHAR = re.compile(r"[0134578@$]")
-_INNER_FAST = re.compile(r"[.\-_*·•](?<=[a-z0-9][.\-_*·•])(?=[a-z0-9])")
-_WORD = re.compile(r"[a-z0-9]+")
-_SPACED_START = re.compile(r"(?<![a-z0-9])[a-z] [a-z] [a-z](?![a-z0-9])")
-_JE_FAST = re.compile(
-    r"j(?<![a-z0-9]j)(?: |(?=(?:veux|vais|vai|suis|sui|peux|pense|sais|me|te|men|compte|voudrais|arrive|ai)\b))"
-)
 
 
 def _joined(match: re.Match[str]) -> str:
@@ -116,11 +115,11 @@ def fold(text: str) -> str:
         text = _strip_accents(text)
     text = text.casefold()
     if "'" in text or "`" in text or not text.isascii():
-        text = _ELISION.sub(r"\1 ", text)
+        text = _ELIDED.sub(" ", text)
         text = _APOSTROPHES.sub("", text)
     if _LEET_CHAR.search(text):
         text = _LEET_TOKEN.sub(_unleet, text)
-    text = _INNER_FAST.sub("", text)
+    text = _INNER.sub("", text)
     text = " ".join(_WORD.findall(text))
     if _SPACED_START.search(text):
         text = _SPACED.sub(_joined, text)
@@ -128,7 +127,7 @@ def fold(text: str) -> str:
     if "chu" in text or "jsu" in text:
         text = _CHUI.sub("je suis", text)
     if "j" in text:
-        text = _JE_FAST.sub("je ", text)
+        text = _JE.sub("je ", text)
     words = text.split(" ")
     if _SLIPS.keys().isdisjoint(words):
         return text
