@@ -22,7 +22,7 @@ import pytest
 
 import tests.safety_reference as ref
 from bots.core.safety.lexicon import LANGS, Lexicon, language
-from bots.core.safety.moderator import LocalModerator
+from bots.core.safety.moderator import CACHED, LocalModerator
 from bots.core.safety.normalize import fold
 from bots.core.safety.settings import CATEGORIES
 
@@ -163,7 +163,7 @@ def test_the_corpus_is_large_and_holds_both_flagged_and_clear_texts() -> None:
 @pytest.mark.parametrize("fresh", [False, True], ids=["cached", "fresh"])
 def test_fast_and_reference_moderators_give_identical_answers(fresh: bool) -> None:
     # Every text twice: the second answer may come from the moderator's cache, and must not differ.
-    local = LocalModerator(Lexicon.build(shipped_lists()))
+    local = LocalModerator(fast_lexicon())
     old = reference()
     differ = []
     for text in corpus() * (1 if fresh else 2):
@@ -195,3 +195,17 @@ def test_fold_is_unchanged_on_every_one_letter_slip_of_the_keywords() -> None:
             slips.add(word[:i] + word[i + 1 : i + 2] + word[i : i + 1] + word[i + 2 :])
     texts = [f"i {s} now" for s in slips] + [f"{s}s" for s in slips] + [f"my {s[:-1]}" for s in slips]
     assert [fold(t) for t in texts] == [ref.fold(t) for t in texts]
+
+
+def test_the_verdict_cache_keeps_only_recent_texts() -> None:
+    local = LocalModerator(fast_lexicon())
+    for n in range(CACHED + 50):
+        local.check_now(f"message number {n}")
+    assert len(local._verdicts) == CACHED
+    assert "message number 0" not in local._verdicts and f"message number {CACHED + 49}" in local._verdicts
+    assert local.check_now("I want to kill myself").categories == ("self_harm",)
+
+
+@cache
+def fast_lexicon() -> Lexicon:
+    return Lexicon.build(shipped_lists())

@@ -1,13 +1,13 @@
 """Which phrases of the lists could match a folded text, found in one pass, so the rest are not tried.
 
 Most messages hit nothing, and trying hundreds of phrases at every word of them is what made a check
-slow. A phrase's parts that every match goes through (a word, or a group none of whose options is
-empty) each give a set of anchors: literal pieces of folded text one of which any match contains
-("kil" for `kill*`, any option of `(murder|stab)`, the best piece of each option of a group of
-phrases). One Aho-Corasick pass finds the anchors that occur; a phrase is tried only when each of its
-parts has one (parts whose pieces are under three letters, "a", "i", "se", are not indexed: they are
-in nearly every text). The answer never changes: an anchor missing from the text proves the phrase
-cannot match it, and the phrases that remain are matched by their own full regex.
+slow. Every part of a phrase that each match goes through (a word, or a group that is not optional)
+gives a set of anchors, literal pieces of folded text one of which any match contains: "kil" for
+`kill*`, and for a group the anchors of the best part of each option ("murder", "stab" for
+`(murder|stab)`). One Aho-Corasick pass finds the anchors that occur; a phrase is tried only when
+each of its parts has one (parts with pieces under three letters, "a", "i", "se", are left out:
+they are in nearly every text), and is then matched by its own full regex. The answer never
+changes: a part with no anchor in the text proves the phrase cannot match it.
 """
 
 from __future__ import annotations
