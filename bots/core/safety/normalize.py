@@ -29,7 +29,8 @@ _HAS_LETTER = re.compile(r"[a-z]")
 _INNER = re.compile(r"[.\-_*·•](?<=[a-z0-9][.\-_*·•])(?=[a-z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
 _SPACED = re.compile(r"\b(?:[a-z] ){2,}[a-z]\b")
-_SPACED_START = re.compile(r"(?<![a-z0-9])[a-z] [a-z] [a-z](?![a-z0-9])")  # what every _SPACED match holds
+# What every _SPACED match holds (its second and third letters), found from the space before it.
+_SPACED_INSIDE = re.compile(r" [a-z] [a-z](?![a-z0-9])")
 _REPEATS = re.compile(r"([a-z])\1+")
 # "j" standing for "je" (j'veux, j'me) or run into the verb in texting (jveux, jsuis, jme); "j'ai"
 # folds to "je ai" too, like the patterns, which go through the same folding.
@@ -121,7 +122,7 @@ def fold(text: str) -> str:
         text = _LEET_TOKEN.sub(_unleet, text)
     text = _INNER.sub("", text)
     text = " ".join(_WORD.findall(text))
-    if _SPACED_START.search(text):
+    if _SPACED_INSIDE.search(text):
         text = _SPACED.sub(_joined, text)
     text = _REPEATS.sub(_first, text)
     if "chu" in text or "jsu" in text:
