@@ -53,6 +53,7 @@ class LocalModerator:
     def check_now(self, text: str) -> Verdict:
         if not text.strip():
             return CLEAN
+        text = moderated_part(text)
         return Verdict(self.lexicon.hits(self.lexicon.folded(text), CATEGORIES), language(text))
 
     def sections(self, text: str, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -68,3 +69,17 @@ class NoModerator:
 
     async def check(self, text: str) -> Verdict:
         return CLEAN
+
+
+# The most of one text a moderator reads. Chat platforms cap a message at about 4,000 characters and a
+# prompt carries llm.history_chars of history, so nothing past this is shown to a model or likely read
+# by a person; a hostile 1 MB message must not hold the event loop for the time the lists take on it.
+MODERATED_HEAD = 12_000
+MODERATED_TAIL = 4_000
+
+
+def moderated_part(text: str) -> str:
+    """The start and the end of a very long text: where a person would put what they mean."""
+    if len(text) <= MODERATED_HEAD + MODERATED_TAIL:
+        return text
+    return text[:MODERATED_HEAD] + "\n" + text[-MODERATED_TAIL:]
