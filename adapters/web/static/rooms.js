@@ -135,12 +135,14 @@
       const input = document.querySelector("#say input");
       autocomplete(input, session.personas);
       document.querySelector("#replying button").addEventListener("click", () => setReply(null));
+      const photos = B.picker(document.getElementById("photo-input"), document.getElementById("photo-list"));
       document.getElementById("say").addEventListener("submit", async (e) => {
         e.preventDefault();
-        if (!input.value.trim()) return;
+        if (!input.value.trim() && !photos.files.length) return;
         try {
-          await B.call("POST", "/api/say", { channel, text: input.value, reply_to: replyTo });
+          await B.send("/api/say", { channel, text: input.value, reply_to: replyTo }, photos.files);
           input.value = "";
+          photos.clear();
           setReply(null);
         } catch (err) { B.toast(err.message); }
       });
