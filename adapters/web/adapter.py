@@ -11,6 +11,7 @@ the model writes them (adapters.web.hub); pages render all text with textContent
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -69,8 +70,13 @@ class WebAdapter:
         self._runner: web.AppRunner | None = None
         self.port = self.settings.port
         self.photos: Photos | None = None
+        # Opened beside the console without being asked for: a taken port is a warning, not an error.
+        self.optional = False
 
     # --- lifecycle --------------------------------------------------------------------------------
+
+    def make_optional(self) -> None:
+        self.optional = True
 
     def attach_ops(self, ops: Ops) -> None:
         """The running App's ops: metrics for the charts, reload for the operator's button."""
@@ -108,12 +114,17 @@ class WebAdapter:
             await runner.cleanup()
             if self.operator is not None:
                 await self.operator.stop()
+                self.operator = None
+            # The errno's words ("Address already in use"), not asyncio's sentence around them.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            where = f"cannot listen on {self.settings.host}:{self.settings.port} ({why})"
+            fix = "set adapters.web.port (BOTFLEET_WEB_PORT in the shipped config.yaml) to a free port"
+            if self.optional:
+                log.warning("web room not opened: %s; the console runs on. For the web room, %s", where, fix)
+                return
             from bots.app import SetupError  # bots.app imports the registry, which builds this adapter
 
-            raise SetupError(
-                f"web room: cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror}); "
-                "set adapters.web.port (BOTFLEET_WEB_PORT in the shipped config.yaml) to a free port"
-            ) from None
+            raise SetupError(f"web room: {where}; {fix}") from None
         self._runner = runner
         # Port 0 (tests): the port the system chose.
         self.port = int(runner.addresses[0][1])

@@ -1,0 +1,81 @@
+"""A newcomer's first `botfleet run` in a terminal opens the web room beside the console unasked; a
+port someone else holds must not stop that run. Asked for (`--adapter web`), the room still refuses to
+start without its port, with the clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from adapters.console import ConsoleAdapter
+from adapters.web import WebAdapter
+from bots.app import App, SetupError, make_adapters
+from bots.config import FleetConfig
+from bots.llm.canned import CannedClient
+from bots.loading import platform_sections
+from tests.conftest import persona
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    """A port another program listens on."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        yield other.getsockname()[1]
+
+
+def config(port: int) -> FleetConfig:
+    raw = {"pid_file": None, "fleet": {"reply_delay_seconds": [0, 0]}, "adapters": {"web": {"port": port}}}
+    cfg, problems = platform_sections(FleetConfig.model_validate(raw), [], Path("no-such-config.yaml"))
+    assert problems == []
+    return cfg
+
+
+def _web(adapters: list[object]) -> WebAdapter:
+    [web] = [a for a in adapters if isinstance(a, WebAdapter)]
+    return web
+
+
+async def test_a_taken_port_on_a_first_run_warns_once_and_the_console_runs_on(
+    taken_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = config(taken_port)
+    adapters = make_adapters(cfg, [persona("skeptic")], terminal=True)
+    assert [a.platform for a in adapters] == ["console", "web"]
+    out = io.StringIO()
+    console = ConsoleAdapter(stdin=io.StringIO("hi @skeptic\n"), stdout=out)
+    app = App(cfg, [persona("skeptic")], llm=CannedClient("meow"), adapters=[console, _web(adapters)], signals=False)
+    with caplog.at_level(logging.WARNING):
+        await app.start()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"web room not opened: cannot listen on 127.0.0.1:{taken_port} (Address already in use); the console "
+        "runs on. For the web room, set adapters.web.port (BOTFLEET_WEB_PORT in the shipped config.yaml) to a free port"
+    ]
+    assert not _web(adapters).url  # no address to print
+    await asyncio.wait_for(app.run(), 10)
+    assert "[Skeptic] meow" in out.getvalue()
+
+
+@pytest.mark.parametrize("asked", [["web"], ["console", "web"]])
+async def test_a_web_room_asked_for_still_stops_the_run_on_a_taken_port(taken_port: int, asked: list[str]) -> None:
+    cfg = config(taken_port)
+    adapters = make_adapters(cfg, [persona("skeptic")], asked, terminal=True)
+    app = App(cfg, [persona("skeptic")], llm=CannedClient("x"), adapters=[_web(adapters)], signals=False)
+    with pytest.raises(SetupError, match=f"web room: cannot listen on 127.0.0.1:{taken_port}.*free port"):
+        await app.start()
+    assert not app.fleet.accepting
+
+
+def test_only_the_room_opened_unasked_is_optional() -> None:
+    cfg, personas = FleetConfig(), [persona("skeptic")]
+    assert _web(make_adapters(cfg, personas, terminal=True)).optional
+    assert not _web(make_adapters(cfg, personas, ["web"])).optional
+    assert not WebAdapter().optional
