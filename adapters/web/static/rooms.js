@@ -30,7 +30,7 @@
     const box = document.getElementById("replying");
     box.hidden = !m;
     box.querySelector("span").textContent = m ? "Replying to " + m.author.name : "";
-    if (m) document.querySelector("#say input").focus();
+    if (m) document.querySelector("#say input[name=text]").focus();
   }
 
   function add(m) {
@@ -132,7 +132,7 @@
         li.addEventListener("click", () => open(name));
         ul.append(li);
       }
-      const input = document.querySelector("#say input");
+      const input = document.querySelector("#say input[name=text]");
       autocomplete(input, session.personas);
       document.querySelector("#replying button").addEventListener("click", () => setReply(null));
       const photos = B.picker(document.getElementById("photo-input"), document.getElementById("photo-list"));
