@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from .adapter import WebAdapter
 
 ADAPTER: web.AppKey[WebAdapter] = web.AppKey("adapter")
+# Photo uploads read and decoded at once: each holds up to images_per_message * image_max_bytes in memory.
+UPLOADS: web.AppKey[asyncio.Semaphore] = web.AppKey("uploads")
+UPLOADS_AT_ONCE = 4
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -177,7 +180,8 @@ async def body_and_photos(request: web.Request) -> tuple[dict[str, Any], tuple[P
         return await body(request), ()
     adapter = request.app[ADAPTER]
     assert adapter.fleet is not None
-    form = await read_form(request, adapter.fleet.config.llm)
+    async with request.app[UPLOADS]:
+        form = await read_form(request, adapter.fleet.config.llm)
     return dict(form.fields), form.photos
 
 
@@ -263,6 +267,7 @@ def make_app(adapter: WebAdapter) -> web.Application:
     # Small bodies: a message is at most a few thousand characters.
     app = web.Application(middlewares=[security], client_max_size=64 * 1024)
     app[ADAPTER] = adapter
+    app[UPLOADS] = asyncio.Semaphore(UPLOADS_AT_ONCE)
     r = app.router
     for path in PAGES:
         r.add_get(path, page)
