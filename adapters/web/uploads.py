@@ -107,7 +107,8 @@ async def _parts(
         if part.name != "photo" or not ctype.startswith("image/"):
             raise web.HTTPUnsupportedMediaType(text=f"{name}: only photos can be posted (JPEG, PNG, GIF or WebP)")
         if len(raw) >= count:
-            raise too_large(f"at most {count} photo(s) per message")
+            off = "photos are turned off here (llm.images_per_message: 0)"
+            raise too_large(f"at most {count} photo(s) per message" if count else off)
         data = await _read(part, per_file, f"{name} is over the {_mb(per_file)} limit for a photo")
         read += len(data)
         if read > budget:
