@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
+import os
+import pty
+import select
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +25,8 @@ from bots.config import FleetConfig
 from bots.llm.canned import CannedClient
 from bots.loading import platform_sections
 from tests.conftest import persona
+from tests.fakes.openai_server import FakeOpenAI
+from tests.web_world import config_yaml, persona_yaml
 
 
 @pytest.fixture
@@ -79,3 +86,52 @@ def test_only_the_room_opened_unasked_is_optional() -> None:
     assert _web(make_adapters(cfg, personas, terminal=True)).optional
     assert not _web(make_adapters(cfg, personas, ["web"])).optional
     assert not WebAdapter().optional
+
+
+async def test_botfleet_run_in_a_terminal_with_the_port_taken_still_opens_the_console(
+    tmp_path: Path, taken_port: int
+) -> None:
+    """The newcomer's first command, in a real terminal (a pty): one warning, then the console answers."""
+    (tmp_path / "personas").mkdir()
+    (tmp_path / "personas" / "skeptic.yaml").write_text(persona_yaml("skeptic"))
+    config = json.loads(config_yaml(""))
+    config["adapters"]["web"]["port"] = taken_port
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    async with FakeOpenAI(reply=lambda body: "Who pays the vet?") as fake:
+        env = {**os.environ, "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key", "TERM": "dumb"}
+        env.pop("REDIS_URL", None)
+        master, slave = pty.openpty()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bots", "run", "--config", str(tmp_path / "config.yaml"),
+            cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave,
+        )  # fmt: skip
+        os.close(slave)
+        seen = b""
+
+        async def until(text: bytes) -> None:
+            nonlocal seen
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while text not in seen:
+                assert loop.time() < deadline, f"never saw {text!r} in {seen.decode(errors='replace')}"
+                ready, _, _ = await loop.run_in_executor(None, select.select, [master], [], [], 0.2)
+                if ready:
+                    try:
+                        seen += os.read(master, 65536)
+                    except OSError:  # the terminal closed: the process ended
+                        break
+
+        try:
+            await until(b"web room not opened")
+            os.write(master, b"hi @skeptic\r")
+            await until(b"Who pays the vet?")
+            os.write(master, b"\x04")  # Ctrl-D: end of input ends the run
+            assert await asyncio.wait_for(proc.wait(), 20) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            os.close(master)
+        shown = seen.decode(errors="replace")
+        assert shown.count("web room not opened") == 1 and "adapters.web.port" in shown
+        assert "web room at" not in shown and "Traceback" not in shown
