@@ -208,3 +208,23 @@ def test_the_rooms_copies_are_bounded_in_count_and_bytes() -> None:
     # Over 250 bytes: the oldest goes.
     assert len(photos) == 2 and photos.get(paths[0].removeprefix("/photo/")) is None
     assert photos.forget_user("u") == 1 and len(photos) == 1 and photos.bytes == 100
+
+
+async def test_a_photo_replying_to_a_comment_is_seen_by_that_persona_in_the_posts_thread(room: WebRoom) -> None:
+    alice = await room.page()
+    pid = (await alice.post("/api/post", {"text": "I adopted a cat!"}))["id"]
+    await room.settled()
+    comment = room.comments(pid)[0]
+    thread = room.web.thread_of(pid)
+    fields = {"channel": thread, "text": "here she is", "reply_to": comment["id"]}
+    mid = (await alice.upload("/api/say", fields, [("miso.jpg", jpeg(300, 200), "image/jpeg")]))["id"]
+    await room.settled()
+    [answer] = [c for c in room.comments(pid) if c["reply_to"] == mid]
+    assert answer["author"]["persona"] == comment["author"]["persona"]
+    text, image = room.fake.requests[-1]["messages"][-1]["content"]
+    assert "[photo: 'here she is']" in text["text"] and decoded(image["image_url"]["url"]).size == (256, 171)
+    # A command carries no photos.
+    why = await alice.upload(
+        "/api/say", {"channel": thread, "text": "/more"}, [("a.jpg", jpeg(8, 8), "image/jpeg")], expect=400
+    )
+    assert why == "a /command cannot carry photos"
