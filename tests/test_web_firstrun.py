@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import pty
-import select
 import socket
 import sys
 from collections.abc import Iterator
@@ -106,32 +105,41 @@ async def test_botfleet_run_in_a_terminal_with_the_port_taken_still_opens_the_co
             cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave,
         )  # fmt: skip
         os.close(slave)
-        seen = b""
+        out: list[bytes] = []
+        loop = asyncio.get_running_loop()
+
+        def read() -> None:
+            # Read everything the terminal shows until it closes: a full pty would block the process.
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # closed: the process ended
+                    return
+                if not chunk:
+                    return
+                out.append(chunk)
+
+        reader = loop.run_in_executor(None, read)
 
         async def until(text: bytes) -> None:
-            nonlocal seen
-            loop = asyncio.get_running_loop()
             deadline = loop.time() + 30
-            while text not in seen:
-                assert loop.time() < deadline, f"never saw {text!r} in {seen.decode(errors='replace')}"
-                ready, _, _ = await loop.run_in_executor(None, select.select, [master], [], [], 0.2)
-                if ready:
-                    try:
-                        seen += os.read(master, 65536)
-                    except OSError:  # the terminal closed: the process ended
-                        break
+            while text not in b"".join(out):
+                assert loop.time() < deadline, f"never saw {text!r} in {b''.join(out).decode(errors='replace')}"
+                await asyncio.sleep(0.05)
 
         try:
             await until(b"web room not opened")
             os.write(master, b"hi @skeptic\r")
             await until(b"Who pays the vet?")
             os.write(master, b"\x04")  # Ctrl-D: end of input ends the run
-            assert await asyncio.wait_for(proc.wait(), 20) == 0
+            assert await asyncio.wait_for(proc.wait(), 60) == 0
         finally:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+            await asyncio.wait_for(reader, 10)  # the process's end closed the terminal
             os.close(master)
+        seen = b"".join(out)
         shown = seen.decode(errors="replace")
         assert shown.count("web room not opened") == 1 and "adapters.web.port" in shown
         assert "web room at" not in shown and "Traceback" not in shown
