@@ -8,10 +8,7 @@ import asyncio
 import io
 import json
 import logging
-import os
-import pty
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from bots.llm.canned import CannedClient
 from bots.loading import platform_sections
 from tests.conftest import persona
 from tests.fakes.openai_server import FakeOpenAI
+from tests.test_console_ux import PROMPT, Terminal
 from tests.web_world import config_yaml, persona_yaml
 
 
@@ -97,49 +95,13 @@ async def test_botfleet_run_in_a_terminal_with_the_port_taken_still_opens_the_co
     config["adapters"]["web"]["port"] = taken_port
     (tmp_path / "config.yaml").write_text(json.dumps(config))
     async with FakeOpenAI(reply=lambda body: "Who pays the vet?") as fake:
-        env = {**os.environ, "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key", "TERM": "dumb"}
-        env.pop("REDIS_URL", None)
-        master, slave = pty.openpty()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bots", "run", "--config", str(tmp_path / "config.yaml"),
-            cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave,
-        )  # fmt: skip
-        os.close(slave)
-        out: list[bytes] = []
-        loop = asyncio.get_running_loop()
-
-        def read() -> None:
-            # Read everything the terminal shows until it closes: a full pty would block the process.
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # closed: the process ended
-                    return
-                if not chunk:
-                    return
-                out.append(chunk)
-
-        reader = loop.run_in_executor(None, read)
-
-        async def until(text: bytes) -> None:
-            deadline = loop.time() + 30
-            while text not in b"".join(out):
-                assert loop.time() < deadline, f"never saw {text!r} in {b''.join(out).decode(errors='replace')}"
-                await asyncio.sleep(0.05)
-
-        try:
-            await until(b"web room not opened")
-            os.write(master, b"hi @skeptic\r")
-            await until(b"Who pays the vet?")
-            os.write(master, b"\x04")  # Ctrl-D: end of input ends the run
-            assert await asyncio.wait_for(proc.wait(), 60) == 0
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-            await asyncio.wait_for(reader, 10)  # the process's end closed the terminal
-            os.close(master)
-        seen = b"".join(out)
-        shown = seen.decode(errors="replace")
-        assert shown.count("web room not opened") == 1 and "adapters.web.port" in shown
-        assert "web room at" not in shown and "Traceback" not in shown
+        term = Terminal(tmp_path / "config.yaml", fake, adapters=())
+        await term.start()
+        warned = await term.wait_for("web room not opened")
+        await term.wait_for(PROMPT.strip(), warned)
+        await term.type("hi @skeptic\r")
+        await term.wait_for("Who pays the vet?", warned)
+        assert await term.close() == 0
+    shown = term.screen_text
+    assert shown.count("web room not opened") == 1 and "adapters.web.port" in shown
+    assert "web room at" not in shown and "Traceback" not in shown
