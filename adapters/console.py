@@ -79,6 +79,9 @@ class ConsoleAdapter:
         # dedupe window, would otherwise reuse "1", "2"... and the dedupe would drop their lines.
         self.run_id = secrets.token_hex(3)
         self._help_ids: set[str] = set()
+        # Events handed to the fleet and not decided yet, oldest first (see `hand_over`).
+        self._handing: list[asyncio.Task[None]] = []
+        self._barrier: asyncio.Task[None] | None = None
 
     async def start(self, fleet: FleetView) -> None:
         self._fleet = fleet
@@ -106,6 +109,8 @@ class ConsoleAdapter:
     async def stop(self) -> None:
         if self._reader is not None and not self._reader.done():
             self._reader.cancel()
+        for task in self._handing:
+            task.cancel()
         self.closed.set()
 
     async def _read(self) -> None:
@@ -113,7 +118,38 @@ class ConsoleAdapter:
             await self._prompt()
         else:
             await self._pump()
+        # Piped input ends when every line has been decided (its replies are the fleet's to finish).
+        await self.handed_over()
         self.closed.set()
+
+    def hand_over(self, event: Message | Command) -> None:
+        """Give the fleet an event without waiting for the decisions on earlier ones, so lines that
+        arrive together are decided together (one Redis call for all of them). Order holds: messages
+        reach the fleet's admission step in the order they were typed, and a command waits for
+        everything before it, and everything after it waits for the command (a /mute or /optout
+        must apply to the very next line)."""
+        assert self._fleet is not None
+        wait: list[asyncio.Task[None]] = []
+        if isinstance(event, Command):
+            wait = list(self._handing)
+        elif self._barrier is not None and not self._barrier.done():
+            wait = [self._barrier]
+        task = asyncio.ensure_future(self._dispatch_after(wait, event))
+        if isinstance(event, Command):
+            self._barrier = task
+        self._handing.append(task)
+        task.add_done_callback(self._handing.remove)
+
+    async def _dispatch_after(self, wait: list[asyncio.Task[None]], event: Message | Command) -> None:
+        if wait:
+            await asyncio.wait(wait)
+        assert self._fleet is not None
+        await self._fleet.dispatch(event)
+
+    async def handed_over(self) -> None:
+        """Wait until every event handed over so far has been decided."""
+        while self._handing:
+            await asyncio.wait(list(self._handing))
 
     async def _prompt(self) -> None:
         from adapters.console_terminal import typed_lines  # prompt_toolkit: see start()
@@ -184,7 +220,7 @@ class ConsoleAdapter:
             # The shared command table has no /post, so the fleet would call it an unknown command.
             self._print(framed("botfleet", POST_USAGE))
             return
-        await self._fleet.dispatch(event)
+        self.hand_over(event)
 
     def _print(self, line: str) -> None:
         if self._screen is not None:

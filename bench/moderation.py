@@ -4,9 +4,11 @@ included ("this bug is killing me", "je meurs de rire"), then on smaller sets wr
 were tuned (moderation_holdout*.tsv). Also the time one check takes.
 
 Prints a table, then the misses and false alarms so the lists can be judged, not just scored.
-The lists were tuned with the first set in view, so its figures are optimistic; the first held-out
-set's misses then led to a general pass over the lists (new phrasings, not its sentences), so only
-the second held-out set's figures are clean.
+The lists were tuned with the first set in view, so its figures are optimistic; the misses of the
+first three held-out sets then led to general passes over the lists (new phrasings, not their
+sentences). The fourth was written and measured before the self-harm pass and never used to change
+the lists, so it is the one held-out figure left (README "Care and safety" says why it is still an
+upper bound).
 Run: python bench/moderation.py [--data FILE] [--quiet]
 """
 
@@ -23,12 +25,15 @@ from bots.core.safety.moderator import LocalModerator
 from bots.core.safety.settings import CATEGORIES
 
 DATA = Path(__file__).resolve().parent / "data" / "moderation.tsv"
-# Each held-out set was written after the lists were last changed; the misses of the first two then
-# led to a general pass over the lists (new phrasings, not their sentences), so only the last one is
+# Each held-out set was written after the lists were last changed; the misses of the first three then
+# led to general passes over the lists (new phrasings, not their sentences), so only the fourth is
 # still held out (README "Care and safety" gives each set's figures as first measured).
 HOLDOUT = Path(__file__).resolve().parent / "data" / "moderation_holdout.tsv"
 HOLDOUT2 = Path(__file__).resolve().parent / "data" / "moderation_holdout2.tsv"
 HOLDOUT3 = Path(__file__).resolve().parent / "data" / "moderation_holdout3.tsv"
+# Written before the self-harm pass over the lists (indirect phrasing, slang, typos, look-alikes) and
+# committed with its figures on the lists of the time; that pass used the older sets, never this one.
+HOLDOUT4 = Path(__file__).resolve().parent / "data" / "moderation_holdout4.tsv"
 
 
 def load(path: Path) -> list[tuple[str, str, str]]:
@@ -45,13 +50,11 @@ def load(path: Path) -> list[tuple[str, str, str]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--data", type=Path, action="append", help=f"labelled file(s) (default: {DATA.name}, {HOLDOUT.name})"
-    )
+    ap.add_argument("--data", type=Path, action="append", help="labelled file(s) (default: all sets in bench/data)")
     ap.add_argument("--quiet", action="store_true", help="only the tables")
     args = ap.parse_args(argv)
     moderator = LocalModerator()
-    for path in args.data or [DATA, HOLDOUT, HOLDOUT2, HOLDOUT3]:
+    for path in args.data or [DATA, HOLDOUT, HOLDOUT2, HOLDOUT3, HOLDOUT4]:
         print(f"== {path.name}")
         report(load(path), moderator, quiet=args.quiet)
     return 0

@@ -192,8 +192,15 @@ class Terminal:
     async def close(self) -> int:
         assert self.proc is not None
         os.write(self.master, b"\x04")  # Ctrl-D at an empty prompt: the end of the session
-        async with asyncio.timeout(20):
-            rc = await self.proc.wait()
+        try:
+            async with asyncio.timeout(90):
+                rc = await self.proc.wait()
+        except TimeoutError:
+            log = self.cfg.parent / "botfleet.log"
+            logged = log.read_text() if log.exists() else "(no log file)"
+            raise AssertionError(
+                f"no exit after Ctrl-D; the terminal shows:\n{self.screen_text}\nlog:\n{logged}"
+            ) from None
         await asyncio.sleep(0.1)
         asyncio.get_running_loop().remove_reader(self.master)
         os.close(self.master)

@@ -33,6 +33,7 @@ from bots.state.redis import (
     open_redis_state,
     stop_task,
 )
+from bots.state.redis.admission import RedisAdmission
 from tests.redis_server import RedisServer, SlowProxy, free_port
 
 PERSONAS = load_personas(Path(__file__).resolve().parent.parent / "personas")
@@ -49,6 +50,8 @@ class Rig:
         # Probe quickly: the tests wait for recovery in real time.
         self.store.health.backoff = (0.05, 0.4)
         self.fleet = Fleet(self.cfg, PERSONAS, store=store, limiter=limiter, brain=Brain(CannedClient(), self.cfg.llm))
+        assert isinstance(self.fleet.admission, RedisAdmission)  # the one-call path is the one under test
+        self.admission = self.fleet.admission
         self.n = 0
         self.latencies: list[float] = []
 
@@ -147,14 +150,15 @@ async def test_restart_during_traffic(server: RedisServer, caplog: pytest.LogCap
         await asyncio.sleep(0.3)
         await asyncio.to_thread(server.start)
         await rig.wait_up()
-        sent_before = rig.limiter.primary.calls
+        sent_before = rig.admission.calls
         await asyncio.sleep(0.3)
         stop.set()
         await asyncio.gather(*workers)
         assert not errors
         assert max(rig.latencies) < BOUND
-        # The limiter script was loaded again on the fresh server (EVALSHA's NOSCRIPT), and used.
-        assert rig.limiter.primary.calls > sent_before
+        # The decision script was loaded again on the fresh server (EVALSHA's NOSCRIPT), and used once
+        # the data epoch was written back (until then messages are decided step by step).
+        assert rig.admission.calls > sent_before
         assert rig.health.outages == 1
         assert outage_logs(caplog) == (1, 1)
         # Answered throughout: some replies before, during and after the outage.

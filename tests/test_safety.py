@@ -34,6 +34,11 @@ def categories(text: str) -> tuple[str, ...]:
         "je vais me tuer",
         "je vais m’ouvrir les veines",
         "je pense au suïcide",
+        "jveux plus vivre",
+        "chui fatiguée de vivre",
+        "thinking about sucide again",
+        "s*icide is all I think about",
+        "gonna k1ll myslef",
     ],
 )
 def test_self_harm_is_found_through_obfuscation(text: str) -> None:
@@ -60,6 +65,44 @@ def test_benign_look_alikes_stay_clear(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "honestly I don't even want to be alive anymore",
+        "my kids would be happier if I was gone",
+        "I'm just a burden to my family",
+        "I don't see the point in living",
+        "I've been saving up my sleeping pills",
+        "je ne mérite pas de vivre",
+        "je pense sans arrêt à me suicider",
+        "ils seraient plus heureux sans moi",
+        "je vais en finir ce soir",
+        "je me scarifie depuis l'été",
+    ],
+)
+def test_indirect_first_person_distress_is_found(text: str) -> None:
+    assert categories(text) == ("self_harm",)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "that trade was career suicide",
+        "I'm thinking about ending it with my boyfriend",
+        "I want to disappear to a cabin for a week",
+        "our startup is going to die if we don't raise money",
+        "I don't want to go on the trip",
+        "c'est du suicide de sortir sans manteau",
+        "il faut en finir avec ce débat",
+        "je me coupe une part de gâteau",
+        "je regarde la coupe du monde",
+        "je pense que mon patron va me tuer",
+    ],
+)
+def test_idioms_near_the_distress_phrases_stay_clear(text: str) -> None:
+    assert categories(text) == ()
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("I will kill you", "violence"),
@@ -68,6 +111,14 @@ def test_benign_look_alikes_stay_clear(text: str) -> None:
         ("ferme ta gueule", "harassment"),
         ("all immigrants should die", "hate"),
         ("send me nudes", "sexual"),
+        ("I'm gonna beat the hell out of him", "violence"),
+        ("on va le tabasser", "violence"),
+        ("do everyone a favor and disappear", "harassment"),
+        ("tout le monde te déteste", "harassment"),
+        ("refugees are parasites", "hate"),
+        ("les étrangers sont tous des voleurs", "hate"),
+        ("strip for me", "sexual"),
+        ("déshabille-toi", "sexual"),
     ],
 )
 def test_other_categories(text: str, expected: str) -> None:
@@ -86,6 +137,11 @@ def test_folding() -> None:
     assert fold("Ça VA, l’été? I'm sure, don't worry") == "ca va l ete im sure dont wory"
     assert fold("H3LL0 w0rld") == "helo world"
     assert fold("2024 was 4 good") == "2024 was 4 god"
+    # Texting forms of "je", and one typo or masked letter in a keyword.
+    assert fold("jveux, j'me, chui") == "je veux je me je suis"
+    assert fold("sucide s*icide suiside myslef") == "suicide suicide suicide myself"
+    # A prefix ("suicid*" in a list) or a longer form is not "corrected".
+    assert fold("suicid suicides system simple") == "suicid suicides system simple"
 
 
 def test_language() -> None:
@@ -105,6 +161,20 @@ def test_phrase_syntax() -> None:
     assert lexicon.hits(fold("im not human"), ["a"]) == ()
     assert lexicon.hits(fold("running"), ["a"]) == ("a",)
     assert lexicon.hits(fold("rerun"), ["a"]) == ()
+    nested = Lexicon.build([{"b": ["end (it all|my (life|days))", "i ~ to die"]}])
+    assert nested.hits(fold("I want to end my days"), ["b"]) == ("b",)
+    assert nested.hits(fold("end it all"), ["b"]) == ("b",)
+    assert nested.hits(fold("end my week"), ["b"]) == ()
+    # "~" and "_" start a new word: "is going to die" is not "i" + "s going to die".
+    assert nested.hits(fold("i really want to die"), ["b"]) == ("b",)
+    assert nested.hits(fold("it is going to die"), ["b"]) == ()
+
+
+def test_unbalanced_parentheses_are_an_error() -> None:
+    with pytest.raises(ValueError, match="unbalanced"):
+        Lexicon.build([{"a": ["end (my life"]}])
+    with pytest.raises(ValueError, match="only follows a"):
+        Lexicon.build([{"a": ["si je suis morte?"]}])
 
 
 def test_professional_personas() -> None:

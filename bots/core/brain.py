@@ -42,6 +42,10 @@ class Usage:
     user: str | None = None
 
 
+# The share of a reply's time it must still have when it gets an LLM slot to be worth sending.
+LATE_SLOT = 0.1
+
+
 class Brain:
     """Writes replies; bounded concurrency so a burst of triggers cannot flood the endpoint."""
 
@@ -126,6 +130,12 @@ class Brain:
                 await self._sem.acquire()
         except TimeoutError:
             raise LLMError("busy", f"no free LLM slot within {self.timeout_seconds:g}s") from None
+        if deadline - asyncio.get_running_loop().time() < self.timeout_seconds * LATE_SLOT:
+            # A slot freed just before this reply's time runs out cannot write it: sending the request
+            # would only load an endpoint that is already slow, and its "timeout" would count against
+            # the endpoint although the wait was ours.
+            self._sem.release()
+            raise LLMError("busy", f"no LLM slot in time within {self.timeout_seconds:g}s")
 
     async def _write(self, persona: Persona, request: LLMRequest, deadline: float) -> AsyncGenerator[str, None]:
         parts: list[str] = []

@@ -108,7 +108,7 @@ class ClaimKeeper:
 
     def opened(self, plan: Plan) -> None:
         """The plan is about to be carried out: record its actions, or finish at once if it has none."""
-        if not self.claims.shared or plan.note == DUPLICATE:
+        if not self.claims.shared or plan.note == DUPLICATE or plan.settled:
             return  # a duplicate's claim is somebody else's business (or this process's, elsewhere)
         key = plan.event.key
         if not plan.actions:

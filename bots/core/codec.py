@@ -22,17 +22,28 @@ class BadPayload(ValueError):
     """A claim's payload that is not an event (and actions) this version understands."""
 
 
+_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _names(cls: type[Any]) -> tuple[str, ...]:
+    # Every message of a shared fleet is written out for its claim: the field list is looked up once.
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def dump(obj: Event | Action) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(obj).__name__}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
+    for name in _names(type(obj)):
+        value = getattr(obj, name)
         if isinstance(value, Author):
-            value = dataclasses.asdict(value)
+            value = {n: getattr(value, n) for n in _names(Author)}
         elif isinstance(value, frozenset):
             value = sorted(value)
-        elif f.name == "images":
+        elif name == "images":
             value = [part.to_dict() for part in value]
-        out[f.name] = value
+        out[name] = value
     return out
 
 

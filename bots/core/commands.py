@@ -290,6 +290,7 @@ async def _optin(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
 async def _forget(fleet: Fleet, cmd: Command, plan: Plan, now: float) -> None:
     removed = await fleet.store.forget_user(cmd.platform, cmd.author.id)
     fleet.disclosure.forget(cmd.platform, cmd.author.id)
+    fleet.safety.forget(cmd.platform, cmd.author.id)
     fleet.gallery.forget_user(cmd.platform, cmd.author.id)
     notes = await fleet.memory.forget(cmd.platform, cmd.author.id, unlink=True)
     also = f" and {notes} memory note(s)" if notes else ""

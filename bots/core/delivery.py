@@ -63,6 +63,16 @@ class Delivery:
         # Reply queues by name; a lock lives only while replies of its queue are waiting or writing.
         self._queues: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self.greetings = Greetings()
+        self._names: frozenset[str] = frozenset()
+        self._names_of: object = None
+
+    def _speaker_names(self) -> frozenset[str]:
+        # Once per persona set, not per reply: at thousands of personas it costs a millisecond.
+        personas = self.fleet.personas
+        if self._names_of is not personas:
+            self._names = speaker_names(personas.values())
+            self._names_of = personas
+        return self._names
 
     async def perform(self, action: Action) -> str:
         """Carry one action out and return its outcome, which also goes to the fleet's outcome
@@ -168,7 +178,7 @@ class Delivery:
         The guard sees the model's words in every snapshot before the adapter does; one it stops ends
         the reply as an IncompleteReply with nothing to keep (bots/core/safety/outgoing.py says why
         that is safe)."""
-        names = speaker_names(self.fleet.personas.values())
+        names = self._speaker_names()
         hello = ""
 
         def words(raw: str) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from bots.config import FleetConfig
+from bots.core.admission import PortAdmission, shared_admission
 from bots.core.brain import Brain
 from bots.core.claims import DUPLICATE, ClaimKeeper, StoreDedupe
 from bots.core.commands import OPTED_OUT_COMMANDS, run_command
@@ -27,11 +28,12 @@ from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Event, Message, Reply
 from bots.core.gallery import MAX_AGE, Gallery
 from bots.core.gate import Gate
-from bots.core.images import turn_text, without_bytes
+from bots.core.images import without_bytes
+from bots.core.intake import decide_message, one_step, turn_of
 from bots.core.memory.follow_up import follow_up
 from bots.core.memory.remember import Memory
 from bots.core.plan import Decision, Plan
-from bots.core.ports import Adapter, Claims, Pacer, RateLimiter, Store, Turn
+from bots.core.ports import Adapter, Admission, Claims, Pacer, RateLimiter, Store
 from bots.core.route import ChainBudget, route
 from bots.core.safety.desk import SafetyDesk
 from bots.core.safety.moderator import Moderator
@@ -60,6 +62,7 @@ class Fleet:
         pacer: Pacer | None = None,
         claims: Claims | None = None,
         moderator: Moderator | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.config = config
         self.pacer: Pacer = pacer or MemoryPacer()  # adapters book sends here (shared through Redis)
@@ -92,6 +95,12 @@ class Fleet:
         self.gallery = Gallery(max_age=min(MAX_AGE, config.retention_days * 86400.0))
         # Without claims of its own (a store nobody shares) a claim is the store's dedupe.
         self.keeper = ClaimKeeper(self, claims or StoreDedupe(store))
+        # A message's claim, opt-out, history, mutes and limits in one step (one Redis call at most).
+        self.admission: Admission = (
+            admission
+            or shared_admission(store, self.keeper.claims, limiter)
+            or PortAdmission(self.keeper.claims, store, limiter)
+        )
         self.load(personas)
 
     # --- personas ---------------------------------------------------------------------------------
@@ -162,6 +171,7 @@ class Fleet:
         close = getattr(self.safety.remote, "close", None)
         if close is not None:
             await close()
+        await self.admission.close()
         await self.limiter.close()
         await self.store.close()
 
@@ -204,6 +214,8 @@ class Fleet:
     async def handle(self, event: Event, now: float | None = None) -> Plan:
         now = self.clock() if now is None else now
         plan = Plan(event=event, at=now)
+        if isinstance(event, Message) and one_step(self, event):
+            return await decide_message(self, event, plan, now)
         if not await self.keeper.claim(event, now):
             plan.note = DUPLICATE
             return plan
@@ -259,17 +271,7 @@ class Fleet:
         return await self.store.is_opted_out(event.platform, author.id)
 
     async def _remember(self, msg: Message, now: float) -> None:
-        author = msg.author
-        turn = Turn(
-            speaker=author.name,
-            text=turn_text(msg),
-            at=now,
-            user_id="" if author.persona_id else author.id,
-            persona_id=author.persona_id,
-            message_id=msg.id,
-            reply_to=(msg.reply_to_id or "") if author.persona_id else "",
-        )
-        await self.store.append(msg.conversation, turn)
+        await self.store.append(msg.conversation, turn_of(msg, now))
         self.gallery.put(msg, now)
 
     @property

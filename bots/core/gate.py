@@ -17,7 +17,7 @@ from bots.config import FleetConfig
 from bots.core.disclosure import Disclosure
 from bots.core.events import Action, Command, Message, Reply
 from bots.core.plan import Decision, Plan
-from bots.core.ports import Rate, RateLimiter, Store
+from bots.core.ports import Rate, RateLimiter, Store, Verdict
 from bots.core.usage import UsageMeter
 from bots.persona import Persona
 
@@ -193,6 +193,10 @@ class Gate:
             for c in candidates
         ]
         verdicts = await self.host.limiter.acquire(rates, max_grants, now)
+        return self.judge(plan, candidates, verdicts)
+
+    def judge(self, plan: Plan, candidates: Sequence[Candidate], verdicts: Sequence[Verdict]) -> list[Candidate]:
+        """The candidates the limiter admitted; every other one gets a skip decision with its reason."""
         granted: list[Candidate] = []
         for c, verdict in zip(candidates, verdicts, strict=True):
             if verdict.allowed:

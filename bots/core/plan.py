@@ -23,3 +23,5 @@ class Plan:
     # Why nothing at all happened (duplicate, opted_out, foreign_bot), for audit and logs.
     note: str = ""
     at: float = 0.0
+    # The event's claim was done when it was taken (nothing could come of it): nobody settles it later.
+    settled: bool = False

@@ -65,7 +65,8 @@ class Store(Protocol):
 
     async def forget_user(self, platform: str, user_id: str) -> int:
         """Delete every stored turn of that user, and the fleet's replies to those turns (a reply may
-        quote them; replies to those replies go too); returns how many were removed."""
+        quote them; replies to those replies go too); returns how many were removed. Their healthy-use
+        counters ("use:<platform>:<user>", add_daily) go too; care records stay until they lapse."""
         ...
 
     async def prune(self, now: float) -> int:
@@ -105,6 +106,16 @@ class Store(Protocol):
 
         The healthy-use counters per person ("use:<platform>:<user>": messages, seconds, nudged)
         live here; shared by every process on a Redis store, gone after a few days."""
+        ...
+
+    # --- care mode (bots.core.safety): who the personas stay quiet toward, shared by every process ---
+
+    async def set_care(self, platform: str, user_id: str, conversation: str, until: float, now: float) -> None:
+        """Keep the person in care in that conversation until `until` (never moved earlier); gone after."""
+        ...
+
+    async def care_until(self, platform: str, user_id: str, conversation: str, now: float) -> float | None:
+        """Until when the person is in care there; None if not (or no longer) at `now`."""
         ...
 
     # --- relationship memory (bots.core.memory); a person is "platform:user id" unless linked ---
@@ -204,6 +215,56 @@ class Claims(Protocol):
     async def take_expired(self, owner: str, lease: float, now: float, limit: int) -> list[tuple[str, str]]:
         """Re-own up to `limit` pending claims whose lease lapsed: their (key, payload)."""
         ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One message's admission: its claim, whose opt-out to check, the turn to remember, where its
+    mutes are, and per candidate persona (best first) the rates a reply must fit."""
+
+    key: str
+    payload: str  # the claim's payload (bots.core.codec)
+    owner: str
+    lease: float
+    keep: float
+    platform: str
+    user: str  # whose opt-out silences the message ("" for personas and bots)
+    conversation: str  # "<platform>:<channel>": history and mutes
+    parent: str = ""  # the parent channel's conversation, whose mutes cover this one too
+    turn: Turn | None = None  # appended unless the author opted out
+    candidates: tuple[str, ...] = ()  # persona ids, in the order they are admitted
+    rates: tuple[Sequence[Rate], ...] = ()  # per candidate
+    max_grants: int = 0
+    # No action can come of it (no trigger hit): the claim is done as soon as it is taken.
+    settle: bool = False
+    # Only a granted reply can come of it (no reactions, no notice owed): done at once if none is.
+    settle_unless_granted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What routing needs back: whether the claim was won, the author's opt-out, the mutes, and per
+    candidate a verdict (a muted one is refused as "muted" and takes no slot)."""
+
+    claimed: bool
+    opted_out: bool = False
+    muted: frozenset[str] = frozenset()
+    verdicts: tuple[Verdict, ...] = ()
+    # The claim is already done (Entry.settle, or the author opted out): nothing to settle later.
+    settled: bool = False
+
+
+MUTED = Verdict(False, "muted")
+
+
+class Admission(Protocol):
+    """Everything deciding a message needs from shared state, in one step: claim (dedupe), opt-out,
+    history append, mutes and every rate limit of every candidate. On Redis that is one script call,
+    concurrent messages sharing one; in memory it is the Claims, Store and RateLimiter calls in turn."""
+
+    async def admit(self, entry: Entry, now: float) -> Admitted: ...
 
     async def close(self) -> None: ...
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bots.core.ports import ALLOWED, CAPPED, Rate, Turn, Verdict
+from bots.state.care import MemoryCare
 from bots.state.gcra import gcra_check
 from bots.state.notes import MemoryNotes
 
@@ -23,7 +24,7 @@ class Choices:
         return bool(self.opted_out or self.muted or self.followers)
 
 
-class MemoryStore(MemoryNotes):
+class MemoryStore(MemoryNotes, MemoryCare):
     def __init__(
         self,
         history_size: int = 50,
@@ -107,6 +108,8 @@ class MemoryStore(MemoryNotes):
                 turns.clear()
                 turns.extend(kept)
         self._told.pop((platform, user_id), None)
+        for counters in self._daily.values():
+            counters.pop(f"use:{platform}:{user_id}", None)  # healthy-use counters (safety/desk.py)
         return removed
 
     async def set_opt_out(self, platform: str, user_id: str, opted_out: bool) -> None:

@@ -49,8 +49,6 @@ class SafetyDesk:
         # The moderator with I/O the app chose (OpenAI), if any; see `moderator`.
         self.remote = moderator
         self.listeners: list[Callable[[str], None]] = []
-        # (conversation, user) -> until when the personas stay quiet toward that person.
-        self._care: OrderedDict[tuple[str, str], float] = OrderedDict()
         # (platform, user) -> when they last wrote, for time spent.
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
 
@@ -101,19 +99,21 @@ class SafetyDesk:
             return False
         plan.event = dataclasses.replace(event, text="") if isinstance(event, Message) else event
         if care:
-            self._give_care(event, plan, verdict, now)
+            await self._give_care(event, plan, verdict, now)
         else:
             self._ignore(event, plan, f"safety:flagged:{skip}")
         return True
 
-    def _give_care(self, event: Event, plan: Plan, verdict: Verdict, now: float) -> None:
+    async def _give_care(self, event: Event, plan: Plan, verdict: Verdict, now: float) -> None:
         self.emit("care")
         self._ignore(event, plan, "safety:care")
-        key = (event.conversation, event.author.id)
-        self._care[key] = now + self.config.care.quiet_minutes * 60
-        self._care.move_to_end(key)
-        while len(self._care) > REMEMBERED:
-            self._care.popitem(last=False)
+        # In the Store, so every process (and this one after a restart) keeps the quiet time.
+        until = now + self.config.care.quiet_minutes * 60
+        try:
+            await self.fleet.store.set_care(event.platform, event.author.id, event.conversation, until, now)
+        except Exception:
+            # The care message still goes out; only the quiet time is lost.
+            log.exception("care mode could not be stored; the quiet time is not kept")
         plan.actions.append(
             Notice(
                 platform=event.platform,
@@ -135,20 +135,24 @@ class SafetyDesk:
         elif event.persona:
             plan.decisions.append(Decision(event.persona, "skip", reason))
 
-    def in_care(self, conversation: str, user: str, now: float) -> bool:
-        until = self._care.get((conversation, user))
-        if until is None:
-            return False
-        if now >= until:
-            del self._care[(conversation, user)]
-            return False
-        return True
+    async def in_care(self, event: Event, now: float) -> bool:
+        try:
+            until = await self.fleet.store.care_until(event.platform, event.author.id, event.conversation, now)
+        except Exception:
+            # Unknown counts as in care: at worst a persona keeps quiet, or adds care to its prompt.
+            log.exception("care mode could not be read; treating the person as in care")
+            return True
+        return until is not None
 
     async def after_route(self, event: Event, plan: Plan, now: float) -> None:
         """Care quiet time for the replies planned to a person in care, then their time spent."""
         if event.author.persona_id is not None or event.author.is_bot:
             return
-        if self.config.care.enabled and self.in_care(event.conversation, event.author.id, now):
+        # One store read, and only when a persona would answer or react: most messages plan nothing.
+        toward = any(
+            isinstance(a, React) or (isinstance(a, Reply) and a.to_user == event.author.id) for a in plan.actions
+        )
+        if toward and self.config.care.enabled and await self.in_care(event, now):
             self._quiet(event, plan)
         if self.config.healthy_use.enabled and any(
             isinstance(a, Reply) and a.to_user == event.author.id for a in plan.actions
@@ -213,6 +217,10 @@ class SafetyDesk:
                 to_user=event.author.id,
             )
         )
+
+    def forget(self, platform: str, user_id: str) -> None:
+        """/forget: when they last wrote goes too (the store's forget_user erases their counters)."""
+        self._seen.pop((platform, user_id), None)
 
     # --- what goes out ---------------------------------------------------------------------------
 

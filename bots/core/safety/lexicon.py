@@ -2,8 +2,9 @@
 
 A list file has `[section]` headers and one phrase a line. A phrase is folded like the text it is
 matched against (normalize.fold), so it is written plainly: "kill myself", "m'ouvrir les veines".
-Inside a phrase, `word*` matches any ending, `(a|b c)` either option, `(a|b)?` either or nothing,
-`_` any one word or none, and `~` up to four words.
+Inside a phrase, `word*` matches any ending, `(a|b c)` either option (an option may hold groups of
+its own: `(a|b (c|d))`), `(a|b)?` either or nothing, `_` any one word or none, and `~` up to four
+words.
 Phrases match whole words only. The `allow` section lists benign look-alikes that are blanked out
 before anything else is matched ("suicide squad").
 """
@@ -21,37 +22,88 @@ LANGS = ("en", "fr")
 ALLOW = "allow"
 
 
-_PARTS = re.compile(r"\([^)]*\)\??|\S+")
+def _parts(phrase: str) -> list[str]:
+    """phrase split into words and (groups), a group ending at its matching parenthesis."""
+    parts: list[str] = []
+    i = 0
+    while i < len(phrase):
+        if phrase[i].isspace():
+            i += 1
+        elif phrase[i] == "(":
+            depth, j = 0, i
+            while j < len(phrase):
+                depth += {"(": 1, ")": -1}.get(phrase[j], 0)
+                if depth == 0:
+                    break
+                j += 1
+            if depth:
+                raise ValueError(f"unbalanced parentheses in {phrase!r}")
+            j += 1 + (phrase[j + 1 : j + 2] == "?")
+            parts.append(phrase[i:j])
+            i = j
+        else:
+            j = i
+            while j < len(phrase) and not phrase[j].isspace() and phrase[j] != "(":
+                j += 1
+            if phrase[i:j].endswith(")") or phrase[i:j].endswith(")?"):
+                raise ValueError(f"unbalanced parentheses in {phrase!r}")
+            parts.append(phrase[i:j])
+            i = j
+    return parts
 
 
 def _word(raw: str) -> str:
+    if "?" in raw:
+        # Folding would drop it silently: "morte?" would only ever match "morte".
+        raise ValueError(f"'?' only follows a (group), not a word: {raw!r}")
     star = raw.endswith("*")
     word = fold(raw.rstrip("*"))
     return re.escape(word) + ("[a-z0-9]*" if star else "")
 
 
 def _options(raw: str) -> str:
-    inner = raw.rstrip("?")[1:-1]
-    return "(?:" + "|".join(" ".join(_word(w) for w in o.split()) for o in inner.split("|") if o.strip()) + ")"
+    inner = raw[1 : raw.rindex(")")]
+    options, depth, start = [], 0, 0
+    for i, c in enumerate(inner):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if c == "|" and depth == 0:
+            options.append(inner[start:i])
+            start = i + 1
+    options.append(inner[start:])
+    return "(?:" + "|".join(_sequence(o) for o in options if o.strip()) + ")"
 
 
-def phrase_regex(phrase: str) -> str:
-    parts = _PARTS.findall(phrase)
+def _sequence(phrase: str) -> str:
+    parts = _parts(phrase)
     out = ""
     for i, raw in enumerate(parts):
         last = i == len(parts) - 1
+        # An optional word carries its own trailing space, and starts a word: the space before it
+        # is optional like any, so "i ~ to die" must not read "is going to die" as "i" + "s going".
         if raw == "_":
-            # An optional word carries its own trailing space.
-            out += "(?:[a-z0-9]+ )?"
+            out += "(?<![a-z0-9])(?:[a-z0-9]+ )?"
         elif raw == "~":
-            out += "(?:[a-z0-9]+ ){0,4}"
+            out += "(?<![a-z0-9])(?:[a-z0-9]+ ){0,4}"
         elif raw.startswith("(") and raw.endswith(")?"):
             out += "(?:" + _options(raw) + " ?)?"
         else:
             piece = _options(raw) if raw.startswith("(") else _word(raw)
             # " ?": words run together ("k i l l m y s e l f" folds to "kilmyself") still match.
             out += piece if last else piece + " ?"
-    return r"(?<![a-z0-9])" + out + r"(?![a-z0-9])"
+    return out
+
+
+_START, _END = r"(?<![a-z0-9])", r"(?![a-z0-9])"
+
+
+def phrase_regex(phrase: str) -> str:
+    return _START + _sequence(phrase) + _END
+
+
+def _alternation(phrases: list[str]) -> re.Pattern[str]:
+    # The word-start test is made once, outside the alternation: the engine then tries the hundreds
+    # of phrases only where a word starts, which keeps a check near 0.1 ms.
+    return re.compile(_START + "(?:" + "|".join(_sequence(p) for p in phrases) + ")" + _END)
 
 
 def parse(text: str, source: str) -> dict[str, list[str]]:
@@ -83,7 +135,7 @@ class Lexicon:
         for sections in lists:
             for name, phrases in sections.items():
                 merged.setdefault(name, []).extend(phrases)
-        compiled = {name: re.compile("|".join(phrase_regex(p) for p in phrases)) for name, phrases in merged.items()}
+        compiled = {name: _alternation(phrases) for name, phrases in merged.items()}
         return cls(compiled, compiled.pop(ALLOW, None))
 
     @classmethod

@@ -2,12 +2,18 @@
 
 - client.py: the client for the per-message path, pub/sub, the key prefix, the time budget, FAULTS.
 - limiter.py: GCRA rate limits in one Lua script per batch of routing decisions.
+- admission.py: a whole message decision (claim, opt-out, history append, mutes, every limit) in one
+  Lua script per batch of concurrent messages; it writes no keys of its own (see the table).
+- batch.py: coalescing concurrent calls into one script call (admission, limits, claim settling,
+  first contacts).
 - store.py: the Store protocol in Redis (history, dedupe, opt-outs, mutes, first contacts, usage).
 - health.py: whether Redis is usable right now, shared by the store and the limiter.
 - epoch.py: noticing that Redis lost its data, and writing back the choices a process remembers.
 - fallback.py: local state that answers while Redis is away, and `open_redis_state`.
 - journal.py: writes that did not reach Redis, replayed after an outage or drained when it was slow.
 - mirror.py: every process's local copy of every opt-out, mute and follower choice, kept current.
+- care.py: care mode (who the personas stay quiet toward) and the indexed healthy-use counters;
+  fallback_care.py keeps care records locally while Redis is away and writes them through after.
 
 Every key, under the prefix (`botfleet:` by default), and how long it lives:
 
@@ -21,6 +27,8 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `told:<platform>:channel:<id>`   | hash   | the same: personas that said their greeting there (greeting.py) |
 | `usage:<day>`                    | hash   | three days                                                      |
 | `daily:<day>:use:<platform>:<user>` | hash | three days (healthy-use counters, bots/core/safety/desk.py)     |
+| `daily-days:use:<platform>:<user>` | set | three days: the days with counters, for /forget (care.py)       |
+| `care:<platform>:<user>`         | hash   | the person's longest care quiet time (care.py)                  |
 | `notes:<person>`                 | hash   | retention_days after the last update (notes.py)                 |
 | `link:<platform>:<user>`         | string | retention_days after linking (notes.py)                         |
 | `linkcode:<code>`                | string | memory.link_minutes (notes.py)                                  |
@@ -38,6 +46,14 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `state-epoch`                    | string | none: see below                                                 |
 | `choices-version`                | string | none: see below                                                 |
 | `epoch`                          | string | none: see below (bots/ops/leases.py)                            |
+
+The admission script (admission.py) reads and writes, for each message of its batch, the keys the
+step-by-step path would: `seen:`, `claims` and `claims:payload` (the claim; a message nothing can
+come of is claimed as done, with no pending entry), `optout:<platform>`, `h:<conversation>` and
+`uc:<platform>:<user>` (the append), `mute:<conversation>` (and the parent channel's), `rl:<rate key>`
+(the limits) and `state-epoch` (it runs only on the epoch the process trusts). So the table above is
+complete: the one-call path changes how often keys are touched, not which keys exist or how long
+they live.
 
 Channels (pub/sub, nothing stored): `forget` (a /forget for every process's local state),
 `choices` (every opt-out, mute and follower choice as it is written, with its version: mirror.py)

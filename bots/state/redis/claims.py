@@ -15,13 +15,16 @@ time from Redis (`TIME`), so processes with skewed clocks agree on whose lease l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from redis.asyncio import Redis
 
 from bots.state.claims import MemoryClaims
+from bots.state.redis.batch import UNCAPPED, Batcher
 from bots.state.redis.client import FAILURES, PREFIX
 from bots.state.redis.fallback import FallbackStore
 from bots.state.redis.health import RedisHealth
@@ -53,17 +56,22 @@ return 1
 """
 )
 
-# KEYS: seen key, pending zset, payload hash. ARGV: event key, owner, what ("update", "done",
-# "release"), payload (update only). Only the owner of a pending claim may change it.
-SETTLE_LUA = """
-if redis.call('GET', KEYS[1]) ~= ARGV[2] or not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
-if ARGV[3] == 'update' then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
-elseif ARGV[3] == 'release' then
-  redis.call('ZADD', KEYS[2], 0, ARGV[1])
-else
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('HDEL', KEYS[3], ARGV[1])
+# KEYS: pending zset, payload hash. ARGV: seen key prefix, then per claim its event key, owner, what
+# ("update", "done", "release") and payload (update only): every claim settled while earlier calls
+# were out, in one call. Only the owner of a pending claim may change it.
+SETTLE_MANY_LUA = """
+for i = 2, #ARGV, 4 do
+  local key, owner, what = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if redis.call('GET', ARGV[1] .. key) == owner and redis.call('ZSCORE', KEYS[1], key) then
+    if what == 'update' then
+      redis.call('HSET', KEYS[2], key, ARGV[i + 3])
+    elseif what == 'release' then
+      redis.call('ZADD', KEYS[1], 0, key)
+    else
+      redis.call('ZREM', KEYS[1], key)
+      redis.call('HDEL', KEYS[2], key)
+    end
+  end
 end
 return 1
 """
@@ -130,7 +138,11 @@ class RedisClaims:
         self._client = client
         self._p = prefix
         self._claim = client.register_script(CLAIM_LUA)
-        self._settle = client.register_script(SETTLE_LUA)
+        self._settle_many = client.register_script(SETTLE_MANY_LUA)
+        # Claims settled while earlier settle calls are out share the next call. The caller's budget
+        # (RedisHealth.call) bounds the wait, and nothing caps the queue: a shutdown hands back every
+        # open claim at once, and a settle refused here would leave its claim to be taken over.
+        self._settles = Batcher[_Settle](self._send_settles, timeout=None, max_pending=UNCAPPED)
         self._renew = client.register_script(RENEW_LUA)
         self._take = client.register_script(TAKE_LUA)
 
@@ -142,7 +154,18 @@ class RedisClaims:
         return bool(int(got))
 
     async def _settle_as(self, key: str, owner: str, what: str, payload: str = "") -> None:
-        await self._settle(keys=self._keys(key), args=[key, owner, what, payload])
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settles.submit(_Settle(key, owner, what, payload, future))
+        await future
+
+    async def _send_settles(self, jobs: list[_Settle]) -> None:
+        args = [f"{self._p}seen:"]
+        for job in jobs:
+            args += (job.key, job.owner, job.what, job.payload)
+        await self._settle_many(keys=[f"{self._p}claims", f"{self._p}claims:payload"], args=args)
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_result(None)
 
     async def update(self, key: str, owner: str, payload: str) -> None:
         await self._settle_as(key, owner, "update", payload)
@@ -165,7 +188,16 @@ class RedisClaims:
         return [(_text(raw[i]), _text(raw[i + 1])) for i in range(0, len(raw), 2)]
 
     async def close(self) -> None:
-        return None
+        await self._settles.close()
+
+
+@dataclass(slots=True)
+class _Settle:
+    key: str
+    owner: str
+    what: str
+    payload: str
+    future: asyncio.Future[None]
 
 
 class FallbackClaims:
@@ -199,6 +231,10 @@ class FallbackClaims:
     async def claim(self, key: str, payload: str, owner: str, lease: float, keep: float, now: float) -> bool:
         if not await self.local.claim(key, payload, owner, lease, keep, now):
             return False
+        return await self.claim_shared(key, payload, owner, lease, keep, now)
+
+    async def claim_shared(self, key: str, payload: str, owner: str, lease: float, keep: float, now: float) -> bool:
+        """The claim in Redis, for a key the local layer has just claimed."""
         if not self.health.up:
             return True
         # Not skipped when Redis is merely slow: like dedupe, this is a handler's one wait.

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from bots.state.memory import Choices
 from bots.state.redis.client import FAILURES, stop_task
@@ -56,6 +56,8 @@ class EpochGuard:
         self.restore_timeout = restore_timeout
         # The epoch of the data the mirror agrees with (None: not known yet).
         self.epoch: str | None = None
+        # More state to write back after the choices (care records: fallback_care.py).
+        self.also_restore: list[Callable[[], Awaitable[int]]] = []
         # How many times this process wrote its mirror back into a Redis that had lost it.
         self.restores = 0
         self._lock = asyncio.Lock()
@@ -97,6 +99,8 @@ class EpochGuard:
                 current = await self.primary.claim_epoch(secrets.token_hex(8))
             choices = self.choices()
             await self.primary.restore(choices)
+            for write_back in self.also_restore:
+                await write_back()
             if self.epoch is not None:
                 self.restores += 1
                 log.warning(

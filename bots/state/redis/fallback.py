@@ -19,10 +19,12 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 
 from bots.config import FleetConfig
-from bots.core.ports import Rate, Turn, Verdict
+from bots.core.ports import Claims, Rate, RateLimiter, Turn, Verdict
 from bots.state.memory import MemoryRateLimiter, MemoryStore
+from bots.state.redis.admission import RedisAdmission
 from bots.state.redis.client import FAILURES, FAULTS, PREFIX, make_client, stop_task, subscribe_all
 from bots.state.redis.epoch import EpochGuard
+from bots.state.redis.fallback_care import FallbackCare
 from bots.state.redis.fallback_notes import FallbackNotes
 from bots.state.redis.health import RedisHealth
 from bots.state.redis.journal import Journal
@@ -85,7 +87,7 @@ class FallbackRateLimiter:
         await self.health.release_user()
 
 
-class FallbackStore(FallbackNotes):
+class FallbackStore(FallbackNotes, FallbackCare):
     """The Redis store, with local state that answers while Redis is away.
 
     The local store holds every opt-out, mute and follower choice in Redis, whichever process made
@@ -122,6 +124,7 @@ class FallbackStore(FallbackNotes):
         self._listener: asyncio.Task[None] | None = None
         # Writes back the mirror of choices (self.local) when Redis has lost its data.
         self.epochs = EpochGuard(primary, health, self.local.choices)
+        self.epochs.also_restore.append(self.restore_care)
         # Loads every choice into self.local and applies the changes other processes make.
         self.mirror = ChoiceMirror(primary, health, self.local, self.epochs, lambda: self.journal)
         # Messages let through unchecked because dedupe timed out while Redis was up (see first_seen).
@@ -140,6 +143,16 @@ class FallbackStore(FallbackNotes):
             self._turns = self._new_mirror()
             self._turns_outage = self.health.outages
         return self._turns
+
+    def admission_for(self, claims: Claims, limiter: RateLimiter) -> RedisAdmission | None:
+        """One script call per message decision, when the limiter is Redis's on the same health."""
+        if not isinstance(limiter, FallbackRateLimiter) or limiter.health is not self.health:
+            return None
+        return RedisAdmission(self, limiter, claims)
+
+    def listen(self) -> None:
+        """Start following other processes' choices and forgets (every store call does)."""
+        self._listen()
 
     def _listen(self) -> None:
         if self._listener is None:
@@ -177,6 +190,10 @@ class FallbackStore(FallbackNotes):
         self._listen()
         if not await self.local.first_seen(key, ttl, now):
             return False  # this process saw it already: nobody else needs asking
+        return await self.first_seen_shared(key, ttl, now)
+
+    async def first_seen_shared(self, key: str, ttl: float, now: float) -> bool:
+        """Dedupe in Redis, for a key this process has just seen for the first time."""
         # Not skipped when Redis is merely slow: dedupe comes first in a handler, so this is its one wait.
         if not self.health.up:
             return True

@@ -39,10 +39,12 @@ class Journal:
     # Erasures of relationship memory: (person, owner or "" for all) and accounts to unlink.
     notes_forget: set[tuple[str, str]] = field(default_factory=set)
     unlinks: set[tuple[str, str]] = field(default_factory=set)
+    # Care records (platform, user, conversation) -> (until, when written): fallback_care.py.
+    care: dict[tuple[str, str, str], tuple[float, float]] = field(default_factory=dict)
     limit: int = 100_000
 
     def __len__(self) -> int:
-        sizes = (self.opt_out, self.forget, self.muted, self.followers, self.notes_forget, self.unlinks)
+        sizes = (self.opt_out, self.forget, self.muted, self.followers, self.notes_forget, self.unlinks, self.care)
         return sum(len(x) for x in sizes) + sum(len(d) for d in self.usage.values())
 
     async def replay(
@@ -64,6 +66,11 @@ class Journal:
         for platform, user in list(self.unlinks):
             await primary.unlink(platform, user)
             self.unlinks.discard((platform, user))
+        for who, (until, at) in list(self.care.items()):
+            # Written with the time it was decided: its expiry then counts from then, and a record
+            # that lapsed during the outage is ignored by every reader (Redis drops it soon after).
+            await primary.set_care(who[0], who[1], who[2], until, at)
+            _landed(self.care, who, (until, at))
         for key, muted in list(self.muted.items()):
             await primary.set_muted(*key, muted)
             _landed(self.muted, key, muted)
@@ -74,6 +81,11 @@ class Journal:
             sent = dict(deltas)
             usage_seen(day, await primary.add_usage(day, sent))
             self._usage_landed(day, sent)
+
+    def add_care(self, key: tuple[str, str, str], until: float, now: float) -> None:
+        held = self.care.get(key)
+        # The latest quiet time wins, as in the store itself.
+        self.care[key] = (until, now) if held is None or until > held[0] else held
 
     def _usage_landed(self, day: str, sent: dict[str, int]) -> None:
         # Usage added while the replay waited on Redis stays for next time.

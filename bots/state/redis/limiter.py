@@ -6,7 +6,7 @@ request of weight c is allowed when max(tat, now) + c*T - now <= P, and the answ
 retry_after = max(tat, now) + c*T - P - now. One Lua script takes a whole routing decision (every key
 of every candidate persona), reads the clock with TIME so that processes with skewed clocks agree,
 consumes only for the candidates it admits, and gives every key an expiry equal to how long its tat
-still matters. Concurrent decisions are coalesced into one EVALSHA (`_Batcher`), so a decision costs
+still matters. Concurrent decisions are coalesced into one EVALSHA (`batch.Batcher`), so a decision costs
 one round trip at most and usually a fraction of one.
 """
 
@@ -14,14 +14,102 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 
 from bots.core.ports import ALLOWED, CAPPED, Rate, Verdict
-from bots.state.redis.client import CALL_TIMEOUT, PREFIX, stop_task
+from bots.state.redis.batch import Batcher, LimiterOverloaded, LimitJob, encode_rates  # noqa: F401  (re-exported)
+from bots.state.redis.client import CALL_TIMEOUT, PREFIX
+
+# The GCRA pass as a Lua function, shared with the admission script (admission.py): `keys` the batch's
+# distinct keys, `limits` and `d` as ARGV[2] and ARGV[3] below, `now` in microseconds. Returns the
+# verdicts (two numbers per candidate) and every key read with its tat (false: absent).
+GCRA_LUA = """
+local function gcra(keys, limits, d, now)
+  local call, fmt, ceil, max = redis.call, string.format, math.ceil, math.max
+  -- Per distinct rate: its key's slot, its period and the increment of one grant, in whole
+  -- microseconds, the increment rounded down so that `limit` grants fit the period exactly.
+  local slot, span, step = {}, {}, {}
+  for l = 0, #limits / 4 - 1 do
+    local b = l * 4
+    local period = limits[b + 3]
+    slot[l] = limits[b + 1] + 1
+    span[l] = period
+    step[l] = math.floor(period * (limits[b + 4] / 1000000) / limits[b + 2])
+  end
+  -- Keys are read when a check first needs them: capped candidates, and the keys after the one that
+  -- blocks a candidate, are never read. false marks a key that was read and found absent.
+  local tat = {}
+  local dirty = {}
+  local out, o = {}, 0
+  -- Scratch for one candidate (its keys and would-be tats), reused to spare the allocator.
+  local ck, cv = {}, {}
+  local p, total = 1, #d
+  while p <= total do
+    local max_grants, candidates = d[p], d[p + 1]
+    p = p + 2
+    local granted = 0
+    for _ = 1, candidates do
+      local rates = d[p]
+      local first = p + 1
+      p = first + rates
+      if granted >= max_grants then
+        out[o + 1] = -1
+        out[o + 2] = 0
+      else
+        local blocked, retry = 0, 0
+        local m = 0
+        for r = 1, rates do
+          local l = d[first + r - 1]
+          local k = slot[l]
+          local period = span[l]
+          local cur = tat[k]
+          if cur == nil then
+            local v = call('GET', keys[k])
+            cur = v and tonumber(v) or false
+            tat[k] = cur
+          end
+          -- The same key twice in one candidate sees its own first consumption.
+          for q = 1, m do
+            if ck[q] == k then cur = cv[q] end
+          end
+          local base = now
+          if cur and cur > now then base = cur end
+          local new = base + step[l]
+          if new - period > now then
+            blocked = r
+            retry = new - period - now
+            break
+          end
+          m = m + 1
+          ck[m] = k
+          cv[m] = new
+        end
+        if blocked == 0 then
+          for q = 1, m do
+            tat[ck[q]] = cv[q]
+            dirty[ck[q]] = true
+          end
+          granted = granted + 1
+          out[o + 1] = 0
+          out[o + 2] = 0
+        else
+          out[o + 1] = blocked
+          out[o + 2] = retry
+        end
+      end
+      o = o + 2
+    end
+  end
+  for k in pairs(dirty) do
+    local v = tat[k]
+    -- Past its tat a key says nothing more than an absent one: that is exactly its lifetime.
+    call('PSETEX', keys[k], max(1, ceil((v - now) / 1000)), fmt('%d', v))
+  end
+  return out, tat
+end
+"""
 
 # ARGV[1]: JSON list of the batch's distinct keys. ARGV[2]: JSON flat [key_index, limit, period_us,
 # cost_millionths, ...], one quadruple per distinct (key, rate) pair. ARGV[3]: JSON flat decisions:
@@ -37,99 +125,18 @@ from bots.state.redis.client import CALL_TIMEOUT, PREFIX, stop_task
 # rather than KEYS because redis-py packs each KEYS entry on its own, which at thousands of keys per
 # batch costs more than the script; a single Redis (not a cluster) does not mind where a script's
 # key names come from.
-LIMIT_LUA = """
--- GCRA over whole routing decisions: one tat (theoretical arrival time) per key, in microseconds;
--- a rate of `limit` per `period` has interval period/limit and lets a burst of `limit` through.
-local call, fmt, ceil, max = redis.call, string.format, math.ceil, math.max
+LIMIT_LUA = (
+    GCRA_LUA
+    + """
 local now
 if ARGV[4] == '' then
-  local t = call('TIME')
+  local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 else
   now = tonumber(ARGV[4])
 end
-local keys = cjson.decode(ARGV[1])
-local limits = cjson.decode(ARGV[2])
-local d = cjson.decode(ARGV[3])
--- Per distinct rate: its key's slot, its period and the increment of one grant, in whole
--- microseconds, the increment rounded down so that `limit` grants fit the period exactly.
-local slot, span, step = {}, {}, {}
-for l = 0, #limits / 4 - 1 do
-  local b = l * 4
-  local period = limits[b + 3]
-  slot[l] = limits[b + 1] + 1
-  span[l] = period
-  step[l] = math.floor(period * (limits[b + 4] / 1000000) / limits[b + 2])
-end
--- Keys are read when a check first needs them: capped candidates, and the keys after the one that
--- blocks a candidate, are never read. false marks a key that was read and found absent.
-local tat = {}
-local dirty = {}
-local out, o = {}, 0
--- Scratch for one candidate (its keys and would-be tats), reused to spare the allocator.
-local ck, cv = {}, {}
-local p, total = 1, #d
-while p <= total do
-  local max_grants, candidates = d[p], d[p + 1]
-  p = p + 2
-  local granted = 0
-  for _ = 1, candidates do
-    local rates = d[p]
-    local first = p + 1
-    p = first + rates
-    if granted >= max_grants then
-      out[o + 1] = -1
-      out[o + 2] = 0
-    else
-      local blocked, retry = 0, 0
-      local m = 0
-      for r = 1, rates do
-        local l = d[first + r - 1]
-        local k = slot[l]
-        local period = span[l]
-        local cur = tat[k]
-        if cur == nil then
-          local v = call('GET', keys[k])
-          cur = v and tonumber(v) or false
-          tat[k] = cur
-        end
-        -- The same key twice in one candidate sees its own first consumption.
-        for q = 1, m do
-          if ck[q] == k then cur = cv[q] end
-        end
-        local base = now
-        if cur and cur > now then base = cur end
-        local new = base + step[l]
-        if new - period > now then
-          blocked = r
-          retry = new - period - now
-          break
-        end
-        m = m + 1
-        ck[m] = k
-        cv[m] = new
-      end
-      if blocked == 0 then
-        for q = 1, m do
-          tat[ck[q]] = cv[q]
-          dirty[ck[q]] = true
-        end
-        granted = granted + 1
-        out[o + 1] = 0
-        out[o + 2] = 0
-      else
-        out[o + 1] = blocked
-        out[o + 2] = retry
-      end
-    end
-    o = o + 2
-  end
-end
-for k in pairs(dirty) do
-  local v = tat[k]
-  -- Past its tat a key says nothing more than an absent one: that is exactly its lifetime.
-  call('PSETEX', keys[k], max(1, ceil((v - now) / 1000)), fmt('%d', v))
-end
+local out, tat = gcra(cjson.decode(ARGV[1]), cjson.decode(ARGV[2]), cjson.decode(ARGV[3]), now)
+local o = #out
 -- On request, every key read or written with how far its tat is ahead of now (0: no longer
 -- matters): what a local fallback needs to go on from where Redis was.
 if ARGV[5] == '1' then
@@ -141,123 +148,7 @@ if ARGV[5] == '1' then
 end
 return cjson.encode(out)
 """
-
-
-class LimiterOverloaded(RuntimeError):
-    """More decisions are waiting for Redis than the batcher may queue."""
-
-
-@dataclass(slots=True)
-class _Job:
-    candidates: Sequence[Sequence[Rate]]
-    max_grants: int
-    future: asyncio.Future[list[Verdict]]
-    now: float = 0.0
-
-
-class _Batcher:
-    """Coalesces concurrent decisions into one script call each.
-
-    The first decision after a quiet spell goes out on the next loop iteration (no added latency); the
-    ones that arrive while `max_in_flight` calls are out ride together on the next call. Waiting jobs
-    are capped, and a job whose caller gave up is dropped before it is sent, so nobody is charged for
-    a decision that was made elsewhere.
-
-    Every job gets the same `timeout`, so deadlines arrive in submission order and one timer, set for
-    the oldest, serves them all: cheaper than a timer (or asyncio.timeout) per decision.
-    """
-
-    def __init__(
-        self,
-        send: Callable[[list[_Job]], Awaitable[None]],
-        *,
-        timeout: float | None = CALL_TIMEOUT,
-        max_batch: int = 128,
-        max_in_flight: int = 2,
-        max_pending: int = 10_000,
-    ) -> None:
-        self._send = send
-        self.timeout = timeout
-        self.max_batch = max_batch
-        self.max_in_flight = max_in_flight
-        self.max_pending = max_pending
-        self._pending: deque[_Job] = deque()
-        self._in_flight = 0
-        self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._deadlines: deque[tuple[float, asyncio.Future[list[Verdict]]]] = deque()
-        self._timer: asyncio.TimerHandle | None = None
-
-    def submit(self, job: _Job) -> None:
-        if len(self._pending) >= self.max_pending:
-            raise LimiterOverloaded(f"{len(self._pending)} decisions already waiting for Redis")
-        self._pending.append(job)
-        loop = asyncio.get_running_loop()
-        if self.timeout is not None:
-            deadline = loop.time() + self.timeout
-            self._deadlines.append((deadline, job.future))
-            if self._timer is None:
-                self._timer = loop.call_at(deadline, self._expire)
-        if not self._scheduled and self._in_flight < self.max_in_flight:
-            self._scheduled = True
-            loop.call_soon(self._flush)
-
-    def _expire(self) -> None:
-        self._timer = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        queue = self._deadlines
-        while queue:
-            deadline, future = queue[0]
-            if future.done():
-                queue.popleft()
-            elif deadline <= now:
-                queue.popleft()
-                future.set_exception(TimeoutError())
-            else:
-                self._timer = loop.call_at(deadline, self._expire)
-                return
-
-    def _flush(self) -> None:
-        self._scheduled = False
-        loop = asyncio.get_running_loop()
-        while self._pending and self._in_flight < self.max_in_flight:
-            batch: list[_Job] = []
-            while self._pending and len(batch) < self.max_batch:
-                job = self._pending.popleft()
-                if not job.future.done():
-                    batch.append(job)
-            if not batch:
-                continue
-            self._in_flight += 1
-            task = loop.create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, batch: list[_Job]) -> None:
-        try:
-            await self._send(batch)
-        except Exception as exc:
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-        finally:
-            self._in_flight -= 1
-            if self._pending and not self._scheduled:
-                self._scheduled = True
-                asyncio.get_running_loop().call_soon(self._flush)
-
-    async def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for task in list(self._tasks):
-            await stop_task(task)
-        for job in self._pending:
-            if not job.future.done():
-                job.future.cancel()
-        self._pending.clear()
-        self._deadlines.clear()
+)
 
 
 class RedisRateLimiter:
@@ -281,7 +172,7 @@ class RedisRateLimiter:
         self._client = client
         self._prefix = prefix + "rl:"
         self._script = client.register_script(LIMIT_LUA)
-        self._batcher = _Batcher(
+        self._batcher = Batcher[LimitJob](
             self._send, timeout=timeout, max_batch=max_batch, max_in_flight=max_in_flight, max_pending=max_pending
         )
         self.pinned_time: float | None = None
@@ -296,11 +187,11 @@ class RedisRateLimiter:
         if not candidates:
             return []
         future: asyncio.Future[list[Verdict]] = asyncio.get_running_loop().create_future()
-        self._batcher.submit(_Job(candidates, max_grants, future, now))
+        self._batcher.submit(LimitJob(candidates, max_grants, future, now))
         return await future
 
-    async def _send(self, jobs: list[_Job]) -> None:
-        keys, limits, flat = self._encode(jobs)
+    async def _send(self, jobs: list[LimitJob]) -> None:
+        keys, limits, flat = encode_rates(self._prefix, jobs)
         self.calls += 1
         self.decisions += len(jobs)
         dumps = json.dumps
@@ -313,51 +204,11 @@ class RedisRateLimiter:
             cut = len(self._prefix)
             on_tats(jobs[-1].now, {keys[out[i]][cut:]: out[i + 1] / 1e6 for i in range(pos, len(out), 2)})
 
-    def _encode(self, jobs: list[_Job]) -> tuple[list[str], list[int], list[int]]:
-        """The batch as the script's three flat arrays (see LIMIT_LUA)."""
-        prefix = self._prefix
-        keys: list[str] = []
-        limits: list[int] = []
-        flat: list[int] = []
-        # The hot loop of the Redis path, so it is written for speed. A key nearly always carries one
-        # rate: a key seen before in the batch costs a lookup and an identity or value check, and only
-        # a key used with two different rates takes the slow path through `other`.
-        first: dict[str, tuple[int, Rate, int]] = {}
-        other: dict[tuple[str, int, float, float], int] = {}
-        append = flat.append
-        for job in jobs:
-            candidates = job.candidates
-            flat += (job.max_grants, len(candidates))
-            for rates in candidates:
-                append(len(rates))
-                for r in rates:
-                    key = r.key
-                    seen = first.get(key)
-                    if seen is None:
-                        k = len(keys)
-                        keys.append(prefix + key)
-                        li = len(limits) >> 2
-                        limits += (k, r.limit, int(r.period * 1e6 + 0.5), int(r.cost * 1e6 + 0.5))
-                        first[key] = (li, r, k)
-                        append(li)
-                        continue
-                    s = seen[1]
-                    if s is r or (s.limit == r.limit and s.period == r.period and s.cost == r.cost):
-                        append(seen[0])
-                        continue
-                    spec = (key, r.limit, r.period, r.cost)
-                    li = other.get(spec, -1)
-                    if li < 0:
-                        li = other[spec] = len(limits) >> 2
-                        limits += (seen[2], r.limit, int(r.period * 1e6 + 0.5), int(r.cost * 1e6 + 0.5))
-                    append(li)
-        return keys, limits, flat
-
     async def close(self) -> None:
         await self._batcher.close()
 
 
-def _settle(jobs: list[_Job], out: list[int]) -> int:
+def _settle(jobs: list[LimitJob], out: list[int]) -> int:
     """Hands each job its verdicts from the script's flat answer (two numbers per candidate); returns
     where the verdicts end."""
     pos = 0

@@ -16,13 +16,17 @@ listed in bots/state/redis/__init__.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from bots.core.ports import Turn
 from bots.state.memory import Choices
+from bots.state.redis.batch import UNCAPPED, Batcher
+from bots.state.redis.care import RedisCare
 from bots.state.redis.client import PREFIX
 from bots.state.redis.notes import RedisNotes
 
@@ -144,6 +148,18 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return redis.call('HGETALL', KEYS[1])
 """
 
+# ARGV: the records' expiry ms, then per first contact the told key, persona id and time. Returns
+# per contact 1 when it was the first (HSETNX): every first contact asked while earlier calls were out.
+FIRST_CONTACT_LUA = """
+local out = {}
+for i = 2, #ARGV, 3 do
+  out[#out + 1] = redis.call('HSETNX', ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  -- Kept as long as history: after that the person is told again, which errs the right way.
+  redis.call('PEXPIRE', ARGV[i], ARGV[1])
+end
+return out
+"""
+
 # Usage totals matter for today and (around midnight) yesterday; three days is plenty.
 USAGE_TTL_MS = 3 * 86400 * 1000
 
@@ -156,7 +172,7 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class RedisStore(RedisNotes):
+class RedisStore(RedisNotes, RedisCare):
     """The Store protocol in Redis. `now` arguments are ignored where Redis keeps the time (dedupe)."""
 
     def __init__(
@@ -176,6 +192,10 @@ class RedisStore(RedisNotes):
         self._prune = client.register_script(PRUNE_LUA)
         self._usage = client.register_script(USAGE_LUA)
         self._choice = client.register_script(CHOICE_LUA)
+        self._first_contact = client.register_script(FIRST_CONTACT_LUA)
+        # First contacts asked while earlier ones are out share the next call (the caller's budget,
+        # RedisHealth.call, bounds the wait; the queue is not capped, as the calls were not before).
+        self._contacts = Batcher[_Contact](self._send_contacts, timeout=None, max_pending=UNCAPPED)
 
     @property
     def client(self) -> Redis:
@@ -243,7 +263,9 @@ class RedisStore(RedisNotes):
         if not user_id:
             return 0
         keys = [self._index_key(platform, user_id), self._told_key(platform, user_id)]
-        return int(await self._forget(keys=keys, args=[user_id, f"{self._p}h:"]))
+        removed = int(await self._forget(keys=keys, args=[user_id, f"{self._p}h:"]))
+        await self.forget_daily(f"use:{platform}:{user_id}")  # healthy-use counters (care.py)
+        return removed
 
     @property
     def choices_channel(self) -> str:
@@ -351,13 +373,18 @@ class RedisStore(RedisNotes):
     # --- first contacts and usage ----------------------------------------------------------------
 
     async def first_contact(self, platform: str, persona_id: str, user_id: str, now: float) -> bool:
-        key = self._told_key(platform, user_id)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, persona_id, repr(now))
-            # Kept as long as history: after that the person is told again, which errs the right way.
-            pipe.pexpire(key, int(self.retention_seconds * 1000))
-            first, _ = await pipe.execute()
-        return bool(first)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._contacts.submit(_Contact(self._told_key(platform, user_id), persona_id, now, future))
+        return await future
+
+    async def _send_contacts(self, jobs: list[_Contact]) -> None:
+        args: list[str | int] = [int(self.retention_seconds * 1000)]
+        for job in jobs:
+            args += (job.key, job.persona_id, repr(job.now))
+        firsts = await self._first_contact(args=args)
+        for job, first in zip(jobs, firsts, strict=True):
+            if not job.future.done():
+                job.future.set_result(bool(first))
 
     async def first_told(self, platform: str, persona_id: str, user_id: str) -> float | None:
         raw = await self._client.hget(self._told_key(platform, user_id), persona_id)
@@ -371,11 +398,15 @@ class RedisStore(RedisNotes):
         return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
 
     async def add_daily(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
-        args: list[str | int] = [USAGE_TTL_MS]
-        for name, n in deltas.items():
-            args += (name, int(n))
-        raw = await self._usage(keys=[f"{self._p}daily:{day}:{key}"], args=args)
-        return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+        return await self.add_daily_indexed(day, key, deltas)  # care.py: indexed so /forget finds them
 
     async def close(self) -> None:
-        return None
+        await self._contacts.close()
+
+
+@dataclass(slots=True)
+class _Contact:
+    key: str
+    persona_id: str
+    now: float
+    future: asyncio.Future[bool]

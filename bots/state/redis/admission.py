@@ -1,0 +1,428 @@
+"""The Admission port in Redis: a whole message decision in one script call.
+
+One script takes every message that arrived while earlier calls were out (`batch.Batcher`): per
+message the claim (the dedupe key and, with shared claims, the pending entry), the author's opt-out,
+the history append, the mutes of the channel and its parent, and then the GCRA pass over every
+candidate that is not muted (limiter.GCRA_LUA), all on one `TIME`. So a busy process pays a fraction
+of a round trip per message, and a message nobody is triggered by costs its share of the same call.
+
+The script runs only against the data epoch this process trusts (epoch.py): a changed or missing
+epoch means Redis lost data, and the message is decided step by step instead (`PortAdmission` over
+the fallback store, limiter and claims), whose reads notice the loss and write the choices back.
+When Redis is away or slow the same step-by-step path answers from local state; a call that timed
+out may have landed, so its message is let through unchecked, as the store's dedupe does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from redis.exceptions import RedisError
+
+from bots.core.admission import DUPLICATE_ENTRY, PortAdmission
+from bots.core.claims import StoreDedupe
+from bots.core.ports import ALLOWED, CAPPED, MUTED, Admitted, Claims, Entry, Rate, Verdict
+from bots.state.claims import MemoryClaims
+from bots.state.redis.batch import Batcher, LimiterOverloaded, encode_rates
+from bots.state.redis.client import CALL_TIMEOUT, FAULTS
+from bots.state.redis.limiter import GCRA_LUA
+
+if TYPE_CHECKING:
+    from bots.state.redis.fallback import FallbackRateLimiter, FallbackStore
+
+# ARGV: 1 prefix, 2 the trusted epoch, 3 "" or a pinned limiter time (us), 4 "1" to return tats,
+# 5 JSON messages, 6-8 the rates as limiter.LIMIT_LUA's ARGV 1-3 (one decision per message, in
+# order), 9 history size, 10 retention ms. A message: [key, payload, owner, lease ms, keep ms,
+# settle (1: no pending entry), platform, user whose opt-out counts, conversation, parent
+# conversation, turn JSON, the turn's user id, retention cutoff, [candidate persona ids], 1 when
+# nothing can come of it (no mutes or limits needed), 1 when nothing but a granted reply can (the
+# claim is done at once if no candidate is granted)].
+# Returns JSON "stale" (epoch changed: nothing done), or flat per message: status (0 duplicate,
+# 1 admitted, 2 opted out, 3 admitted with nobody granted and the claim done at once), the number
+# of muted personas and their ids, the number of candidates and per candidate (code, retry us):
+# 0 admitted, -1 capped, -2 muted, k blocked by its k-th rate; then, on request, (key index, us its
+# tat is ahead) pairs as LIMIT_LUA gives them.
+ADMIT_LUA = (
+    GCRA_LUA
+    + """
+local call = redis.call
+local P = ARGV[1]
+if (call('GET', P .. 'state-epoch') or '') ~= ARGV[2] then return '"stale"' end
+local t = call('TIME')
+local clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms = math.floor(clock / 1000)
+local now = clock
+if ARGV[3] ~= '' then now = tonumber(ARGV[3]) end
+local msgs = cjson.decode(ARGV[5])
+local flat = cjson.decode(ARGV[8])
+local size, retention = tonumber(ARGV[9]), tonumber(ARGV[10])
+local pending, payloads = P .. 'claims', P .. 'claims:payload'
+
+local function append(conv, turn, user, platform, cutoff)
+  local h = P .. 'h:' .. conv
+  call('RPUSH', h, turn)
+  call('LTRIM', h, -size, -1)
+  -- Turns are appended in time order, so the expired ones are all at the head.
+  while true do
+    local head = call('LINDEX', h, 0)
+    if not head then break end
+    local ok, old = pcall(cjson.decode, head)
+    if ok and type(old) == 'table' and tonumber(old.at) and tonumber(old.at) < cutoff then
+      call('LPOP', h)
+    else
+      break
+    end
+  end
+  call('PEXPIRE', h, retention)
+  if user ~= '' then
+    local index = P .. 'uc:' .. platform .. ':' .. user
+    call('SADD', index, conv)
+    call('PEXPIRE', index, 2 * retention)
+  end
+end
+
+local d, dn = {}, 0
+local info = {}
+-- The pending claims live dedupe_seconds past the batch's last claim: one expiry per batch.
+local keep = nil
+local p = 1
+for i = 1, #msgs do
+  local m = msgs[i]
+  local key, owner, platform, user = m[1], m[3], m[7], m[8]
+  local max_grants, ncand = flat[p], flat[p + 1]
+  p = p + 2
+  local starts = {}
+  for c = 1, ncand do
+    starts[c] = p
+    p = p + 1 + flat[p]
+  end
+  local status = 1
+  local seen = P .. 'seen:' .. key
+  if not call('SET', seen, owner, 'NX', 'PX', m[5]) then
+    local lapses = call('ZSCORE', pending, key)
+    if not lapses or tonumber(lapses) > now_ms then
+      status = 0
+    else
+      -- Offered again (a redelivery) while its owner is dead: the claimer answers it.
+      call('SET', seen, owner, 'KEEPTTL')
+    end
+  end
+  local mlist, open = {}, {}
+  if status == 1 then
+    if user ~= '' and call('SISMEMBER', P .. 'optout:' .. platform, user) == 1 then status = 2 end
+    if status == 2 or m[6] == 1 then
+      -- Nothing will come of it: the claim is done as it is taken (a takeover's entry goes too).
+      call('ZREM', pending, key)
+      call('HDEL', payloads, key)
+    else
+      call('ZADD', pending, now_ms + m[4], key)
+      call('HSET', payloads, key, m[2])
+      keep = m[5]
+    end
+  end
+  if status == 1 and m[11] ~= '' then
+    local writer = m[12]
+    if writer == '' or writer == user or call('SISMEMBER', P .. 'optout:' .. platform, writer) == 0 then
+      append(m[9], m[11], writer, platform, tonumber(m[13]))
+    end
+  end
+  if status == 1 and m[15] ~= 1 then
+    local muted = {}
+    for _, conv in ipairs({m[9], m[10]}) do
+      if conv ~= '' then
+        for _, pid in ipairs(call('SMEMBERS', P .. 'mute:' .. conv)) do
+          if not muted[pid] then
+            muted[pid] = true
+            mlist[#mlist + 1] = pid
+          end
+        end
+      end
+    end
+    local cands = m[14]
+    for c = 1, ncand do
+      if not muted[cands[c]] then open[#open + 1] = c end
+    end
+    if #open > 0 then
+      d[dn + 1] = max_grants
+      d[dn + 2] = #open
+      dn = dn + 2
+      for _, c in ipairs(open) do
+        local q = starts[c]
+        for j = 0, flat[q] do
+          dn = dn + 1
+          d[dn] = flat[q + j]
+        end
+      end
+    end
+  end
+  info[i] = {status, mlist, open, status == 1 and ncand or 0}
+end
+if keep then
+  call('PEXPIRE', pending, keep)
+  call('PEXPIRE', payloads, keep)
+end
+local out, tat = gcra(cjson.decode(ARGV[6]), cjson.decode(ARGV[7]), d, now)
+local res, r, v = {}, 0, 0
+for i = 1, #msgs do
+  local status, mlist, open, ncand = info[i][1], info[i][2], info[i][3], info[i][4]
+  local at = r + 1
+  res[r + 1] = status
+  res[r + 2] = #mlist
+  r = r + 2
+  for _, pid in ipairs(mlist) do
+    r = r + 1
+    res[r] = pid
+  end
+  r = r + 1
+  res[r] = ncand
+  local code = {}
+  for c = 1, ncand do code[c] = -2 end
+  for _, c in ipairs(open) do
+    code[c] = v + 1
+    v = v + 2
+  end
+  local granted = false
+  for c = 1, ncand do
+    if code[c] == -2 then
+      res[r + 1] = -2
+      res[r + 2] = 0
+    else
+      res[r + 1] = out[code[c]]
+      res[r + 2] = out[code[c] + 1]
+      if out[code[c]] == 0 then granted = true end
+    end
+    r = r + 2
+  end
+  local m = msgs[i]
+  if status == 1 and m[6] ~= 1 and m[16] == 1 and not granted then
+    -- Refused all round and nothing else can come of it: done now, not after an empty plan.
+    call('ZREM', pending, m[1])
+    call('HDEL', payloads, m[1])
+    res[at] = 3
+  end
+end
+if ARGV[4] == '1' then
+  for k, val in pairs(tat) do
+    res[r + 1] = k - 1
+    res[r + 2] = (val and val > now) and (val - now) or 0
+    r = r + 2
+  end
+end
+return cjson.encode(res)
+"""
+)
+
+
+@runtime_checkable
+class LayeredClaims(Protocol):
+    """Claims with a local layer in front of Redis (claims.FallbackClaims)."""
+
+    shared: bool
+    local: MemoryClaims
+
+    async def claim_shared(self, key: str, payload: str, owner: str, lease: float, keep: float, now: float) -> bool: ...
+
+
+@dataclass(slots=True)
+class _AdmitJob:
+    entry: Entry
+    settle: bool
+    future: asyncio.Future[Admitted | None]
+    now: float
+
+    @property
+    def candidates(self) -> Sequence[Sequence[Rate]]:
+        return self.entry.rates
+
+    @property
+    def max_grants(self) -> int:
+        return self.entry.max_grants
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class RedisAdmission:
+    """One script call per batch of concurrent messages; the step-by-step fallback path otherwise."""
+
+    def __init__(
+        self,
+        store: FallbackStore,
+        limiter: FallbackRateLimiter,
+        claims: Claims,
+        *,
+        timeout: float | None = CALL_TIMEOUT,
+        max_batch: int = 128,
+        max_in_flight: int = 2,
+        max_pending: int = 10_000,
+    ) -> None:
+        self.store = store
+        self.limiter = limiter
+        self.health = store.health
+        # Shared claims leave a pending entry for others to take over; a dedupe-only fleet does not.
+        self.claims = claims if isinstance(claims, LayeredClaims) else None
+        self.pieces = PortAdmission(claims if self.claims else StoreDedupe(store), store, limiter)
+        primary = store.primary
+        self._p = primary.prefix
+        self._script = primary.client.register_script(ADMIT_LUA)
+        self._batcher = Batcher[_AdmitJob](
+            self._send, timeout=timeout, max_batch=max_batch, max_in_flight=max_in_flight, max_pending=max_pending
+        )
+        # Script calls and messages carried, for bench/pipeline.py.
+        self.calls = 0
+        self.entries = 0
+
+    async def admit(self, entry: Entry, now: float) -> Admitted:
+        if not await self._claim_local(entry, now):
+            return DUPLICATE_ENTRY  # this process saw it already: nobody else needs asking
+        store = self.store
+        store.listen()
+        if not self.health.usable or store.epochs.epoch is None:
+            return await self._step_by_step(entry, now)
+        started = time.monotonic()
+        future: asyncio.Future[Admitted | None] = asyncio.get_running_loop().create_future()
+        try:
+            self._batcher.submit(_AdmitJob(entry, entry.settle or self.claims is None, future, now))
+            got = await future
+        except LimiterOverloaded:
+            return await self.pieces.admit_claimed(entry, now)
+        except FAULTS as exc:
+            self.health.failed(exc, started)
+            # It may have landed, or not: answered unchecked, from local state (Redis is not usable now).
+            if self.health.up:
+                self.store.dedupe_unchecked += 1
+            return await self.pieces.admit_claimed(entry, now)
+        except RedisError as exc:
+            self.health.bad_command(exc)
+            return await self.pieces.admit_claimed(entry, now)
+        self.health.last_ok = time.monotonic()
+        if got is None:
+            return await self._step_by_step(entry, now)
+        await self._mirror(entry, got)
+        return got
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    async def _claim_local(self, entry: Entry, now: float) -> bool:
+        if self.claims is not None:
+            return await self.claims.local.claim(entry.key, entry.payload, entry.owner, entry.lease, entry.keep, now)
+        return await self.store.local.first_seen(entry.key, entry.keep, now)
+
+    async def _step_by_step(self, entry: Entry, now: float) -> Admitted:
+        if self.claims is not None:
+            e = entry
+            claimed = await self.claims.claim_shared(e.key, e.payload, e.owner, e.lease, e.keep, now)
+        else:
+            claimed = await self.store.first_seen_shared(entry.key, entry.keep, now)
+        if not claimed:
+            return DUPLICATE_ENTRY
+        return await self.pieces.admit_claimed(entry, now)
+
+    async def _mirror(self, entry: Entry, got: Admitted) -> None:
+        """Keep the local copy of the choices Redis just answered with, as the store's reads do."""
+        local = self.store.local
+        if got.claimed and entry.user and await local.is_opted_out(entry.platform, entry.user) != got.opted_out:
+            await local.set_opt_out(entry.platform, entry.user, got.opted_out)
+        if got.claimed and not got.opted_out and not entry.settle and not entry.parent:
+            mirror = await local.muted(entry.conversation)
+            for pid in mirror ^ got.muted:
+                await local.set_muted(entry.conversation, pid, pid in got.muted)
+
+    async def _send(self, jobs: list[_AdmitJob]) -> None:
+        store = self.store.primary
+        rl = self._p + "rl:"
+        keys, limits, flat = encode_rates(rl, jobs)
+        msgs = []
+        for job in jobs:
+            e = job.entry
+            turn = e.turn
+            msgs.append(
+                [
+                    e.key,
+                    e.payload,
+                    e.owner,
+                    _ms(e.lease),
+                    _ms(e.keep),
+                    1 if job.settle else 0,
+                    e.platform,
+                    e.user,
+                    e.conversation,
+                    e.parent,
+                    "" if turn is None else json.dumps(turn.to_dict(), separators=(",", ":")),
+                    "" if turn is None else turn.user_id,
+                    "0" if turn is None else repr(turn.at - store.retention_seconds),
+                    list(e.candidates),
+                    1 if e.settle else 0,
+                    1 if e.settle_unless_granted else 0,
+                ]
+            )
+        self.calls += 1
+        self.entries += len(jobs)
+        primary = self.limiter.primary
+        pinned = "" if primary.pinned_time is None else str(round(primary.pinned_time * 1e6))
+        on_tats = primary.on_tats
+        dumps = json.dumps
+        args = [
+            self._p,
+            self.store.epochs.epoch or "",
+            pinned,
+            "1" if on_tats else "",
+            dumps(msgs),
+            dumps(keys),
+            dumps(limits),
+            dumps(flat),
+            store.history_size,
+            int(store.retention_seconds * 1000),
+        ]
+        out = json.loads(await self._script(args=args))
+        if out == "stale":
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_result(None)
+            return
+        pos = _settle(jobs, out)
+        if on_tats is not None:
+            cut = len(rl)
+            on_tats(jobs[-1].now, {keys[out[i]][cut:]: out[i + 1] / 1e6 for i in range(pos, len(out), 2)})
+
+
+def _settle(jobs: list[_AdmitJob], out: list[int | str]) -> int:
+    """Hands each job its answer from the script's flat reply; returns where the answers end."""
+    pos = 0
+    for job in jobs:
+        status = int(out[pos])
+        n = int(out[pos + 1])
+        muted = frozenset(str(m) for m in out[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+        ncand = int(out[pos])
+        pos += 1
+        verdicts: list[Verdict] = []
+        rates = job.entry.rates
+        for c in range(ncand):
+            code, retry = int(out[pos]), int(out[pos + 1])
+            pos += 2
+            if code == 0:
+                verdicts.append(ALLOWED)
+            elif code == -1:
+                verdicts.append(CAPPED)
+            elif code == -2:
+                verdicts.append(MUTED)
+            else:
+                verdicts.append(Verdict(False, rates[c][code - 1].label, retry / 1e6))
+        got = Admitted(
+            claimed=status != 0,
+            opted_out=status == 2,
+            muted=muted,
+            verdicts=tuple(verdicts),
+            settled=status in (2, 3) or (status == 1 and job.entry.settle),
+        )
+        if not job.future.done():
+            job.future.set_result(got)
+    return pos
