@@ -164,7 +164,12 @@ def _rooms(
     """The account-less platforms (console, web): when asked for, or when nothing else would run."""
     chosen = {"always": fallback, "terminal": fallback and terminal, "never": False}
     rooms = [p for p in PLATFORMS.values() if not p.uses_tokens and (p.name in wanted or chosen[p.fallback])]
-    return [p.factory(cfg, personas) for p in rooms]
+    made = [p.factory(cfg, personas) for p in rooms]
+    for room in made:
+        # Opened unasked (a newcomer's first run): a room that cannot serve warns, the rest runs on.
+        if room.platform not in wanted and (optional := getattr(room, "make_optional", None)) is not None:
+            optional()
+    return made
 
 
 def _known(names: Sequence[str]) -> set[str]:

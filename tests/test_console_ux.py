@@ -139,9 +139,10 @@ CSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[()][0-9A-B]|[=>78])")
 class Terminal:
     """A real pseudo-terminal running `botfleet run --adapter console`: what a person sees and types."""
 
-    def __init__(self, cfg: Path, fake: FakeOpenAI) -> None:
+    def __init__(self, cfg: Path, fake: FakeOpenAI, adapters: tuple[str, ...] = ("--adapter", "console")) -> None:
         self.cfg = cfg
         self.fake = fake
+        self.adapters = adapters
         self.raw = b""
         self.master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
@@ -154,7 +155,7 @@ class Terminal:
         env.update(TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1")
         env.pop("REDIS_URL", None)
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bots", "run", "--config", str(self.cfg), "--adapter", "console",
+            sys.executable, "-m", "bots", "run", "--config", str(self.cfg), *self.adapters,
             stdin=self._slave, stdout=self._slave, stderr=self._slave, cwd=ROOT, env=env, start_new_session=True,
         )  # fmt: skip
         os.close(self._slave)

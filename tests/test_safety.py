@@ -191,3 +191,13 @@ def test_shipped_personas_pass_their_own_checks() -> None:
             assert categories(ex.reply) == (), (p.id, ex.reply)
             checks = ("human_claim", "pressure") if p.sponsor else ("human_claim",)
             assert LOCAL.sections(ex.reply, checks) == (), (p.id, ex.reply)
+
+
+def test_a_huge_message_is_moderated_by_its_start_and_end() -> None:
+    from bots.core.safety.moderator import MODERATED_HEAD, MODERATED_TAIL, moderated_part
+
+    huge = "I want to kill myself. " + "la " * 400_000 + " see you"
+    part = moderated_part(huge)
+    assert len(part) <= MODERATED_HEAD + MODERATED_TAIL + 1
+    assert part.startswith("I want to kill myself.") and part.endswith(" see you")
+    assert moderated_part("short") == "short"

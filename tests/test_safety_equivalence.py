@@ -22,7 +22,7 @@ import pytest
 
 import tests.safety_reference as ref
 from bots.core.safety.lexicon import LANGS, Lexicon, language
-from bots.core.safety.moderator import CACHED, LocalModerator
+from bots.core.safety.moderator import CACHED, CACHED_CHARS, LocalModerator
 from bots.core.safety.normalize import fold
 from bots.core.safety.settings import CATEGORIES
 
@@ -204,6 +204,8 @@ def test_the_verdict_cache_keeps_only_recent_texts() -> None:
     assert len(local._verdicts) == CACHED
     assert "message number 0" not in local._verdicts and f"message number {CACHED + 49}" in local._verdicts
     assert local.check_now("I want to kill myself").categories == ("self_harm",)
+    long = "I want to kill myself " + "la " * CACHED_CHARS
+    assert local.check_now(long).categories == ("self_harm",) and long not in local._verdicts
 
 
 @cache

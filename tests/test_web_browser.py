@@ -6,6 +6,7 @@ The feed and operator tests save the screenshots the README shows (docs/screensh
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
+from tests.images_util import jpeg
 from tests.web_world import ADMIN_TOKEN, WebRoom, web_room, who_writes
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
@@ -185,7 +188,7 @@ async def test_rooms_complete_mentions_and_answer_them_live(browser: Browser, tm
         await page.fill("#name-form input", "Alice")
         await page.click("#name-form button")
         await expect(page.locator("#channel-title")).to_have_text("# general")
-        box = page.locator("#say input")
+        box = page.locator("#say input[name=text]")
         await box.press_sequentially("what do you think @ske")
         await expect(page.locator("#complete li")).to_have_count(1)
         await box.press("Tab")
@@ -222,3 +225,41 @@ async def test_followers_are_chosen_with_checkboxes(browser: Browser, tmp_path: 
         await page.click(".followers summary")
         await expect(page.locator("#follower-list input[value='supporter']")).not_to_be_checked()
         await expect(page.locator("#follower-list input[value='nerd']")).to_be_checked()
+
+
+async def test_a_photo_posted_with_the_picker_is_shown_and_seen_by_the_commenters(
+    browser: Browser, tmp_path: Path
+) -> None:
+    vision = {"model": "gpt-4o-mini", "image_max_side": 256, "image_max_bytes": 300_000}
+    async with web_room(tmp_path, reply=voices, llm=vision) as room:
+        page = await open_feed(browser, room)
+        cat, huge = tmp_path / "cat.jpg", tmp_path / "huge.jpg"
+        cat.write_bytes(gradient(1200, 900))
+        huge.write_bytes(jpeg(1500, 1500, noisy=True))  # well over 300 kB
+        # Too big: the picker says so and keeps nothing; nothing is sent.
+        await page.set_input_files("#photo-input", str(huge))
+        await expect(page.locator("#notices .notice")).to_contain_text("huge.jpg is over the 0.3 MB limit")
+        await expect(page.locator("#photo-list")).to_be_hidden()
+        await page.set_input_files("#photo-input", str(cat))
+        await expect(page.locator("#photo-list .chip")).to_have_text("cat.jpg")
+        await post(page, "Meet Miso!")
+        comments = page.locator(".post .comments .msg.ai")
+        await expect(comments).to_have_count(3, timeout=15000)
+        photo = page.locator(".post > .msg img.photo")
+        await expect(photo).to_have_count(1)
+        assert (await photo.get_attribute("src") or "").startswith("/photo/")
+        # Loaded from the room (the policy allows img-src 'self' only), at the shown size.
+        await expect(photo).to_have_js_property("naturalWidth", 1200)
+        await expect(page.locator("#photo-list")).to_be_hidden()
+        assert len(room.fake.images) == 3 and len(room.fake.requests) == 3
+        await page.locator("#notices .notice .close").click()
+        await page.screenshot(path=str(SCREENSHOTS / "feed-photo.png"), full_page=True)
+
+
+def gradient(width: int, height: int) -> bytes:
+    """A JPEG with some colour in it, for the screenshot."""
+    across = Image.linear_gradient("L").rotate(90).resize((width, height))
+    down = Image.linear_gradient("L").resize((width, height))
+    out = io.BytesIO()
+    Image.merge("RGB", (across, Image.new("L", (width, height), 150), down)).save(out, "JPEG")
+    return out.getvalue()

@@ -38,7 +38,7 @@ def persona_yaml(pid: str) -> str:
     )
 
 
-def config_yaml(admin_token: str, feed: dict[str, Any] | None = None) -> str:
+def config_yaml(admin_token: str, feed: dict[str, Any] | None = None, llm: dict[str, Any] | None = None) -> str:
     feed = {"channel": "feed", "comments": 3, "window_seconds": 0, "reactions": False, **(feed or {})}
     return json.dumps(
         {
@@ -46,7 +46,7 @@ def config_yaml(admin_token: str, feed: dict[str, Any] | None = None) -> str:
             "pid_file": None,
             "fleet": {"reply_delay_seconds": [0, 0]},
             "about": {"disclosure": ""},
-            "llm": {"provider": "openai", "model": "fake-gpt"},
+            "llm": {"provider": "openai", "model": "fake-gpt", **(llm or {})},
             "adapters": {"web": {"host": "127.0.0.1", "port": 0, "admin_token": admin_token}},
             "feeds": {"web": [feed]},
         }
@@ -88,6 +88,19 @@ class Page:
     async def post(self, path: str, data: dict[str, Any], *, expect: int = 200, **headers: str) -> Any:
         sent = {"X-Botfleet-CSRF": self.csrf, **headers}
         async with self.http.post(self.base + path, json=data, headers=sent) as r:
+            assert r.status == expect, f"{r.status}: {await r.text()}"
+            return await r.json() if expect == 200 else await r.text()
+
+    async def upload(
+        self, path: str, fields: dict[str, str], photos: list[tuple[str, bytes, str]], *, expect: int = 200
+    ) -> Any:
+        """A multipart POST as the photo picker sends it: fields, then each (file name, bytes, type)."""
+        form = aiohttp.FormData()
+        for k, v in fields.items():
+            form.add_field(k, v)
+        for name, data, ctype in photos:
+            form.add_field("photo", data, filename=name, content_type=ctype)
+        async with self.http.post(self.base + path, data=form, headers={"X-Botfleet-CSRF": self.csrf}) as r:
             assert r.status == expect, f"{r.status}: {await r.text()}"
             return await r.json() if expect == 200 else await r.text()
 
@@ -152,14 +165,16 @@ async def web_room(
     feed: dict[str, Any] | None = None,
     sample_seconds: float = 5.0,
     seed: int = 2,
+    llm: dict[str, Any] | None = None,
+    vision: bool = True,
 ) -> AsyncIterator[WebRoom]:
     (tmp_path / "personas").mkdir()
     for pid in PERSONAS:
         (tmp_path / "personas" / f"{pid}.yaml").write_text(persona_yaml(pid))
     config = tmp_path / "config.yaml"
-    config.write_text(config_yaml(admin_token, feed))
+    config.write_text(config_yaml(admin_token, feed, llm))
     cfg, personas = load_all(config)
-    async with FakeOpenAI(reply=reply, chunk_seconds=chunk_seconds) as fake:
+    async with FakeOpenAI(reply=reply, chunk_seconds=chunk_seconds, vision=vision) as fake:
         llm = make_llm(cfg, {"OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "test-key"})
         web = WebAdapter(cfg.adapters.web, sample_seconds=sample_seconds)  # type: ignore[attr-defined]
         app = App(cfg, personas, llm=llm, adapters=[web], config_path=config, signals=False, rng=random.Random(seed))

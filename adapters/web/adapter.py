@@ -11,14 +11,16 @@ the model writes them (adapters.web.hub); pages render all text with textContent
 from __future__ import annotations
 
 import logging
+import os
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from bots.core.brain import IncompleteReply
-from bots.core.events import Author, Command, Message, Notice, React, Reply, Sent
+from bots.core.events import Author, Command, ImagePart, Message, Notice, React, Reply, Sent
 from bots.core.feed import follower_pool
-from bots.core.ports import FleetView
+from bots.core.images import admit
+from bots.core.ports import FleetView, ImageUnavailable
 from bots.core.text import at_names
 from bots.persona import Persona
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from bots.ops.control import Ops
 
     from .operator import OperatorView
+    from .uploads import Photo, Photos
 
 log = logging.getLogger("botfleet.web")
 
@@ -66,8 +69,14 @@ class WebAdapter:
         self._count = 0
         self._runner: web.AppRunner | None = None
         self.port = self.settings.port
+        self.photos: Photos | None = None
+        # Opened beside the console without being asked for: a taken port is a warning, not an error.
+        self.optional = False
 
     # --- lifecycle --------------------------------------------------------------------------------
+
+    def make_optional(self) -> None:
+        self.optional = True
 
     def attach_ops(self, ops: Ops) -> None:
         """The running App's ops: metrics for the charts, reload for the operator's button."""
@@ -86,12 +95,17 @@ class WebAdapter:
 
         from .operator import OperatorView
         from .server import make_app
+        from .uploads import Photos
 
         self.fleet = fleet
+        if self.photos is None:
+            self.photos = Photos()
         if self.settings.admin_token:
             self.operator = OperatorView(self, self.settings.admin_token, sample_seconds=self.sample_seconds)
             self.operator.start()
-        runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False)
+        # lingering_time: after refusing an oversized upload, how long the rest is drained (and dropped)
+        # so the browser still reads the refusal; aiohttp's default is 10 s.
+        runner = web.AppRunner(make_app(self), access_log=None, handle_signals=False, lingering_time=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)
         try:
@@ -100,12 +114,17 @@ class WebAdapter:
             await runner.cleanup()
             if self.operator is not None:
                 await self.operator.stop()
+                self.operator = None
+            # The errno's words ("Address already in use"), not asyncio's sentence around them.
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
+            where = f"cannot listen on {self.settings.host}:{self.settings.port} ({why})"
+            fix = "set adapters.web.port (BOTFLEET_WEB_PORT in the shipped config.yaml) to a free port"
+            if self.optional:
+                log.warning("web room not opened: %s; the console runs on. For the web room, %s", where, fix)
+                return
             from bots.app import SetupError  # bots.app imports the registry, which builds this adapter
 
-            raise SetupError(
-                f"web room: cannot listen on {self.settings.host}:{self.settings.port} ({exc.strerror}); "
-                "set adapters.web.port (BOTFLEET_WEB_PORT in the shipped config.yaml) to a free port"
-            ) from None
+            raise SetupError(f"web room: {where}; {fix}") from None
         self._runner = runner
         # Port 0 (tests): the port the system chose.
         self.port = int(runner.addresses[0][1])
@@ -174,34 +193,62 @@ class WebAdapter:
             return feed, feed
         raise InputError(f"no such channel: {channel}")
 
-    async def post(self, s: Session, text: object) -> str:
-        """A feed post: its followers comment in its thread. Returns the post's id."""
+    def _photos(self, s: Session, text: str, photos: Sequence[Photo]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(what the page shows, what the Message carries) of a message's photos: the caps of
+        bots.core.images.admit, the shown copies kept and served at same-origin paths."""
+        if not photos:
+            return {}, {}
+        assert self.fleet is not None and self.photos is not None
+        # One photo with words: the words are its caption (a model that cannot see is told them).
+        alt = text if len(photos) == 1 else ""
+        parts = [ImagePart(p.mime, len(p.data), alt, data=p.data) for p in photos]
+        of = {id(part): photo for part, photo in zip(parts, photos, strict=True)}
+        kept, named = admit(parts, self.fleet.config.llm)
+        paths = [self.photos.add(of[id(k)], s.user_id) for k in kept]
+        return {"photos": paths, "files": list(named)}, {"images": kept, "files": named}
+
+    async def post(self, s: Session, text: object, photos: Sequence[Photo] = ()) -> str:
+        """A feed post (words, photos or both): its followers comment in its thread. Returns its id."""
         assert self.fleet is not None
-        text = _text(text)
+        text = _text(text, photos)
         pid = self._next_id("p")
         thread = self.thread_of(pid)
-        shown = self.human(s, pid, thread, text, None) | {"post": True, "feed": self.feed}
-        self.hub.add(shown, listed_in=self.feed)
+        shown, carried = self._photos(s, text, photos)
+        shown |= {"post": True, "feed": self.feed}
+        self.hub.add(self.human(s, pid, thread, text, None) | shown, listed_in=self.feed)
         author = self._author(s)
         event = Message(
-            self.platform, pid, thread, author, text, channel_name=self.feed, parent_channel=self.feed, is_post=True
+            self.platform,
+            pid,
+            thread,
+            author,
+            text,
+            channel_name=self.feed,
+            parent_channel=self.feed,
+            is_post=True,
+            **carried,
         )
         await self.fleet.dispatch(event)
         return pid
 
-    async def say(self, s: Session, channel: str, text: object, reply_to: str | None = None) -> str:
+    async def say(
+        self, s: Session, channel: str, text: object, reply_to: str | None = None, photos: Sequence[Photo] = ()
+    ) -> str:
         """A chat message or a /command in a room or a post's thread. Returns the event's id."""
         assert self.fleet is not None
-        text = _text(text)
+        text = _text(text, photos)
         name, parent = self._where(channel)
         if reply_to is not None and self.hub.message(reply_to) is None:
             reply_to = None
         mid = self._next_id()
         if text.startswith("/"):
+            if photos:
+                raise InputError("a /command cannot carry photos")
             verb, _, args = text[1:].partition(" ")
             await self.command(s, channel, verb, args, reply_to=reply_to, mid=mid)
             return mid
-        self.hub.add(self.human(s, mid, channel, text, reply_to))
+        shown, carried = self._photos(s, text, photos)
+        self.hub.add(self.human(s, mid, channel, text, reply_to) | shown)
         fleet = self.fleet
         mentions = frozenset(pid for n in at_names(text) if (pid := _named(fleet.personas, n)) is not None)
         event = Message(
@@ -215,9 +262,19 @@ class WebAdapter:
             reply_to_id=reply_to,
             channel_name=name,
             parent_channel=parent,
+            **carried,
         )
         await fleet.dispatch(event)
         return mid
+
+    async def image_url(self, part: ImagePart, max_side: int) -> str:
+        """ImageSource: an upload's bytes came with its message (bots.core.gallery holds them)."""
+        # Pillow, like aiohttp, loads only when the room needs it.
+        from bots.media.shrink import as_data_url
+
+        if not part.data:
+            raise ImageUnavailable("gone")
+        return await as_data_url(part.data, max_side)
 
     async def followers(self, s: Session) -> list[str]:
         """Who comments on this person's posts: their choice, else the feed's set (the checkboxes)."""
@@ -247,9 +304,11 @@ class WebAdapter:
         )
         await self.fleet.dispatch(event)
         if verb == "forget":
-            # The room's own view of their words goes too, not only the stored history.
+            # The room's own view of their words and photos goes too, not only the stored history.
             for written in self.hub.written_by(s.user_id):
                 self.hub.remove(written)
+            if self.photos is not None:
+                self.photos.forget_user(s.user_id)
 
     # --- what the fleet does ----------------------------------------------------------------------
 
@@ -332,8 +391,10 @@ def _named(personas: Mapping[str, Persona], name: str) -> str | None:
     return None
 
 
-def _text(raw: object) -> str:
-    if not isinstance(raw, str) or not raw.strip():
+def _text(raw: object, photos: Sequence[object] = ()) -> str:
+    if photos and (raw is None or raw == ""):
+        return ""  # a photo alone is a post
+    if not isinstance(raw, str) or not (raw.strip() or photos):
         raise InputError("write something first")
     text = raw.strip()
     if len(text) > TEXT_MAX:

@@ -15,20 +15,27 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from bots.core.images import IMAGE_TYPES
+
 from .adapter import InputError, persona_card
 from .sessions import CSRF_HEADER, SESSION_COOKIE, Session, clean_name, same
+from .uploads import PHOTO_PATH, Photo, read_form
 
 if TYPE_CHECKING:
     from .adapter import WebAdapter
 
 ADAPTER: web.AppKey[WebAdapter] = web.AppKey("adapter")
+# Photo uploads read and decoded at once: each holds up to images_per_message * image_max_bytes in memory.
+UPLOADS: web.AppKey[asyncio.Semaphore] = web.AppKey("uploads")
+UPLOADS_AT_ONCE = 4
 CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
     "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 PAGES = {"/": "feed.html", "/rooms": "rooms.html", "/operator": "operator.html"}
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml", ".png": "image/png"}
 HEARTBEAT_SECONDS = 15.0
+TYPES = sorted(IMAGE_TYPES)
 
 
 def static_bytes(name: str) -> bytes | None:
@@ -121,6 +128,7 @@ async def get_session(request: web.Request) -> web.Response:
         s = adapter.sessions.new()
     assert adapter.fleet is not None
     op = adapter.operator
+    llm = adapter.fleet.config.llm
     if op is not None and op.signed_in(request):
         s.operator = True  # the operator cookie outlives sessions (a restart, a new tab)
     data = {
@@ -130,6 +138,8 @@ async def get_session(request: web.Request) -> web.Response:
         "feed": adapter.feed,
         "rooms": list(adapter.settings.rooms),
         "personas": [persona_card(p) for p in adapter.fleet.personas.values()],
+        # What the photo picker checks before sending (the server checks it again while reading).
+        "photos": {"max_bytes": llm.image_max_bytes, "per_message": llm.images_per_message, "types": TYPES},
         "operator": {"enabled": op is not None, "signed_in": op is not None and op.signed_in(request)},
     }
     response = web.json_response(data)
@@ -164,21 +174,42 @@ async def followers(request: web.Request) -> web.Response:
     return ok({"followers": await request.app[ADAPTER].followers(named(request))})
 
 
+async def body_and_photos(request: web.Request) -> tuple[dict[str, Any], tuple[Photo, ...]]:
+    """A JSON body, or a form with photos (the post box's picker): fields and the photos Pillow opened."""
+    if request.content_type != "multipart/form-data":
+        return await body(request), ()
+    adapter = request.app[ADAPTER]
+    assert adapter.fleet is not None
+    async with request.app[UPLOADS]:
+        form = await read_form(request, adapter.fleet.config.llm)
+    return dict(form.fields), form.photos
+
+
 async def post(request: web.Request) -> web.Response:
     s = named(request)
-    data = await body(request)
-    pid = await _input(request.app[ADAPTER].post(s, data.get("text")))
+    data, photos = await body_and_photos(request)
+    pid = await _input(request.app[ADAPTER].post(s, data.get("text", ""), photos))
     return ok({"id": pid})
 
 
 async def say(request: web.Request) -> web.Response:
     s = named(request)
-    data = await body(request)
+    data, photos = await body_and_photos(request)
     reply_to = data.get("reply_to")
     call = request.app[ADAPTER].say(
-        s, str(data.get("channel", "")), data.get("text"), str(reply_to) if reply_to else None
+        s, str(data.get("channel", "")), data.get("text", ""), str(reply_to) if reply_to else None, photos
     )
     return ok({"id": await _input(call)})
+
+
+async def photo(request: web.Request) -> web.Response:
+    """A photo posted here, as the room re-encoded it: same origin, a fixed image type, never markup."""
+    photos = request.app[ADAPTER].photos
+    kept = photos.get(request.match_info["id"]) if photos is not None else None
+    if kept is None:
+        raise web.HTTPNotFound(text="no such photo (deleted, or the room restarted)")
+    headers = {"Cache-Control": "private, max-age=3600", "Content-Disposition": "inline"}
+    return web.Response(body=kept.data, content_type=kept.mime, headers=headers)
 
 
 async def command(request: web.Request) -> web.Response:
@@ -236,6 +267,7 @@ def make_app(adapter: WebAdapter) -> web.Application:
     # Small bodies: a message is at most a few thousand characters.
     app = web.Application(middlewares=[security], client_max_size=64 * 1024)
     app[ADAPTER] = adapter
+    app[UPLOADS] = asyncio.Semaphore(UPLOADS_AT_ONCE)
     r = app.router
     for path in PAGES:
         r.add_get(path, page)
@@ -249,6 +281,7 @@ def make_app(adapter: WebAdapter) -> web.Application:
     r.add_post("/api/say", say)
     r.add_post("/api/command", command)
     r.add_get("/api/stream", stream)
+    r.add_get(PHOTO_PATH + "{id}", photo)
     if adapter.operator is not None:
         adapter.operator.routes(app)
     return app

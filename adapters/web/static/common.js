@@ -27,6 +27,46 @@ const Botfleet = (() => {
     return response.json();
   }
 
+  // A message with photos: a multipart form (the browser writes its boundary), the CSRF header as always.
+  async function send(url, fields, files) {
+    if (!files || !files.length) return call("POST", url, fields);
+    const form = new FormData();
+    for (const [k, v] of Object.entries(fields)) if (v !== null && v !== undefined) form.append(k, v);
+    for (const f of files) form.append("photo", f, f.name);
+    const response = await fetch(url, {
+      method: "POST", body: form, credentials: "same-origin",
+      headers: { "X-Botfleet-CSRF": session ? session.csrf : "" },
+    });
+    if (!response.ok) throw new Error((await response.text()) || response.statusText);
+    return response.json();
+  }
+
+  // The photo picker of a post box: checks count, size and type before anything is sent.
+  function picker(input, list) {
+    const limits = session.photos;
+    let chosen = [];
+    function show() {
+      list.replaceChildren(...chosen.map((f) => el("span", "chip", f.name)));
+      list.hidden = chosen.length === 0;
+    }
+    input.accept = limits.types.join(",");
+    input.addEventListener("change", () => {
+      const files = [...input.files];
+      input.value = "";
+      const wrong = files.find((f) => !limits.types.includes(f.type));
+      const big = files.find((f) => f.size > limits.max_bytes);
+      if (wrong) toast(wrong.name + ": only photos can be posted (JPEG, PNG, GIF or WebP)");
+      else if (big) toast(big.name + " is over the " + limits.max_bytes / 1e6 + " MB limit for a photo");
+      else if (files.length > limits.per_message) toast("at most " + limits.per_message + " photo(s) per message");
+      else chosen = files;
+      show();
+    });
+    return {
+      get files() { return chosen; },
+      clear() { chosen = []; show(); },
+    };
+  }
+
   async function start() {
     session = await call("GET", "/api/session");
     markNav();
@@ -102,12 +142,28 @@ const Botfleet = (() => {
     if (m.streaming) body.classList.add("streaming");
     if (m.cut) body.classList.add("cut");
     main.append(body);
+    if (m.photos && m.photos.length) main.append(photos(m));
+    for (const f of m.files || []) main.append(el("div", "file", "[" + f + "]"));
     const reactions = el("div", "reactions");
     for (const r of m.reactions || []) addReaction(reactions, r.emoji, r.by);
     main.append(reactions);
     if (opts && opts.actions) main.append(opts.actions(m));
     node.append(main);
     return { node, body, reactions };
+  }
+
+  // Photos are served by the room itself (/photo/<id>): nothing else is ever put in a src.
+  function photos(m) {
+    const box = el("div", "photos");
+    for (const src of m.photos) {
+      if (typeof src !== "string" || !/^\/photo\/[\w-]+$/.test(src)) continue;
+      const img = el("img", "photo");
+      img.src = src;
+      img.alt = m.text ? "Photo: " + m.text.slice(0, 120) : "Photo from " + m.author.name;
+      img.loading = "lazy";
+      box.append(img);
+    }
+    return box;
   }
 
   function addReaction(box, emoji, by) {
@@ -198,6 +254,6 @@ const Botfleet = (() => {
     };
   }
 
-  return { el, call, start, avatar, message, addReaction, update, live, toast, askName, typingLine, ago,
+  return { el, call, send, picker, start, avatar, message, addReaction, update, live, toast, askName, typingLine, ago,
            get session() { return session; } };
 })();

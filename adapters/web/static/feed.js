@@ -161,13 +161,18 @@
   function composer() {
     const form = document.getElementById("composer");
     const area = form.querySelector("textarea");
+    const photos = B.picker(document.getElementById("photo-input"), document.getElementById("photo-list"));
+    const button = document.getElementById("post-button");
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
-      if (!area.value.trim()) return;
+      if (!area.value.trim() && !photos.files.length) return;
+      button.disabled = true;
       try {
-        await B.call("POST", "/api/post", { text: area.value });
+        await B.send("/api/post", { text: area.value }, photos.files);
         area.value = "";
+        photos.clear();
       } catch (err) { B.toast(err.message); }
+      button.disabled = false;
     });
     area.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) form.requestSubmit();

@@ -30,7 +30,7 @@
     const box = document.getElementById("replying");
     box.hidden = !m;
     box.querySelector("span").textContent = m ? "Replying to " + m.author.name : "";
-    if (m) document.querySelector("#say input").focus();
+    if (m) document.querySelector("#say input[name=text]").focus();
   }
 
   function add(m) {
@@ -132,15 +132,17 @@
         li.addEventListener("click", () => open(name));
         ul.append(li);
       }
-      const input = document.querySelector("#say input");
+      const input = document.querySelector("#say input[name=text]");
       autocomplete(input, session.personas);
       document.querySelector("#replying button").addEventListener("click", () => setReply(null));
+      const photos = B.picker(document.getElementById("photo-input"), document.getElementById("photo-list"));
       document.getElementById("say").addEventListener("submit", async (e) => {
         e.preventDefault();
-        if (!input.value.trim()) return;
+        if (!input.value.trim() && !photos.files.length) return;
         try {
-          await B.call("POST", "/api/say", { channel, text: input.value, reply_to: replyTo });
+          await B.send("/api/say", { channel, text: input.value, reply_to: replyTo }, photos.files);
           input.value = "";
+          photos.clear();
           setReply(null);
         } catch (err) { B.toast(err.message); }
       });

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from bots.core.events import Command, Event, Message, Notice, React, Reply
 from bots.core.plan import Decision, Plan
-from bots.core.safety.moderator import CLEAN, LocalModerator, Moderator, NoModerator, Verdict
+from bots.core.safety.moderator import CLEAN, LocalModerator, Moderator, NoModerator, Verdict, moderated_part
 from bots.core.safety.outgoing import ReplyGuard
 from bots.core.safety.rules import CARE_INSTRUCTION, shipped
 from bots.core.safety.settings import SafetyConfig
@@ -73,6 +73,7 @@ class SafetyDesk:
     # --- what comes in ---------------------------------------------------------------------------
 
     async def check(self, text: str) -> Verdict:
+        text = moderated_part(text)  # the remote moderator too: an endpoint caps its input
         try:
             return await self.moderator.check(text)
         except Exception:

@@ -18,7 +18,9 @@ from bots.core.safety.settings import CATEGORIES
 ADVICE = ("medical", "legal", "financial")
 # Verdicts kept per text: a person's message is checked on intake and again when the desk screens it
 # or picks the language of a nudge; replies are checked once per streamed snapshot, all different.
+# Only chat-sized texts are kept, so the cache stays within a few megabytes.
 CACHED = 2048
+CACHED_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +61,16 @@ class LocalModerator:
         verdict = self._verdicts.get(text)
         if verdict is None:
             verdict = self._verdict(text)
-            if len(self._verdicts) >= CACHED:
-                del self._verdicts[next(iter(self._verdicts))]
-            self._verdicts[text] = verdict
+            if len(text) <= CACHED_CHARS:
+                if len(self._verdicts) >= CACHED:
+                    del self._verdicts[next(iter(self._verdicts))]
+                self._verdicts[text] = verdict
         return verdict
 
     def _verdict(self, text: str) -> Verdict:
         if not text.strip():
             return CLEAN
-        folded = fold(text)
+        folded = fold(moderated_part(text))
         return Verdict(self.lexicon.hits_unblanked(folded, CATEGORIES), language_of_folded(folded))
 
     def sections(self, text: str, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -83,3 +86,17 @@ class NoModerator:
 
     async def check(self, text: str) -> Verdict:
         return CLEAN
+
+
+# The most of one text a moderator reads. Chat platforms cap a message at about 4,000 characters and a
+# prompt carries llm.history_chars of history, so nothing past this is shown to a model or likely read
+# by a person; a hostile 1 MB message must not hold the event loop for the time the lists take on it.
+MODERATED_HEAD = 12_000
+MODERATED_TAIL = 4_000
+
+
+def moderated_part(text: str) -> str:
+    """The start and the end of a very long text: where a person would put what they mean."""
+    if len(text) <= MODERATED_HEAD + MODERATED_TAIL:
+        return text
+    return text[:MODERATED_HEAD] + "\n" + text[-MODERATED_TAIL:]
