@@ -150,7 +150,10 @@ def generated(count_per_phrase: int = 3, salads: int = 2500) -> Iterator[str]:
 
 
 def corpus() -> list[str]:
-    return [*bench_texts(), *strings_of_safety_tests(), *generated(), "", "   ", "😀", "x" * 3000, "kill " * 500]
+    odd = ["", "   ", "😀", "x" * 3000, "kill " * 500, "Tiếng Việt là sui\u0301cide", "नमस्ते ki\u0951ll myself"]
+    odd += ["שָׁלוֹם", "e\u034fnd my life", "ﬁnal ſuicide Straße", "ＫＩＬＬ ＭＹＳＥＬＦ"]
+    odd += ["k\u0327i\u0300l\u20dbl myself"]
+    return [*bench_texts(), *strings_of_safety_tests(), *generated(), *odd]
 
 
 def test_the_corpus_is_large_and_holds_both_flagged_and_clear_texts() -> None:
