@@ -48,13 +48,16 @@ _FUZZY_TOKEN = re.compile(r"\b(?:s[a-z]{4,9}|m[a-z]{4,6}|[a-z]y[a-z]{3,5})\b")
 # The marks of accented Latin letters once decomposed (é: e + U+0301), dropped in one regex pass; the
 # block's one non-combining character (U+034F) is left out. Rarer marks are found one by one.
 _LATIN_MARKS = re.compile("[" + "".join(c for c in map(chr, range(0x300, 0x370)) if unicodedata.combining(c)) + "]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def _strip_accents(text: str) -> str:
     decomposed = _LATIN_MARKS.sub("", unicodedata.normalize("NFKD", text))
-    if decomposed.isascii():
-        return decomposed
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return decomposed if decomposed.isascii() else _NON_ASCII.sub(_unmarked, decomposed)
+
+
+def _unmarked(match: re.Match[str]) -> str:
+    return "" if unicodedata.combining(match.group(0)) else match.group(0)
 
 
 def _unleet(match: re.Match[str]) -> str:
