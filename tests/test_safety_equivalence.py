@@ -181,8 +181,21 @@ def test_fast_and_reference_moderators_give_identical_answers(fresh: bool) -> No
     assert differ == []
 
 
-def test_fold_and_language_are_unchanged() -> None:
-    differ = [t for t in corpus() if fold(t) != ref.fold(t) or language(t) != ref.language(t)]
+def test_fold_blanking_and_language_are_unchanged() -> None:
+    fast, old = fast_lexicon(), reference()
+    differ = [
+        t
+        for t in corpus()
+        if fold(t) != ref.fold(t) or fast.folded(t) != old.folded(t) or language(t) != ref.language(t)
+    ]
+    assert differ == []
+
+
+def test_hits_on_folded_text_are_unchanged() -> None:
+    # The form rules.professional uses: folded (blanked) first, then any sections asked for.
+    fast, old = fast_lexicon(), reference()
+    names = (*CATEGORIES, *LOCAL_ONLY)
+    differ = [t for t in corpus()[::3] if fast.hits(fast.folded(t), names) != old.hits(old.folded(t), names)]
     assert differ == []
 
 
