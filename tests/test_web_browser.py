@@ -2,13 +2,15 @@
 downloaded: the system browser is launched by path). Skipped only when no browser is installed and
 BOTFLEET_REQUIRE_BROWSER is unset; CI sets it, so there a missing browser fails instead.
 
-The feed and operator tests save the screenshots the README shows (docs/screenshots/)."""
+The feed and operator tests save the screenshots the README shows: to docs/screenshots/ with
+BOTFLEET_SCREENSHOTS=docs/screenshots, else to a scratch folder."""
 
 from __future__ import annotations
 
 import io
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,10 @@ from PIL import Image
 from tests.images_util import jpeg
 from tests.web_world import ADMIN_TOKEN, WebRoom, web_room, who_writes
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+# Where the screenshots go: the README's folder when asked (BOTFLEET_SCREENSHOTS=docs/screenshots), else a
+# scratch folder, so a test run does not leave the committed pictures changed.
+SCREENSHOTS = Path(os.environ.get("BOTFLEET_SCREENSHOTS") or tempfile.mkdtemp(prefix="botfleet-screens-")).resolve()
+SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
 
 def browser_path() -> str | None:
