@@ -241,6 +241,8 @@ class Entry:
     settle: bool = False
     # Only a granted reply can come of it (no reactions, no notice owed): done at once if none is.
     settle_unless_granted: bool = False
+    # Read the author's care end for the conversation too (care mode on, and a person wrote it).
+    care: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,9 @@ class Admitted:
     verdicts: tuple[Verdict, ...] = ()
     # The claim is already done (Entry.settle, or the author opted out): nothing to settle later.
     settled: bool = False
+    # With Entry.care: until when personas keep quiet toward the author there (None: not in care;
+    # math.inf: the read failed, and unknown counts as in care). Not read for a duplicate or opt-out.
+    care_until: float | None = None
 
 
 MUTED = Verdict(False, "muted")
