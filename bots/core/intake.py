@@ -2,8 +2,9 @@
 
 The trigger hits, the fleet's own rules (self, bot chains), channel rules and quiet need no state, so
 they come first; then one `Admission.admit` claims the message, checks the author's opt-out, appends
-the turn, reads the mutes and runs every rate limit of every candidate (on Redis: one script call,
-shared with concurrent messages). What comes back is turned into the plan as routing always did.
+the turn, reads the mutes and the author's care end (safety desk) and runs every rate limit of every
+candidate (on Redis: one script call, shared with concurrent messages). What comes back is turned
+into the plan as routing always did.
 Commands, feed posts, taken-over messages and messages the safety desk must see between the opt-out
 check and the history write (a moderator with I/O, or text the local lists flag) keep the
 step-by-step path (Fleet._decide).

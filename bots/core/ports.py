@@ -266,8 +266,9 @@ MUTED = Verdict(False, "muted")
 
 class Admission(Protocol):
     """Everything deciding a message needs from shared state, in one step: claim (dedupe), opt-out,
-    history append, mutes and every rate limit of every candidate. On Redis that is one script call,
-    concurrent messages sharing one; in memory it is the Claims, Store and RateLimiter calls in turn."""
+    history append, the author's care end, mutes and every rate limit of every candidate. On Redis
+    that is one script call, concurrent messages sharing one; in memory it is the Claims, Store and
+    RateLimiter calls in turn."""
 
     async def admit(self, entry: Entry, now: float) -> Admitted: ...
 

@@ -2,8 +2,9 @@
 
 One script takes every message that arrived while earlier calls were out (`batch.Batcher`): per
 message the claim (the dedupe key and, with shared claims, the pending entry), the author's opt-out,
-the history append, the mutes of the channel and its parent, and then the GCRA pass over every
-candidate that is not muted (limiter.GCRA_LUA), all on one `TIME`. So a busy process pays a fraction
+the history append, the author's care end for the conversation (care.py's hash, read for the safety
+desk), the mutes of the channel and its parent, and then the GCRA pass over every candidate that is
+not muted (limiter.GCRA_LUA), all on one `TIME`. So a busy process pays a fraction
 of a round trip per message, and a message nobody is triggered by costs its share of the same call.
 
 The script runs only against the data epoch this process trusts (epoch.py): a changed or missing
