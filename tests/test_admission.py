@@ -214,6 +214,25 @@ async def test_the_admission_reads_the_authors_care_end_for_the_conversation(bac
     assert (await backend.admission.admit(entry("tg:4"), now)).care_until is None
 
 
+async def test_the_one_call_care_end_is_the_later_of_redis_and_what_this_process_knows(
+    backend: Backend,
+) -> None:
+    """As the fallback store's own read: a care record that has not reached Redis yet (journaled while
+    Redis was slow) still counts, and one read from Redis is kept locally for a later outage."""
+    if backend.name != "redis":
+        pytest.skip("the one-call path only")
+    store = backend.store
+    assert isinstance(store, FallbackStore)
+    now = backend.now
+    await store.local.set_care("tg", "u1", "tg:g1", now + 900, now)
+    got = await backend.admission.admit(entry("tg:1", care=True), now)
+    assert got.care_until == pytest.approx(now + 900)
+    await store.primary.set_care("tg", "u2", "tg:g1", now + 600, now)
+    got = await backend.admission.admit(entry("tg:2", user="u2", care=True), now)
+    assert got.care_until == pytest.approx(now + 600)
+    assert await store.local.care_until("tg", "u2", "tg:g1", now) == pytest.approx(now + 600)
+
+
 class CareUnreadable(MemoryStore):
     async def care_until(self, platform: str, user_id: str, conversation: str, now: float) -> float | None:
         raise ConnectionError("care records unreachable")
