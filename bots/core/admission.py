@@ -40,7 +40,9 @@ class PortAdmission:
         """The rest of the step, for a claim already won (or let through unchecked)."""
         got = await self._admit_claimed(entry, now)
         if entry.care and entry.user and not got.opted_out:
-            got = dataclasses.replace(got, care_until=await self._care_until(entry, now))
+            until = await self._care_until(entry, now)
+            if until is not None:  # most people are not in care: no copy for them
+                got = dataclasses.replace(got, care_until=until)
         return got
 
     async def _admit_claimed(self, entry: Entry, now: float) -> Admitted:
