@@ -1,133 +1,38 @@
-"""The shipped word and pattern lists (data/<lang>.txt), compiled once into one regex per section.
+"""The shipped word and pattern lists (data/<lang>.txt), compiled once, and the language guess.
 
-A list file has `[section]` headers and one phrase a line. A phrase is folded like the text it is
-matched against (normalize.fold), so it is written plainly: "kill myself", "m'ouvrir les veines".
-Inside a phrase, `word*` matches any ending, `(a|b c)` either option (an option may hold groups of
-its own: `(a|b (c|d))`), `(a|b)?` either or nothing, `_` any one word or none, and `~` up to four
-words.
-Phrases match whole words only. The `allow` section lists benign look-alikes that are blanked out
-before anything else is matched ("suicide squad").
+The phrase syntax is in phrases.py. Phrases match whole words only. The `allow` section lists benign
+look-alikes that are blanked out before anything else is matched ("suicide squad"). A check folds
+the text (normalize.fold), blanks look-alikes, and asks which sections have a phrase in what is left;
+the prefilter (prefilter.py) keeps that to the few phrases a text could match.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from importlib import resources
+from itertools import repeat
 
 from bots.core.safety.normalize import fold
+from bots.core.safety.phrases import alternation, parse
+from bots.core.safety.prefilter import Prefilter
+
+__all__ = ["ALLOW", "LANGS", "Lexicon", "language", "language_of_folded", "parse"]
 
 LANGS = ("en", "fr")
 ALLOW = "allow"
 
 
-def _parts(phrase: str) -> list[str]:
-    """phrase split into words and (groups), a group ending at its matching parenthesis."""
-    parts: list[str] = []
-    i = 0
-    while i < len(phrase):
-        if phrase[i].isspace():
-            i += 1
-        elif phrase[i] == "(":
-            depth, j = 0, i
-            while j < len(phrase):
-                depth += {"(": 1, ")": -1}.get(phrase[j], 0)
-                if depth == 0:
-                    break
-                j += 1
-            if depth:
-                raise ValueError(f"unbalanced parentheses in {phrase!r}")
-            j += 1 + (phrase[j + 1 : j + 2] == "?")
-            parts.append(phrase[i:j])
-            i = j
-        else:
-            j = i
-            while j < len(phrase) and not phrase[j].isspace() and phrase[j] != "(":
-                j += 1
-            if phrase[i:j].endswith(")") or phrase[i:j].endswith(")?"):
-                raise ValueError(f"unbalanced parentheses in {phrase!r}")
-            parts.append(phrase[i:j])
-            i = j
-    return parts
-
-
-def _word(raw: str) -> str:
-    if "?" in raw:
-        # Folding would drop it silently: "morte?" would only ever match "morte".
-        raise ValueError(f"'?' only follows a (group), not a word: {raw!r}")
-    star = raw.endswith("*")
-    word = fold(raw.rstrip("*"))
-    return re.escape(word) + ("[a-z0-9]*" if star else "")
-
-
-def _options(raw: str) -> str:
-    inner = raw[1 : raw.rindex(")")]
-    options, depth, start = [], 0, 0
-    for i, c in enumerate(inner):
-        depth += {"(": 1, ")": -1}.get(c, 0)
-        if c == "|" and depth == 0:
-            options.append(inner[start:i])
-            start = i + 1
-    options.append(inner[start:])
-    return "(?:" + "|".join(_sequence(o) for o in options if o.strip()) + ")"
-
-
-def _sequence(phrase: str) -> str:
-    parts = _parts(phrase)
-    out = ""
-    for i, raw in enumerate(parts):
-        last = i == len(parts) - 1
-        # An optional word carries its own trailing space, and starts a word: the space before it
-        # is optional like any, so "i ~ to die" must not read "is going to die" as "i" + "s going".
-        if raw == "_":
-            out += "(?<![a-z0-9])(?:[a-z0-9]+ )?"
-        elif raw == "~":
-            out += "(?<![a-z0-9])(?:[a-z0-9]+ ){0,4}"
-        elif raw.startswith("(") and raw.endswith(")?"):
-            out += "(?:" + _options(raw) + " ?)?"
-        else:
-            piece = _options(raw) if raw.startswith("(") else _word(raw)
-            # " ?": words run together ("k i l l m y s e l f" folds to "kilmyself") still match.
-            out += piece if last else piece + " ?"
-    return out
-
-
-_START, _END = r"(?<![a-z0-9])", r"(?![a-z0-9])"
-
-
-def phrase_regex(phrase: str) -> str:
-    return _START + _sequence(phrase) + _END
-
-
-def _alternation(phrases: list[str]) -> re.Pattern[str]:
-    # The word-start test is made once, outside the alternation: the engine then tries the hundreds
-    # of phrases only where a word starts, which keeps a check near 0.1 ms.
-    return re.compile(_START + "(?:" + "|".join(_sequence(p) for p in phrases) + ")" + _END)
-
-
-def parse(text: str, source: str) -> dict[str, list[str]]:
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1].strip(), [])
-        elif current is None:
-            raise ValueError(f"{source}:{n}: a phrase before any [section]")
-        else:
-            current.append(line)
-    return sections
-
-
-@dataclass(frozen=True)
 class Lexicon:
-    """Compiled lists: section -> one alternation over every language's phrases."""
+    """Compiled lists: each section's phrases behind one prefilter (prefilter.py) that says which of
+    them could match a text; a section matches exactly when one of its phrases does, which is what the
+    one alternation per section it replaces answered (tests/test_safety_equivalence.py compares)."""
 
-    sections: Mapping[str, re.Pattern[str]]
-    allow: re.Pattern[str] | None
+    def __init__(self, lists: Mapping[str, list[str]]) -> None:
+        self.prefilter = Prefilter(lists)
+        allow = lists.get(ALLOW)
+        # Blanking needs the whole alternation: the first phrase to match at a place wins there.
+        self.allow = alternation(allow) if allow else None
 
     @classmethod
     def build(cls, lists: Iterable[dict[str, list[str]]]) -> Lexicon:
@@ -135,8 +40,7 @@ class Lexicon:
         for sections in lists:
             for name, phrases in sections.items():
                 merged.setdefault(name, []).extend(phrases)
-        compiled = {name: _alternation(phrases) for name, phrases in merged.items()}
-        return cls(compiled, compiled.pop(ALLOW, None))
+        return cls(merged)
 
     @classmethod
     def shipped(cls) -> Lexicon:
@@ -145,14 +49,31 @@ class Lexicon:
 
     def folded(self, text: str) -> str:
         """text folded, benign look-alikes blanked out."""
-        folded = fold(text)
-        if self.allow is not None:
-            folded = self.allow.sub(" ", folded)
-        return folded
+        return self._blank(fold(text))[0]
 
     def hits(self, folded: str, names: Iterable[str]) -> tuple[str, ...]:
-        """The sections among names with a phrase in the (already folded) text."""
-        return tuple(n for n in names if (p := self.sections.get(n)) is not None and p.search(folded))
+        """The sections among names with a phrase in the (already folded and blanked) text."""
+        return self._hits(folded, self.prefilter.candidates(folded), names)
+
+    def hits_unblanked(self, folded: str, names: Iterable[str]) -> tuple[str, ...]:
+        """hits() of fold()'s output before blanking: blanks it, and scans it once when nothing is."""
+        blanked, candidates = self._blank(folded)
+        return self._hits(blanked, candidates, names)
+
+    def _blank(self, folded: str) -> tuple[str, dict[str, set[re.Pattern[str]]]]:
+        """folded with look-alikes blanked (searched for only when one could be there), and the
+        candidate phrases for what is left."""
+        candidates = self.prefilter.candidates(folded)
+        if self.allow is None or ALLOW not in candidates:
+            return folded, candidates
+        blanked = self.allow.sub(" ", folded)
+        if blanked != folded:
+            candidates = self.prefilter.candidates(blanked)
+        return blanked, candidates
+
+    @staticmethod
+    def _hits(folded: str, candidates: Mapping[str, set[re.Pattern[str]]], names: Iterable[str]) -> tuple[str, ...]:
+        return tuple(n for n in names if (found := candidates.get(n)) and any(p.search(folded) for p in found))
 
 
 _FR = frozenset(
@@ -165,9 +86,15 @@ _EN = frozenset(
 )
 
 
+# +1 a French word, -1 an English one, 0 a word on both lists: the sum says which list has more.
+_LEANING = {w: (w in _FR) - (w in _EN) for w in _FR | _EN}
+
+
 def language(text: str) -> str:
     """en or fr, by counting common words (good enough to pick which care message to send)."""
-    words = fold(text).split()
-    fr = sum(w in _FR for w in words)
-    en = sum(w in _EN for w in words)
-    return "fr" if fr > en else "en"
+    return language_of_folded(fold(text))
+
+
+def language_of_folded(folded: str) -> str:
+    """language() of a text already folded (fold, before any blanking)."""
+    return "fr" if sum(map(_LEANING.get, folded.split(), repeat(0))) > 0 else "en"

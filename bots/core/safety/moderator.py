@@ -11,10 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from bots.core.safety.lexicon import Lexicon, language
+from bots.core.safety.lexicon import Lexicon, language_of_folded
+from bots.core.safety.normalize import fold
 from bots.core.safety.settings import CATEGORIES
 
 ADVICE = ("medical", "legal", "financial")
+# Verdicts kept per text: a person's message is checked on intake and again when the desk screens it
+# or picks the language of a nudge; replies are checked once per streamed snapshot, all different.
+# Only chat-sized texts are kept, so the cache stays within a few megabytes.
+CACHED = 2048
+CACHED_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,19 +52,30 @@ class LocalModerator:
 
     def __init__(self, lexicon: Lexicon | None = None) -> None:
         self.lexicon = lexicon or Lexicon.shipped()
+        self._verdicts: dict[str, Verdict] = {}
 
     async def check(self, text: str) -> Verdict:
         return self.check_now(text)
 
     def check_now(self, text: str) -> Verdict:
+        verdict = self._verdicts.get(text)
+        if verdict is None:
+            verdict = self._verdict(text)
+            if len(text) <= CACHED_CHARS:
+                if len(self._verdicts) >= CACHED:
+                    del self._verdicts[next(iter(self._verdicts))]
+                self._verdicts[text] = verdict
+        return verdict
+
+    def _verdict(self, text: str) -> Verdict:
         if not text.strip():
             return CLEAN
-        text = moderated_part(text)
-        return Verdict(self.lexicon.hits(self.lexicon.folded(text), CATEGORIES), language(text))
+        folded = fold(moderated_part(text))
+        return Verdict(self.lexicon.hits_unblanked(folded, CATEGORIES), language_of_folded(folded))
 
     def sections(self, text: str, names: tuple[str, ...]) -> tuple[str, ...]:
         """Which of the local-only lists (pressure, human_claim, medical, legal, financial) text hits."""
-        return self.lexicon.hits(self.lexicon.folded(text), names) if text.strip() else ()
+        return self.lexicon.hits_unblanked(fold(text), names) if text.strip() else ()
 
 
 class NoModerator:
