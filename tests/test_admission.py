@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -17,10 +18,11 @@ from adapters.console import ConsoleAdapter
 from bots.config import FleetConfig
 from bots.core.admission import PortAdmission
 from bots.core.brain import Brain
-from bots.core.events import Author
+from bots.core.events import Author, Reply
 from bots.core.fleet import Fleet
 from bots.core.ports import ALLOWED, CAPPED, MUTED, Admission, Admitted, Entry, Rate, Store, Turn
 from bots.core.safety.moderator import CLEAN, Verdict
+from bots.core.safety.rules import CARE_INSTRUCTION
 from bots.llm.canned import CannedClient
 from bots.state.claims import MemoryClaims
 from bots.state.memory import MemoryRateLimiter, MemoryStore
@@ -28,6 +30,7 @@ from bots.state.redis import FallbackStore, open_redis_state
 from bots.state.redis.admission import RedisAdmission
 from bots.state.redis.claims import claims_beside
 from tests.conftest import make_fleet, msg, persona
+from tests.redis_sent import Sent
 
 OWNER = "proc-a"
 
@@ -175,6 +178,70 @@ async def test_a_fleet_on_redis_decides_a_message_in_one_script_call(redis_url: 
     assert admission.calls == 1 and limiter.primary.calls == 0
     assert [t.text for t in await store.history(plan.event.conversation, 5)] == ["@nerd and @skeptic, what now?"]
     await fleet.stop(0)
+
+
+async def test_a_mention_from_a_person_in_care_is_decided_in_one_script_call_with_no_care_read_of_its_own(
+    redis_url: str, redis_prefix: str
+) -> None:
+    cfg = FleetConfig.model_validate({"store": redis_url, "fleet": {"reply_delay_seconds": [0, 0]}})
+    store, limiter = open_redis_state(cfg, prefix=redis_prefix)
+    fleet = Fleet(cfg, [persona("nerd")], store=store, limiter=limiter, brain=Brain(CannedClient(), cfg.llm))
+    admission = fleet.admission
+    assert isinstance(admission, RedisAdmission) and isinstance(fleet.store, FallbackStore)
+    await store.epochs.restore()
+    asked = msg("@nerd still there?", mentions=frozenset({"nerd"}))
+    now = fleet.clock()
+    await store.set_care(asked.platform, asked.author.id, asked.conversation, now + 600, now)
+    sent = Sent(store.primary.client)
+    plan = await fleet.handle(asked)
+    # Addressed directly, the persona answers with care in its prompt: the care end was read...
+    [reply] = [a for a in plan.actions if isinstance(a, Reply)]
+    assert CARE_INSTRUCTION in reply.instruction
+    # ...inside the one admission call: no HGET of the care hash went out on its own.
+    assert admission.calls == 1 and sent.count("HGET") == 0
+    await fleet.stop(0)
+
+
+async def test_the_admission_reads_the_authors_care_end_for_the_conversation(backend: Backend) -> None:
+    now = backend.now
+    await backend.store.set_care("tg", "u1", "tg:g1", now + 600, now)
+    await backend.store.set_care("tg", "u2", "tg:g1", now + 1, now)
+    got = await backend.admission.admit(entry("tg:1", candidates=("nerd",), care=True), now)
+    assert got.care_until == pytest.approx(now + 600)
+    # Another conversation, a lapsed care end, and an entry that does not ask: none.
+    assert (await backend.admission.admit(entry("tg:2", care=True, conversation="tg:g2"), now)).care_until is None
+    assert (await backend.admission.admit(entry("tg:3", user="u2", care=True), now + 2)).care_until is None
+    assert (await backend.admission.admit(entry("tg:4"), now)).care_until is None
+
+
+async def test_the_one_call_care_end_is_the_later_of_redis_and_what_this_process_knows(
+    backend: Backend,
+) -> None:
+    """As the fallback store's own read: a care record that has not reached Redis yet (journaled while
+    Redis was slow) still counts, and one read from Redis is kept locally for a later outage."""
+    if backend.name != "redis":
+        pytest.skip("the one-call path only")
+    store = backend.store
+    assert isinstance(store, FallbackStore)
+    now = backend.now
+    await store.local.set_care("tg", "u1", "tg:g1", now + 900, now)
+    got = await backend.admission.admit(entry("tg:1", care=True), now)
+    assert got.care_until == pytest.approx(now + 900)
+    await store.primary.set_care("tg", "u2", "tg:g1", now + 600, now)
+    got = await backend.admission.admit(entry("tg:2", user="u2", care=True), now)
+    assert got.care_until == pytest.approx(now + 600)
+    assert await store.local.care_until("tg", "u2", "tg:g1", now) == pytest.approx(now + 600)
+
+
+class CareUnreadable(MemoryStore):
+    async def care_until(self, platform: str, user_id: str, conversation: str, now: float) -> float | None:
+        raise ConnectionError("care records unreachable")
+
+
+async def test_a_care_end_that_cannot_be_read_counts_as_in_care() -> None:
+    admission = PortAdmission(MemoryClaims(), CareUnreadable(), MemoryRateLimiter())
+    got = await admission.admit(entry("tg:1", candidates=("nerd",), care=True), time.time())
+    assert got.claimed and got.care_until == math.inf
 
 
 # --- the console ----------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ from bots.core.safety.rules import CARE_INSTRUCTION
 from bots.core.usage import utc_day
 from bots.state.memory import MemoryRateLimiter, MemoryStore
 from bots.state.redis import open_redis_state
+from bots.state.redis.admission import RedisAdmission
 from tests.conftest import HUMAN, Clock, RecordingAdapter, msg
+from tests.redis_sent import Sent
 from tests.test_safety_e2e import NO_FOOTER, SKEPTIC, Scripted, mention, run
 
 CALM = "I'm here with you. Please call 988 or someone you trust."
@@ -48,6 +50,7 @@ class Process:
         )
         self.adapter = RecordingAdapter()
         self.fleet.attach(self.adapter)
+        self.store = store
 
     @property
     def prompt(self) -> str:
@@ -108,6 +111,27 @@ async def test_care_given_by_one_process_holds_on_another_and_after_a_restart(
     c.fleet.clock.advance(31 * 60)  # type: ignore[attr-defined]
     await run(c.fleet, msg("coffee now"))
     assert len(c.adapter.replies) == 1 and CARE_INSTRUCTION not in c.prompt
+
+
+async def test_care_given_by_one_process_keeps_another_quiet_through_its_one_call_admission(
+    processes: Callable[[], Process],
+) -> None:
+    a, b = processes(), processes()
+    for p in (a, b):
+        await p.store.epochs.restore()  # both trust the data epoch: messages take the one-call path
+    crisis = await run(a.fleet, msg("coffee... I don't want to live anymore"))
+    assert reasons(crisis) == ["safety:care"]
+
+    admission = b.fleet.admission
+    assert isinstance(admission, RedisAdmission)
+    sent = Sent(b.store.primary.client)
+    quiet = await run(b.fleet, msg("coffee again"))
+    assert reasons(quiet) == ["safety:care_quiet"] and b.adapter.replies == []
+    # B learnt of A's care record in the admission call itself, not from a read of its own.
+    assert admission.calls == 1 and sent.count("HGET") == 0
+    # Bob is not in care: the same path answers him.
+    await run(b.fleet, msg("coffee for me", author=BOB))
+    assert len(b.adapter.replies) == 1 and sent.count("HGET") == 0
 
 
 def forget() -> Command:

@@ -4,7 +4,10 @@ Redis and the fallback promise (expiry, an outage's care records written through
 
 from __future__ import annotations
 
+import asyncio
+
 from bots.state.redis import RedisStore, make_client
+from tests.redis_sent import Sent
 from tests.redis_server import RedisServer
 from tests.test_redis_choices import eventually
 from tests.test_redis_faults import Rig, server
@@ -79,6 +82,19 @@ async def test_forget_erases_the_healthy_use_counters_of_every_day(backend: Back
     assert await s.add_daily("2026-01-02", "use:tg:u1", {}) == {}
 
 
+async def test_concurrent_daily_counts_answer_as_if_made_one_by_one(backend: Backend) -> None:
+    s = backend.store
+    day = "2026-01-01"
+    counted = await asyncio.gather(*(s.add_daily(day, "use:tg:u1", {"messages": 1, "seconds": 2}) for _ in range(10)))
+    # Each call sees the totals right after its own count, whatever shared its round trip.
+    assert sorted(c["messages"] for c in counted) == list(range(1, 11))
+    assert all(c["seconds"] == 2 * c["messages"] for c in counted)
+    # Three processes' nudges counted at once: exactly one sees it first, so one nudge goes out.
+    nudges = await asyncio.gather(*(s.add_daily(day, "use:tg:u1", {"nudged": 1}) for _ in range(3)))
+    assert sorted(n["nudged"] for n in nudges) == [1, 2, 3]
+    assert await s.add_daily(day, "use:tg:u2", {}) == {}
+
+
 async def test_forget_leaves_care_to_lapse(backend: Backend) -> None:
     """/forget erases what they wrote, not the fleet's promise to keep quiet for the quiet time: the
     record holds no text and is gone when the time is up."""
@@ -104,6 +120,26 @@ async def test_redis_care_and_day_index_keys_expire(redis_url: str, redis_prefix
         for key in [k async for k in client.scan_iter(match=f"{redis_prefix}*")]:
             assert 0 < await client.pttl(key) <= 3 * 86400 * 1000, key
     finally:
+        await client.aclose()
+
+
+async def test_redis_daily_counts_of_many_messages_share_one_script_call(redis_url: str, redis_prefix: str) -> None:
+    client = make_client(redis_url)
+    s = RedisStore(client, prefix=redis_prefix)
+    try:
+        await s.add_daily("2026-01-01", "use:tg:u0", {"messages": 1})  # the script is loaded
+        sent = Sent(client)
+        people = [f"use:tg:u{i}" for i in range(1, 31)]
+        counted = await asyncio.gather(*(s.add_daily("2026-01-01", key, {"messages": 1}) for key in people))
+        assert counted == [{"messages": 1}] * 30
+        # Batched as first contacts are: at most two calls out at once, the rest ride along.
+        assert 1 <= sent.count("EVALSHA") <= 3 and len(sent.names) == sent.count("EVALSHA")
+        # Each person's counters are still their own, findable by /forget.
+        await s.forget_user("tg", "u7")
+        assert await s.add_daily("2026-01-01", "use:tg:u7", {}) == {}
+        assert await s.add_daily("2026-01-01", "use:tg:u8", {}) == {"messages": 1}
+    finally:
+        await s.close()
         await client.aclose()
 
 

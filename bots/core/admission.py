@@ -6,11 +6,16 @@ away or slow: the same calls the pipeline made one after another before the step
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
 from typing import cast
 
 from bots.core.ports import MUTED, Admission, Admitted, Claims, Entry, RateLimiter, Store, Verdict
 
 DUPLICATE_ENTRY = Admitted(claimed=False)
+
+log = logging.getLogger("botfleet.admission")
 
 
 def shared_admission(store: Store, claims: Claims, limiter: RateLimiter) -> Admission | None:
@@ -33,6 +38,14 @@ class PortAdmission:
 
     async def admit_claimed(self, entry: Entry, now: float) -> Admitted:
         """The rest of the step, for a claim already won (or let through unchecked)."""
+        got = await self._admit_claimed(entry, now)
+        if entry.care and entry.user and not got.opted_out:
+            until = await self._care_until(entry, now)
+            if until is not None:  # most people are not in care: no copy for them
+                got = dataclasses.replace(got, care_until=until)
+        return got
+
+    async def _admit_claimed(self, entry: Entry, now: float) -> Admitted:
         if entry.user and await self.store.is_opted_out(entry.platform, entry.user):
             return Admitted(claimed=True, opted_out=True, settled=await self._settle(entry.key, entry.owner))
         if entry.turn is not None:
@@ -50,6 +63,14 @@ class PortAdmission:
 
     async def close(self) -> None:
         return None  # the ports it is made of are closed by their owner
+
+    async def _care_until(self, entry: Entry, now: float) -> float | None:
+        try:
+            return await self.store.care_until(entry.platform, entry.user, entry.conversation, now)
+        except Exception:
+            # Unknown counts as in care: at worst a persona keeps quiet, or adds care to its prompt.
+            log.exception("care mode could not be read; treating the person as in care")
+            return math.inf
 
     async def _settle(self, key: str, owner: str) -> bool:
         # Nothing will come of this message: its claim is done now, not when a plan is carried out.

@@ -2,8 +2,9 @@
 
 The trigger hits, the fleet's own rules (self, bot chains), channel rules and quiet need no state, so
 they come first; then one `Admission.admit` claims the message, checks the author's opt-out, appends
-the turn, reads the mutes and runs every rate limit of every candidate (on Redis: one script call,
-shared with concurrent messages). What comes back is turned into the plan as routing always did.
+the turn, reads the mutes and the author's care end (safety desk) and runs every rate limit of every
+candidate (on Redis: one script call, shared with concurrent messages). What comes back is turned
+into the plan as routing always did.
 Commands, feed posts, taken-over messages and messages the safety desk must see between the opt-out
 check and the history write (a moderator with I/O, or text the local lists flag) keep the
 step-by-step path (Fleet._decide).
@@ -112,6 +113,8 @@ async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> 
         # Without reactions, and with no named persona to explain the silence of, a refusal ends it.
         settle_unless_granted=not reactions
         and (author.persona_id is not None or author.is_bot or all(h.kind != "mention" for h in hits.values())),
+        # The safety desk's care read rides along, so a reply to a person costs no call of its own.
+        care=fleet.config.safety.care.enabled,
     )
     try:
         got = await fleet.admission.admit(entry, now)
@@ -147,6 +150,6 @@ async def decide_message(fleet: Fleet, msg: Message, plan: Plan, now: float) -> 
     _react(fleet, msg, plan, reactions, where, got.muted)
     _explain_silence(fleet, msg, plan, hits, now)
     await follow_up(fleet, msg, plan, now)
-    await fleet.safety.after_route(msg, plan, now)
+    await fleet.safety.after_route(msg, plan, now, care_until=got.care_until, care_read=entry.care)
     await fleet.gate.finish(plan, now)
     return fleet._record(plan)

@@ -241,6 +241,8 @@ class Entry:
     settle: bool = False
     # Only a granted reply can come of it (no reactions, no notice owed): done at once if none is.
     settle_unless_granted: bool = False
+    # Read the author's care end for the conversation too (care mode on, and a person wrote it).
+    care: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +256,9 @@ class Admitted:
     verdicts: tuple[Verdict, ...] = ()
     # The claim is already done (Entry.settle, or the author opted out): nothing to settle later.
     settled: bool = False
+    # With Entry.care: until when personas keep quiet toward the author there (None: not in care;
+    # math.inf: the read failed, and unknown counts as in care). Not read for a duplicate or opt-out.
+    care_until: float | None = None
 
 
 MUTED = Verdict(False, "muted")
@@ -261,8 +266,9 @@ MUTED = Verdict(False, "muted")
 
 class Admission(Protocol):
     """Everything deciding a message needs from shared state, in one step: claim (dedupe), opt-out,
-    history append, mutes and every rate limit of every candidate. On Redis that is one script call,
-    concurrent messages sharing one; in memory it is the Claims, Store and RateLimiter calls in turn."""
+    history append, the author's care end, mutes and every rate limit of every candidate. On Redis
+    that is one script call, concurrent messages sharing one; in memory it is the Claims, Store and
+    RateLimiter calls in turn."""
 
     async def admit(self, entry: Entry, now: float) -> Admitted: ...
 

@@ -136,7 +136,9 @@ class SafetyDesk:
         elif event.persona:
             plan.decisions.append(Decision(event.persona, "skip", reason))
 
-    async def in_care(self, event: Event, now: float) -> bool:
+    async def in_care(self, event: Event, now: float, care_until: float | None = None, care_read: bool = False) -> bool:
+        if care_read:
+            return care_until is not None  # read with the admission (bots/core/intake.py)
         try:
             until = await self.fleet.store.care_until(event.platform, event.author.id, event.conversation, now)
         except Exception:
@@ -145,15 +147,18 @@ class SafetyDesk:
             return True
         return until is not None
 
-    async def after_route(self, event: Event, plan: Plan, now: float) -> None:
-        """Care quiet time for the replies planned to a person in care, then their time spent."""
+    async def after_route(
+        self, event: Event, plan: Plan, now: float, *, care_until: float | None = None, care_read: bool = False
+    ) -> None:
+        """Care quiet time for the replies planned to a person in care, then their time spent. With
+        `care_read`, `care_until` is the care end the admission read, and the store is not asked."""
         if event.author.persona_id is not None or event.author.is_bot:
             return
         # One store read, and only when a persona would answer or react: most messages plan nothing.
         toward = any(
             isinstance(a, React) or (isinstance(a, Reply) and a.to_user == event.author.id) for a in plan.actions
         )
-        if toward and self.config.care.enabled and await self.in_care(event, now):
+        if toward and self.config.care.enabled and await self.in_care(event, now, care_until, care_read):
             self._quiet(event, plan)
         if self.config.healthy_use.enabled and any(
             isinstance(a, Reply) and a.to_user == event.author.id for a in plan.actions

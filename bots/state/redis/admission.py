@@ -2,8 +2,9 @@
 
 One script takes every message that arrived while earlier calls were out (`batch.Batcher`): per
 message the claim (the dedupe key and, with shared claims, the pending entry), the author's opt-out,
-the history append, the mutes of the channel and its parent, and then the GCRA pass over every
-candidate that is not muted (limiter.GCRA_LUA), all on one `TIME`. So a busy process pays a fraction
+the history append, the author's care end for the conversation (care.py's hash, read for the safety
+desk), the mutes of the channel and its parent, and then the GCRA pass over every candidate that is
+not muted (limiter.GCRA_LUA), all on one `TIME`. So a busy process pays a fraction
 of a round trip per message, and a message nobody is triggered by costs its share of the same call.
 
 The script runs only against the data epoch this process trusts (epoch.py): a changed or missing
@@ -16,6 +17,7 @@ out may have landed, so its message is let through unchecked, as the store's ded
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -41,9 +43,11 @@ if TYPE_CHECKING:
 # settle (1: no pending entry), platform, user whose opt-out counts, conversation, parent
 # conversation, turn JSON, the turn's user id, retention cutoff, [candidate persona ids], 1 when
 # nothing can come of it (no mutes or limits needed), 1 when nothing but a granted reply can (the
-# claim is done at once if no candidate is granted)].
+# claim is done at once if no candidate is granted), 1 to read the user's care end for the
+# conversation].
 # Returns JSON "stale" (epoch changed: nothing done), or flat per message: status (0 duplicate,
-# 1 admitted, 2 opted out, 3 admitted with nobody granted and the claim done at once), the number
+# 1 admitted, 2 opted out, 3 admitted with nobody granted and the claim done at once), the care end
+# as stored ("" when none or not read: the caller drops a lapsed one, as care.py does), the number
 # of muted personas and their ids, the number of candidates and per candidate (code, retry us):
 # 0 admitted, -1 capped, -2 muted, k blocked by its k-th rate; then, on request, (key index, us its
 # tat is ahead) pairs as LIMIT_LUA gives them.
@@ -112,7 +116,7 @@ for i = 1, #msgs do
       call('SET', seen, owner, 'KEEPTTL')
     end
   end
-  local mlist, open = {}, {}
+  local mlist, open, care = {}, {}, ''
   if status == 1 then
     if user ~= '' and call('SISMEMBER', P .. 'optout:' .. platform, user) == 1 then status = 2 end
     if status == 2 or m[6] == 1 then
@@ -130,6 +134,9 @@ for i = 1, #msgs do
     if writer == '' or writer == user or call('SISMEMBER', P .. 'optout:' .. platform, writer) == 0 then
       append(m[9], m[11], writer, platform, tonumber(m[13]))
     end
+  end
+  if status == 1 and m[17] == 1 then
+    care = call('HGET', P .. 'care:' .. platform .. ':' .. user, m[9]) or ''
   end
   if status == 1 and m[15] ~= 1 then
     local muted = {}
@@ -160,7 +167,7 @@ for i = 1, #msgs do
       end
     end
   end
-  info[i] = {status, mlist, open, status == 1 and ncand or 0}
+  info[i] = {status, mlist, open, status == 1 and ncand or 0, care}
 end
 if keep then
   call('PEXPIRE', pending, keep)
@@ -172,8 +179,9 @@ for i = 1, #msgs do
   local status, mlist, open, ncand = info[i][1], info[i][2], info[i][3], info[i][4]
   local at = r + 1
   res[r + 1] = status
-  res[r + 2] = #mlist
-  r = r + 2
+  res[r + 2] = info[i][5]
+  res[r + 3] = #mlist
+  r = r + 3
   for _, pid in ipairs(mlist) do
     r = r + 1
     res[r] = pid
@@ -304,8 +312,7 @@ class RedisAdmission:
         self.health.last_ok = time.monotonic()
         if got is None:
             return await self._step_by_step(entry, now)
-        await self._mirror(entry, got)
-        return got
+        return await self._mirror(entry, got, now)
 
     async def close(self) -> None:
         await self._batcher.close()
@@ -325,15 +332,24 @@ class RedisAdmission:
             return DUPLICATE_ENTRY
         return await self.pieces.admit_claimed(entry, now)
 
-    async def _mirror(self, entry: Entry, got: Admitted) -> None:
-        """Keep the local copy of the choices Redis just answered with, as the store's reads do."""
+    async def _mirror(self, entry: Entry, got: Admitted, now: float) -> Admitted:
+        """Keep the local copy of the choices and care Redis just answered with, as the store's reads
+        do; the care end is the later of the two (fallback_care.py: a write still journaled counts)."""
         local = self.store.local
+        if entry.care and entry.user and got.claimed and not got.opted_out:
+            shared = got.care_until
+            mine = await local.care_until(entry.platform, entry.user, entry.conversation, now)
+            if shared is not None and (mine is None or shared > mine):
+                await local.set_care(entry.platform, entry.user, entry.conversation, shared, now)
+            elif shared != mine:
+                got = dataclasses.replace(got, care_until=mine)
         if got.claimed and entry.user and await local.is_opted_out(entry.platform, entry.user) != got.opted_out:
             await local.set_opt_out(entry.platform, entry.user, got.opted_out)
         if got.claimed and not got.opted_out and not entry.settle and not entry.parent:
             mirror = await local.muted(entry.conversation)
             for pid in mirror ^ got.muted:
                 await local.set_muted(entry.conversation, pid, pid in got.muted)
+        return got
 
     async def _send(self, jobs: list[_AdmitJob]) -> None:
         store = self.store.primary
@@ -361,6 +377,7 @@ class RedisAdmission:
                     list(e.candidates),
                     1 if e.settle else 0,
                     1 if e.settle_unless_granted else 0,
+                    1 if e.care and e.user else 0,
                 ]
             )
         self.calls += 1
@@ -393,14 +410,23 @@ class RedisAdmission:
             on_tats(jobs[-1].now, {keys[out[i]][cut:]: out[i + 1] / 1e6 for i in range(pos, len(out), 2)})
 
 
+def _care_end(stored: str, now: float) -> float | None:
+    """A care end as the script read it, dropped once lapsed (care.py's care_until, on our clock)."""
+    if not stored:
+        return None
+    until = float(stored)
+    return until if until > now else None
+
+
 def _settle(jobs: list[_AdmitJob], out: list[int | str]) -> int:
     """Hands each job its answer from the script's flat reply; returns where the answers end."""
     pos = 0
     for job in jobs:
         status = int(out[pos])
-        n = int(out[pos + 1])
-        muted = frozenset(str(m) for m in out[pos + 2 : pos + 2 + n])
-        pos += 2 + n
+        care = str(out[pos + 1])
+        n = int(out[pos + 2])
+        muted = frozenset(str(m) for m in out[pos + 3 : pos + 3 + n])
+        pos += 3 + n
         ncand = int(out[pos])
         pos += 1
         verdicts: list[Verdict] = []
@@ -422,6 +448,7 @@ def _settle(jobs: list[_AdmitJob], out: list[int | str]) -> int:
             muted=muted,
             verdicts=tuple(verdicts),
             settled=status in (2, 3) or (status == 1 and job.entry.settle),
+            care_until=_care_end(care, job.now),
         )
         if not job.future.done():
             job.future.set_result(got)

@@ -14,11 +14,15 @@ One key per person (not per conversation) is what lets one read answer for a con
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+
+from bots.state.redis.batch import UNCAPPED, Batcher
 
 # KEYS: the person's care hash. ARGV: conversation, until, now (seconds), ttl ms.
 # The expiry only ever grows: a shorter quiet time elsewhere must not end a longer one here.
@@ -34,15 +38,27 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KE
 return 1
 """
 
-# KEYS: the day's counters hash, the key's index of days. ARGV: expiry ms, day, then name/delta pairs.
+# Many add_daily calls in one (batch.Batcher): ARGV: expiry ms, then per call the day's counters
+# hash, the key's index of days, the day, the number of pairs, the name/delta pairs. Each call's
+# counters are read right after its own increments, so a batch answers as the calls one by one would
+# (of two nudges counted for one person in a batch, only the first sees 1). Returns per call HGETALL.
 DAILY_LUA = """
-for i = 3, #ARGV, 2 do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+local ttl = ARGV[1]
+local out = {}
+local i = 2
+while i <= #ARGV do
+  local counters, days, day, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  for j = i, i + 2 * n - 1, 2 do
+    redis.call('HINCRBY', counters, ARGV[j], ARGV[j + 1])
+  end
+  i = i + 2 * n
+  redis.call('PEXPIRE', counters, ttl)
+  redis.call('SADD', days, day)
+  redis.call('PEXPIRE', days, ttl)
+  out[#out + 1] = redis.call('HGETALL', counters)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return redis.call('HGETALL', KEYS[1])
+return out
 """
 
 # KEYS: the key's index of days. ARGV: the daily key prefix, the key. Returns how many days went.
@@ -63,9 +79,24 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+@dataclass(slots=True)
+class _Daily:
+    day: str
+    key: str
+    deltas: Mapping[str, int]
+    future: asyncio.Future[dict[str, int]]
+
+
+def daily_batcher(send: Callable[[list[_Daily]], Awaitable[None]]) -> Batcher[_Daily]:
+    """As first contacts: the caller's budget (RedisHealth.call) bounds the wait, the queue is not
+    capped (the calls were not before), and a call whose caller gave up is not sent."""
+    return Batcher[_Daily](send, timeout=None, max_pending=UNCAPPED)
+
+
 class RedisCare:
     _client: Redis
     _p: str
+    _dailies: Batcher[_Daily]
 
     def _care_script(self, name: str, source: str) -> AsyncScript:
         scripts: dict[str, AsyncScript] = self.__dict__.setdefault("_care_scripts", {})
@@ -91,12 +122,22 @@ class RedisCare:
         return until if until > now else None
 
     async def add_daily_indexed(self, day: str, key: str, deltas: Mapping[str, int]) -> dict[str, int]:
-        args: list[str | int] = [DAILY_TTL_MS, day]
-        for name, n in deltas.items():
-            args += (name, int(n))
+        """Counted together with every other message's counters that are asked meanwhile: one call."""
+        future: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self._dailies.submit(_Daily(day, key, deltas, future))
+        return await future
+
+    async def _send_dailies(self, jobs: list[_Daily]) -> None:
+        args: list[str | int] = [DAILY_TTL_MS]
+        for job in jobs:
+            args += (f"{self._p}daily:{job.day}:{job.key}", f"{self._p}daily-days:{job.key}", job.day, len(job.deltas))
+            for name, n in job.deltas.items():
+                args += (name, int(n))
         script = self._care_script("daily", DAILY_LUA)
-        raw = await script(keys=[f"{self._p}daily:{day}:{key}", f"{self._p}daily-days:{key}"], args=args)
-        return {_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+        replies = await script(args=args)
+        for job, raw in zip(jobs, replies, strict=True):
+            if not job.future.done():
+                job.future.set_result({_text(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)})
 
     async def forget_daily(self, key: str) -> int:
         """Delete every day's counters of `key` (a person's healthy-use counters on /forget)."""

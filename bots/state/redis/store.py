@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from bots.core.ports import Turn
 from bots.state.memory import Choices
 from bots.state.redis.batch import UNCAPPED, Batcher
-from bots.state.redis.care import RedisCare
+from bots.state.redis.care import RedisCare, daily_batcher
 from bots.state.redis.client import PREFIX
 from bots.state.redis.notes import RedisNotes
 
@@ -196,6 +196,7 @@ class RedisStore(RedisNotes, RedisCare):
         # First contacts asked while earlier ones are out share the next call (the caller's budget,
         # RedisHealth.call, bounds the wait; the queue is not capped, as the calls were not before).
         self._contacts = Batcher[_Contact](self._send_contacts, timeout=None, max_pending=UNCAPPED)
+        self._dailies = daily_batcher(self._send_dailies)  # healthy-use counters, batched alike
 
     @property
     def client(self) -> Redis:
@@ -402,6 +403,7 @@ class RedisStore(RedisNotes, RedisCare):
 
     async def close(self) -> None:
         await self._contacts.close()
+        await self._dailies.close()
 
 
 @dataclass(slots=True)
