@@ -201,3 +201,13 @@ def test_a_huge_message_is_moderated_by_its_start_and_end() -> None:
     assert len(part) <= MODERATED_HEAD + MODERATED_TAIL + 1
     assert part.startswith("I want to kill myself.") and part.endswith(" see you")
     assert moderated_part("short") == "short"
+
+
+@pytest.mark.timeout(60)
+def test_a_huge_word_next_to_a_mention_folds_in_one_pass() -> None:
+    # "@" is a leetspeak letter: the leet pass once restarted at every position of a long word without
+    # one, so a 1 MB word took hours to fold (the event loop with it). Linear, it takes milliseconds.
+    from bots.core.safety.normalize import fold
+
+    assert fold("@bob " + "a" * 1_000_000 + "!") == "abob a"
+    assert fold("hey @bob k1ll") == "hey abob kil"  # repeated letters collapse too

@@ -75,7 +75,7 @@ class LocalModerator:
 
     def sections(self, text: str, names: tuple[str, ...]) -> tuple[str, ...]:
         """Which of the local-only lists (pressure, human_claim, medical, legal, financial) text hits."""
-        return self.lexicon.hits_unblanked(fold(text), names) if text.strip() else ()
+        return self.lexicon.hits_unblanked(fold(moderated_part(text)), names) if text.strip() else ()
 
 
 class NoModerator:
