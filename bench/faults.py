@@ -48,11 +48,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bots.app import build_fleet, make_state
 from bots.config import FleetConfig
 from bots.core.brain import IncompleteReply
-from bots.core.events import Action, Author, Command, Event, Message, Notice, React, Reply, Sent
+from bots.core.events import Action, Author, Command, Event, Message, Reply, Sent
 from bots.core.fleet import Fleet
 from bots.core.plan import Plan
 from bots.persona import Persona
 from tests.fakes.openai_server import Delay, FakeOpenAI, Status
+from tests.headless import Headless, final_text
 from tests.redis_server import RedisServer, SlowProxy
 
 PLATFORM = "bench"
@@ -145,7 +146,7 @@ class Tally:
 
 
 @dataclass
-class Recorder:
+class Recorder(Headless):
     """The platform: takes every reply whole, records which message it answered."""
 
     tally: Tally
@@ -153,26 +154,9 @@ class Recorder:
     text_limit: int = 4000
     count: int = 0
 
-    async def start(self, fleet: Any) -> None:
-        return None
-
-    def accounts(self) -> list[str]:
-        return []
-
-    async def connect(self, account: str) -> bool:
-        return True
-
-    async def disconnect(self, account: str) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
-        text = ""
         try:
-            async for snapshot in snapshots:
-                text = snapshot
+            text = await final_text(snapshots)
         except IncompleteReply:
             return Sent(complete=False)
         self.count += 1
@@ -180,12 +164,6 @@ class Recorder:
             self.tally.sent[reply.reply_to] += 1
             self.tally.resolve(reply.reply_to)
         return Sent(message_ids=(f"{id(self)}-{self.count}",), text=text)
-
-    async def react(self, react: React, persona: Persona) -> None:
-        return None
-
-    async def notify(self, notice: Notice) -> None:
-        return None
 
 
 def timed(fleet: Fleet, tally: Tally) -> None:

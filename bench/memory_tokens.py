@@ -21,18 +21,18 @@ import random
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bots.config import FleetConfig
 from bots.core.brain import Brain, IncompleteReply
-from bots.core.events import Author, Message, Notice, React, Reply, Sent
+from bots.core.events import Author, Message, Reply, Sent
 from bots.core.fleet import Fleet
 from bots.core.memory.summarise import MARKER
 from bots.core.ports import Chunk, LLMRequest
 from bots.persona import Persona, load_personas
 from bots.state.memory import MemoryRateLimiter, MemoryStore
+from tests.headless import Headless, final_text
 
 DAY = 86400.0
 REPLY = "That is a real question, and I would start with what you can afford to lose. " * 3
@@ -63,7 +63,7 @@ class TokenClient:
         return None
 
 
-class Sink:
+class Sink(Headless):
     platform = "bench"
     text_limit = 4000
 
@@ -71,36 +71,13 @@ class Sink:
         self.n = 0
         self.memory_chars = 0
 
-    async def start(self, fleet: Any) -> None:
-        return None
-
-    def accounts(self) -> list[str]:
-        return []
-
-    async def connect(self, account: str) -> bool:
-        return True
-
-    async def disconnect(self, account: str) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
-        text = ""
         try:
-            async for snapshot in snapshots:
-                text = snapshot
+            text = await final_text(snapshots)
         except IncompleteReply:
             return Sent(complete=False)
         self.n += 1
         return Sent(message_ids=(f"r{self.n}",), text=text)
-
-    async def react(self, react: React, persona: Persona) -> None:
-        return None
-
-    async def notify(self, notice: Notice) -> None:
-        return None
 
 
 PERSONAS = Path(__file__).resolve().parent.parent / "personas"

