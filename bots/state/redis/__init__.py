@@ -3,7 +3,8 @@
 - client.py: the client for the per-message path, pub/sub, the key prefix, the time budget, FAULTS.
 - limiter.py: GCRA rate limits in one Lua script per batch of routing decisions.
 - admission.py: a whole message decision (claim, opt-out, history append, mutes, every limit) in one
-  Lua script per batch of concurrent messages; it writes no keys of its own (see the table).
+  Lua script per batch of concurrent messages (the script itself: admissionscript.py); it writes no
+  keys of its own (see the table).
 - batch.py: coalescing concurrent calls into one script call (admission, limits, claim settling,
   first contacts).
 - store.py: the Store protocol in Redis (history, dedupe, opt-outs, mutes, first contacts, usage).
@@ -47,7 +48,7 @@ Every key, under the prefix (`botfleet:` by default), and how long it lives:
 | `choices-version`                | string | none: see below                                                 |
 | `epoch`                          | string | none: see below (bots/ops/leases.py)                            |
 
-The admission script (admission.py) reads and writes, for each message of its batch, the keys the
+The admission script (admissionscript.py) reads and writes, for each message of its batch, the keys the
 step-by-step path would: `seen:`, `claims` and `claims:payload` (the claim; a message nothing can
 come of is claimed as done, with no pending entry), `optout:<platform>`, `h:<conversation>` and
 `uc:<platform>:<user>` (the append), `mute:<conversation>` (and the parent channel's), `rl:<rate key>`
